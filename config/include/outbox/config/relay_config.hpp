@@ -1,0 +1,105 @@
+#pragma once
+
+#include "outbox/base/log.hpp"
+#include "outbox/config/schema.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace outbox::config {
+
+/// Where each outbox field is read from in a table row.
+struct column_map {
+  std::string id;
+  std::string aggregate_type;
+  std::string aggregate_id;
+  std::string event_type;
+  std::string payload;
+  std::string headers;
+};
+
+/// One outbox table tailed by the relay.
+struct table_source {
+  std::string schema;  ///< `public` when the configured name has no schema
+  std::string table;
+  column_map columns;
+  bool delete_after_publish = false;
+
+  /// `schema.table`, as used in the `outbox_table` header and metrics.
+  [[nodiscard]] std::string qualified_name() const { return schema + "." + table; }
+};
+
+/// Events sent with `pg_logical_emit_message(true, prefix, json)`.
+struct logical_messages_source {
+  std::string prefix;
+};
+
+/// The `source:` section: the PostgreSQL side.
+struct source_config {
+  std::string dsn;
+  std::string slot;
+  std::string publication;
+  std::vector<table_source> tables;
+  std::optional<logical_messages_source> logical_messages;
+  std::chrono::milliseconds heartbeat_interval{};  ///< zero disables heartbeats
+};
+
+enum class delivery_mode { at_least_once, exactly_once };
+std::string_view to_string(delivery_mode d) noexcept;
+
+/// The `sink:` section: the Kafka side.
+struct sink_config {
+  std::string brokers;
+  std::string topic_template;
+  delivery_mode delivery = delivery_mode::at_least_once;
+  std::string checkpoint_topic;
+  std::map<std::string, std::string> properties;  ///< passed to librdkafka unchanged
+};
+
+/// The `relay:` section: memory bounds and timing.
+struct relay_limits {
+  std::int64_t max_inflight_messages = 0;
+  std::uint64_t max_inflight_bytes = 0;
+  std::chrono::milliseconds status_interval{};
+  std::chrono::milliseconds shutdown_timeout{};
+};
+
+/// The `metrics:` section.
+struct metrics_config {
+  std::string listen;  ///< `host:port`
+};
+
+/// The `log:` section.
+struct log_config {
+  outbox::log::level level = outbox::log::level::info;
+  outbox::log::format format = outbox::log::format::json;
+};
+
+/// The whole `outbox-relay` config file (SPEC §4), validated.
+struct relay_config {
+  source_config source;
+  sink_config sink;
+  relay_limits relay;
+  metrics_config metrics;
+  log_config log;
+  values tree;  ///< every key as loaded, for dump_redacted
+};
+
+/// The declarations behind relay_config: keys, defaults, docs and cross-key rules.
+const schema& relay_schema();
+
+/// Reads and validates an `outbox-relay` config file; throws config_error listing every problem.
+relay_config load_relay_config(const std::string& path);
+
+/// Validates config text; `file_name_for_messages` prefixes every error line.
+relay_config parse_relay_config(std::string_view yaml_text, std::string_view file_name_for_messages);
+
+/// The config as YAML with passwords and secrets replaced by `*****`, for `--check`.
+std::string dump_redacted(const relay_config& c);
+
+}  // namespace outbox::config

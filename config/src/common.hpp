@@ -1,0 +1,19 @@
+#pragma once
+
+#include "outbox/config/relay_config.hpp"
+#include "outbox/config/schema.hpp"
+
+#include <string>
+#include <string_view>
+
+namespace outbox::config::detail {
+
+/// The `metrics:` section every binary has, listening on `default_listen`.
+key_spec metrics_section(std::string default_listen);
+/// The `log:` section every binary has.
+key_spec log_section();
+
+metrics_config read_metrics(const values& v);
+log_config read_log(const values& v);
+
+}  // namespace outbox::config::detail

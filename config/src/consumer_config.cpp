@@ -1,0 +1,225 @@
+#include "outbox/config/consumer_config.hpp"
+
+#include "common.hpp"
+#include "validators.hpp"
+
+#include <algorithm>
+#include <array>
+#include <limits>
+#include <stdexcept>
+
+namespace outbox::config {
+namespace {
+
+constexpr std::int64_t k_max_attempts = 1000;
+constexpr std::int64_t k_max_window = 1'000'000;
+
+schema make_consumer_schema() {
+  schema s;
+  s.title = "consumer SDK";
+  s.keys = {
+      section("consumer",
+              {
+                  string_key("brokers")
+                      .defaults("127.0.0.1:9092")
+                      .check(detail::not_empty())
+                      .describe("Kafka bootstrap servers, comma-separated `host:port`"),
+                  string_key("group_id").required().describe("Kafka consumer group"),
+                  string_list_key("topics")
+                      .required()
+                      .check(detail::topic_list(), "non-empty")
+                      .describe("Topics to consume; `^regex` subscribes by pattern"),
+                  string_map_key("properties").describe("librdkafka consumer properties, passed unchanged"),
+              })
+          .describe("Kafka consumer"),
+      section("dedupe",
+              {
+                  enum_key("store", {"memory", "postgres", "sqlite", "redis"})
+                      .defaults("memory")
+                      .describe("Where processed event ids are remembered"),
+                  string_key("dsn").describe("PostgreSQL connection for `store: postgres` (libpq string or URI)"),
+                  string_key("path").describe("Database file for `store: sqlite`"),
+                  string_key("url").describe("`redis://host:port` for `store: redis`"),
+                  duration_key("retention")
+                      .defaults("7d")
+                      .check(detail::positive(), "more than 0s")
+                      .describe("How long an event id is remembered; must cover the whole retry schedule"),
+              })
+          .describe("Duplicate detection on the `event_id` header"),
+      section(
+          "retry",
+          {
+              enum_key("schedule", {"fixed", "exponential", "decorrelated", "list", "wechatpay"})
+                  .defaults("exponential")
+                  .describe("Backoff between in-process attempts; `wechatpay` is 15s 15s 30s 3m 10m 20m 30m "
+                            "30m 30m 60m 3h 3h 3h 6h 6h"),
+              duration_key("initial")
+                  .defaults("200ms")
+                  .check(detail::positive(), "more than 0s")
+                  .describe("First delay"),
+              duration_key("max").defaults("30s").check(detail::positive(), "more than 0s").describe("Longest delay"),
+              int_key("attempts")
+                  .defaults("5")
+                  .between(1, k_max_attempts)
+                  .in_unit("attempts")
+                  .describe("In-process, blocking attempts before the retry topics"),
+              duration_list_key("delays").describe("The delays of `schedule: list`"),
+              duration_list_key("topics").describe(
+                  "Non-blocking tiers `<topic>.retry.<delay>` tried after the in-process attempts, then the DLQ"),
+              enum_key("ordering", {"per_key", "none"})
+                  .defaults("per_key")
+                  .describe("`per_key` holds later records of a key while one waits to be retried"),
+          })
+          .describe("Retries of failed records"),
+      section("dlq",
+              {
+                  string_key("topic")
+                      .defaults("{topic}.dlq")
+                      .check(detail::topic_template({"topic"}))
+                      .describe("Dead-letter topic; `{topic}` is the original topic"),
+                  number_key("max_ratio")
+                      .defaults("0.5")
+                      .check(detail::ratio(), "more than 0, at most 1")
+                      .in_unit("ratio")
+                      .describe("Consumption halts when more than this share of the last `window` records were "
+                                "dead-lettered"),
+                  int_key("window")
+                      .defaults("200")
+                      .between(1, k_max_window)
+                      .in_unit("records")
+                      .describe("Records counted by the DLQ breaker"),
+              })
+          .describe("Dead-letter topic and its breaker"),
+      detail::metrics_section("127.0.0.1:9188"),
+      detail::log_section(),
+  };
+  s.rules = {
+      {"`dedupe.dsn` is required with `store: postgres`, `dedupe.path` with `sqlite`, `dedupe.url` with `redis`.",
+       [](rule_context& ctx) {
+         const auto* store = ctx.loaded().find<std::string>("dedupe.store");
+         if (store == nullptr) return;
+         const std::string needed = *store == "postgres" ? "dsn"
+                                    : *store == "sqlite" ? "path"
+                                    : *store == "redis"  ? "url"
+                                                         : "";
+         if (needed.empty()) return;
+         const auto* given = ctx.loaded().find<std::string>("dedupe." + needed);
+         if (given == nullptr || given->empty()) {
+           ctx.fail("dedupe." + needed, "is required when dedupe.store is " + *store);
+         }
+       }},
+      {"`retry.delays` is non-empty with `schedule: list`.",
+       [](rule_context& ctx) {
+         const auto* schedule = ctx.loaded().find<std::string>("retry.schedule");
+         const auto* delays = ctx.loaded().find<std::vector<std::chrono::milliseconds>>("retry.delays");
+         if (schedule != nullptr && *schedule == "list" && delays != nullptr && delays->empty()) {
+           ctx.fail("retry.delays", "is required when retry.schedule is list, e.g. [1s, 10s, 1m]");
+         }
+       }},
+      {"`retry.initial` is at most `retry.max`.",
+       [](rule_context& ctx) {
+         const auto* initial = ctx.loaded().find<std::chrono::milliseconds>("retry.initial");
+         const auto* max = ctx.loaded().find<std::chrono::milliseconds>("retry.max");
+         if (initial != nullptr && max != nullptr && *initial > *max) {
+           ctx.fail("retry.initial", "is longer than retry.max; raise retry.max or lower retry.initial");
+         }
+       }},
+  };
+  return s;
+}
+
+template <typename E, std::size_t N>
+E pick(const std::string& text, const std::array<std::pair<std::string_view, E>, N>& table) {
+  for (const auto& [name, e] : table) {
+    if (name == text) return e;
+  }
+  throw std::logic_error("config value `" + text + "` has no enumerator");
+}
+
+constexpr std::array<std::pair<std::string_view, dedupe_store>, 4> k_stores{{{"memory", dedupe_store::memory},
+                                                                             {"postgres", dedupe_store::postgres},
+                                                                             {"sqlite", dedupe_store::sqlite},
+                                                                             {"redis", dedupe_store::redis}}};
+constexpr std::array<std::pair<std::string_view, retry_schedule>, 5> k_schedules{
+    {{"fixed", retry_schedule::fixed},
+     {"exponential", retry_schedule::exponential},
+     {"decorrelated", retry_schedule::decorrelated},
+     {"list", retry_schedule::list},
+     {"wechatpay", retry_schedule::wechatpay}}};
+constexpr std::array<std::pair<std::string_view, retry_ordering>, 2> k_orderings{
+    {{"per_key", retry_ordering::per_key}, {"none", retry_ordering::none}}};
+
+template <typename E, std::size_t N>
+std::string_view name_of(E e, const std::array<std::pair<std::string_view, E>, N>& table) noexcept {
+  for (const auto& [name, candidate] : table) {
+    if (candidate == e) return name;
+  }
+  return table.front().first;
+}
+
+std::string optional_text(const values& v, std::string_view path) {
+  const auto* text = v.find<std::string>(path);
+  return text == nullptr ? std::string() : *text;
+}
+
+consumer_config from_values(values v) {
+  consumer_config c;
+  c.consumer.brokers = v.get<std::string>("consumer.brokers");
+  c.consumer.group_id = v.get<std::string>("consumer.group_id");
+  c.consumer.topics = v.get<std::vector<std::string>>("consumer.topics");
+  c.consumer.properties = v.get<std::map<std::string, std::string>>("consumer.properties");
+
+  c.dedupe.store = pick(v.get<std::string>("dedupe.store"), k_stores);
+  c.dedupe.dsn = optional_text(v, "dedupe.dsn");
+  c.dedupe.path = optional_text(v, "dedupe.path");
+  c.dedupe.url = optional_text(v, "dedupe.url");
+  c.dedupe.retention = v.get<std::chrono::milliseconds>("dedupe.retention");
+
+  c.retry.schedule = pick(v.get<std::string>("retry.schedule"), k_schedules);
+  c.retry.initial = v.get<std::chrono::milliseconds>("retry.initial");
+  c.retry.max = v.get<std::chrono::milliseconds>("retry.max");
+  c.retry.attempts = static_cast<int>(v.get<std::int64_t>("retry.attempts"));
+  c.retry.delays = v.get<std::vector<std::chrono::milliseconds>>("retry.delays");
+  c.retry.topics = v.get<std::vector<std::chrono::milliseconds>>("retry.topics");
+  c.retry.ordering = pick(v.get<std::string>("retry.ordering"), k_orderings);
+
+  c.dlq.topic = v.get<std::string>("dlq.topic");
+  c.dlq.max_ratio = v.get<double>("dlq.max_ratio");
+  c.dlq.window = static_cast<int>(v.get<std::int64_t>("dlq.window"));
+
+  c.metrics = detail::read_metrics(v);
+  c.log = detail::read_log(v);
+  c.tree = std::move(v);
+  return c;
+}
+
+}  // namespace
+
+std::string_view to_string(dedupe_store s) noexcept { return name_of(s, k_stores); }
+std::string_view to_string(retry_schedule s) noexcept { return name_of(s, k_schedules); }
+std::string_view to_string(retry_ordering o) noexcept { return name_of(o, k_orderings); }
+
+schema consumer_schema(std::span<const key_spec> extra_sections) {
+  static const schema base = make_consumer_schema();
+  schema s = base;
+  for (const auto& extra : extra_sections) {
+    const bool taken =
+        std::any_of(s.keys.begin(), s.keys.end(), [&](const key_spec& k) { return k.name == extra.name; });
+    if (taken) throw std::logic_error("config section `" + extra.name + "` is declared twice");
+    s.keys.push_back(extra);
+  }
+  return s;
+}
+
+consumer_config load_consumer_config(const std::string& path, std::span<const key_spec> extra_sections) {
+  return from_values(load_values(consumer_schema(extra_sections), path));
+}
+
+consumer_config parse_consumer_config(std::string_view yaml_text, std::string_view file_name_for_messages,
+                                      std::span<const key_spec> extra_sections) {
+  return from_values(parse_values(consumer_schema(extra_sections), yaml_text, file_name_for_messages));
+}
+
+std::string dump_redacted(const consumer_config& c) { return dump_redacted(c.tree); }
+
+}  // namespace outbox::config

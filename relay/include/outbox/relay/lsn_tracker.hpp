@@ -1,0 +1,65 @@
+#pragma once
+
+#include "outbox/relay/lsn.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+
+namespace outbox::relay {
+
+/// Decides which LSN may be confirmed (flushed) to PostgreSQL.
+///
+/// The rule: confirm up to the end LSN of the last transaction T such that every event of T and of every
+/// transaction before T is acknowledged by Kafka; a transaction without events is confirmable as soon as all
+/// before it are. Confirming past an unacknowledged event would let PostgreSQL discard WAL that a restart still
+/// needs, losing that event. When nothing is in flight and no transaction is open, confirm
+/// max(highest server position observed, last committed end LSN): the server sends a transaction only after
+/// every position it reported before, so all it sent up to that position has then been acknowledged. A position
+/// observed while busy is remembered and applies once idle. confirmable() never moves backwards.
+class lsn_tracker {
+ public:
+  using event_id = std::uint64_t;
+
+  /// Begin of a transaction in stream order; throws std::logic_error if one is open.
+  void begin(lsn_t final_lsn);
+  /// Registers an event of the open transaction, handed to Kafka; ids strictly increase.
+  event_id add_event();
+  /// Commit of the open transaction; `end_lsn` becomes confirmable once its events and all before are acked.
+  void commit(lsn_t end_lsn);
+  /// Kafka acknowledged this event (any order); throws std::logic_error on an unknown or repeated id.
+  void ack(event_id id);
+  /// The server's WAL position (keepalive wal_end); confirmed only while idle, see the rule above.
+  void observe_server_position(lsn_t wal_end);
+
+  /// Highest LSN safe to report as the flush LSN; never decreases.
+  [[nodiscard]] lsn_t confirmable() const noexcept { return m_confirmable; }
+  /// Events handed out and not yet acknowledged.
+  [[nodiscard]] std::size_t inflight_events() const noexcept { return m_inflight; }
+  /// Transactions still tracked: the open one and committed ones not yet confirmable (0 when idle).
+  [[nodiscard]] std::size_t open_transactions() const noexcept { return m_transactions.size(); }
+
+ private:
+  /// Events [first_id, end_id) of one transaction (or of several merged ones, with the last one's end LSN).
+  struct transaction {
+    lsn_t end_lsn;
+    event_id first_id;
+    event_id end_id;
+    std::size_t pending;
+    bool committed;
+  };
+
+  void advance();
+
+  std::deque<transaction> m_transactions;
+  std::deque<bool> m_acked;  ///< one flag per id from m_first_tracked_id to m_next_id
+  event_id m_first_tracked_id = 1;
+  event_id m_next_id = 1;
+  bool m_open = false;
+  std::size_t m_inflight = 0;
+  lsn_t m_server_position = 0;
+  lsn_t m_last_committed = 0;
+  lsn_t m_confirmable = 0;
+};
+
+}  // namespace outbox::relay

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs everything the build, the tests and the local services need. Idempotent.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  librdkafka-dev libpq-dev libpqxx-dev libasio-dev libyaml-cpp-dev nlohmann-json3-dev
+  libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev libhiredis-dev
+  postgresql-15 postgresql-client-15 redis-server kcat prometheus
+  default-jre-headless maven clang-format clang-tidy python3 procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+# A JDK from elsewhere also does: only install a JRE when there is no java at all.
+if command -v java >/dev/null 2>&1; then
+  missing=("${missing[@]/default-jre-headless/}")
+fi
+if command -v mvn >/dev/null 2>&1; then
+  missing=("${missing[@]/maven/}")
+fi
+read -r -a missing <<<"${missing[*]}"
+
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The Debian redis-server and postgresql packages start system-wide services; the project runs its own.
+else
+  log "Debian packages: all present"
+fi
+
+# Apache Kafka broker jars, resolved through Maven from scripts/kafka/pom.xml, cached outside the tree.
+marker=$KAFKA_LIBS/.complete
+if [ -f "$marker" ] && [ "$(cat "$marker")" = "$(sha256sum "$OUTBOX_ROOT/scripts/kafka/pom.xml" | cut -d' ' -f1)" ]; then
+  log "Kafka $KAFKA_VERSION jars: cached in $KAFKA_LIBS"
+else
+  log "resolving Kafka $KAFKA_VERSION jars with Maven into $KAFKA_LIBS"
+  rm -rf "$KAFKA_LIBS"
+  mkdir -p "$KAFKA_LIBS"
+  mvn -q -B -f "$OUTBOX_ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$KAFKA_LIBS" -DincludeScope=runtime
+  sha256sum "$OUTBOX_ROOT/scripts/kafka/pom.xml" | cut -d' ' -f1 >"$marker"
+fi

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh clone: install, build, start the local services, run every
+# test (unit, integration, fault), stop the services again (also on failure or Ctrl-C).
+# Extra arguments go to ctest, e.g. `scripts/test.sh -L unit`.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+started=0
+cleanup() {
+  local rc=$?
+  if [ "$started" = 1 ]; then "$OUTBOX_ROOT/scripts/services.sh" stop || true; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+t0=$(date +%s)
+"$OUTBOX_ROOT/scripts/install.sh"
+t1=$(date +%s)
+OUTBOX_WERROR=ON "$OUTBOX_ROOT/scripts/build.sh"
+t2=$(date +%s)
+started=1
+"$OUTBOX_ROOT/scripts/services.sh" start >/dev/null
+# shellcheck disable=SC1091
+source "$OUTBOX_RUN_DIR/services.env"
+t3=$(date +%s)
+log "install $((t1 - t0))s, build $((t2 - t1))s, services $((t3 - t2))s; running tests"
+ctest --test-dir "$OUTBOX_BUILD_DIR" --output-on-failure --timeout 900 -j 1 "$@"
+log "tests $(($(date +%s) - t3))s, total $(($(date +%s) - t0))s"

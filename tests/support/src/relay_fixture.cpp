@@ -1,0 +1,84 @@
+#include "outbox/test/relay_fixture.hpp"
+
+#include "outbox/test/postgres.hpp"
+
+#include <csignal>
+#include <fstream>
+#include <iostream>
+
+namespace outbox::test {
+
+using namespace std::chrono_literals;
+
+std::string relay_fixture::relay_binary() { return OUTBOX_RELAY_BIN; }
+
+void relay_fixture::SetUp() {
+  require_services();
+  m_dir = scratch_dir("relay");
+  m_slot = unique_name("slot");
+  m_publication = unique_name("pub");
+  pg_drop_slot(m_slot);
+  pg_exec("DROP PUBLICATION IF EXISTS " + m_publication);
+}
+
+void relay_fixture::TearDown() {
+  if (m_relay && m_relay->running()) {
+    m_relay->stop(SIGKILL, 10s);
+  }
+  if (HasFailure() && m_relay) {
+    std::cerr << "---- relay log (" << m_dir << ") ----\n" << m_relay->log().substr(0, 20000) << "\n";
+  }
+  m_relay.reset();
+  pg_drop_slot(m_slot);
+  pg_exec("DROP PUBLICATION IF EXISTS " + m_publication);
+  for (const auto& t : m_tables) pg_exec("DROP TABLE IF EXISTS " + t);
+}
+
+std::string relay_fixture::create_table(std::string_view prefix, std::string_view columns) {
+  const std::string name = unique_name(prefix);
+  pg_exec("DROP TABLE IF EXISTS " + name);
+  pg_exec("CREATE TABLE " + name + " (" + std::string(columns) + ")");
+  m_tables.push_back(name);
+  return name;
+}
+
+std::string relay_fixture::tables(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += "    - name: public." + n + "\n";
+  return out;
+}
+
+std::string relay_fixture::config(std::string_view tables_yaml, std::string_view source_extra,
+                                  std::string_view top_extra) const {
+  std::string y = "source:\n  dsn: ${OUTBOX_PG_DSN}\n  slot: " + m_slot + "\n  publication: " + m_publication + "\n";
+  if (!tables_yaml.empty()) y += "  tables:\n" + std::string(tables_yaml);
+  y += source_extra;
+  y += "sink:\n  brokers: ${OUTBOX_KAFKA_BROKERS}\n";
+  y += "relay:\n  status_interval: 200ms\n  shutdown_timeout: 20s\n";
+  y += "log:\n  level: info\n";
+  y += top_extra;
+  return y;
+}
+
+std::string relay_fixture::write_config(std::string_view yaml) {
+  m_config_path = m_dir + "/relay.yaml";
+  std::ofstream(m_config_path) << yaml;
+  return m_config_path;
+}
+
+child_process& relay_fixture::start_relay(std::string_view yaml) {
+  write_config(yaml);
+  m_relay = std::make_unique<child_process>(std::vector<std::string>{relay_binary(), "--config", m_config_path},
+                                            m_dir + "/relay.log");
+  restart_relay();
+  return *m_relay;
+}
+
+void relay_fixture::restart_relay() {
+  m_relay->start();
+  if (!m_relay->wait_for_log("\"msg\":\"streaming\"", 60s)) {
+    ADD_FAILURE() << "the relay did not start streaming within 60 s; log:\n" << m_relay->log();
+  }
+}
+
+}  // namespace outbox::test

@@ -1,0 +1,160 @@
+#include "config_test_util.hpp"
+
+#include "outbox/config/consumer_config.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+namespace outbox::config {
+namespace {
+
+using namespace std::chrono_literals;
+using test_util::error_line;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+consumer_config parse(std::string_view text) { return parse_consumer_config(text, "ledger.yaml"); }
+
+// SPEC §5, verbatim.
+constexpr std::string_view k_spec_example = R"(consumer:
+  brokers: 127.0.0.1:9092
+  group_id: ledger
+  topics: [payments]
+  properties: {}                 # passed to librdkafka unchanged
+dedupe:
+  store: postgres                # memory | postgres | sqlite | redis
+  dsn: ${LEDGER_PG_DSN}          # postgres; sqlite takes `path`, redis takes `url`
+  retention: 7d
+retry:
+  schedule: exponential          # fixed | exponential | decorrelated | list | wechatpay
+  initial: 200ms
+  max: 30s
+  attempts: 5                    # in-process, blocking
+  topics: [10s, 1m, 10m]         # then non-blocking tiers, then the DLQ
+  ordering: per_key              # or none
+dlq:
+  topic: "{topic}.dlq"
+  max_ratio: 0.5
+  window: 200
+metrics:
+  listen: 127.0.0.1:9188
+)";
+
+constexpr std::string_view k_minimal = "consumer:\n  group_id: g\n  topics: [t]\n";
+
+std::string with(std::string_view extra) { return std::string(k_minimal) + std::string(extra); }
+
+TEST(config_consumer, spec_example_parses_to_the_expected_struct) {
+  ::setenv("LEDGER_PG_DSN", "postgresql://ledger:pw@127.0.0.1/ledger", 1);
+  const auto c = parse(k_spec_example);
+  EXPECT_EQ(c.consumer.brokers, "127.0.0.1:9092");
+  EXPECT_EQ(c.consumer.group_id, "ledger");
+  EXPECT_THAT(c.consumer.topics, ElementsAre("payments"));
+  EXPECT_TRUE(c.consumer.properties.empty());
+  EXPECT_EQ(c.dedupe.store, dedupe_store::postgres);
+  EXPECT_EQ(c.dedupe.dsn, "postgresql://ledger:pw@127.0.0.1/ledger");
+  EXPECT_EQ(c.dedupe.retention, 7 * 24h);
+  EXPECT_EQ(c.retry.schedule, retry_schedule::exponential);
+  EXPECT_EQ(c.retry.initial, 200ms);
+  EXPECT_EQ(c.retry.max, 30s);
+  EXPECT_EQ(c.retry.attempts, 5);
+  EXPECT_TRUE(c.retry.delays.empty());
+  EXPECT_THAT(c.retry.topics, ElementsAre(10s, 1min, 10min));
+  EXPECT_EQ(c.retry.ordering, retry_ordering::per_key);
+  EXPECT_EQ(c.dlq.topic, "{topic}.dlq");
+  EXPECT_DOUBLE_EQ(c.dlq.max_ratio, 0.5);
+  EXPECT_EQ(c.dlq.window, 200);
+  EXPECT_EQ(c.metrics.listen, "127.0.0.1:9188");
+  EXPECT_EQ(c.log.level, outbox::log::level::info);
+}
+
+TEST(config_consumer, defaults) {
+  const auto c = parse(k_minimal);
+  EXPECT_EQ(c.consumer.brokers, "127.0.0.1:9092");
+  EXPECT_EQ(c.dedupe.store, dedupe_store::memory);
+  EXPECT_EQ(c.dedupe.retention, 7 * 24h);
+  EXPECT_EQ(c.retry.schedule, retry_schedule::exponential);
+  EXPECT_EQ(c.retry.initial, 200ms);
+  EXPECT_EQ(c.retry.max, 30s);
+  EXPECT_EQ(c.retry.attempts, 5);
+  EXPECT_TRUE(c.retry.topics.empty());
+  EXPECT_EQ(c.retry.ordering, retry_ordering::per_key);
+  EXPECT_EQ(c.dlq.topic, "{topic}.dlq");
+  EXPECT_DOUBLE_EQ(c.dlq.max_ratio, 0.5);
+  EXPECT_EQ(c.dlq.window, 200);
+  EXPECT_EQ(c.metrics.listen, "127.0.0.1:9188");
+}
+
+TEST(config_consumer, group_id_and_topics_are_required) {
+  const auto lines = test_util::error_lines([] { parse("consumer:\n  brokers: k:9092\n"); });
+  EXPECT_THAT(lines, ElementsAre("ledger.yaml:1:1: consumer.group_id: is required",
+                                 "ledger.yaml:1:1: consumer.topics: is required"));
+  EXPECT_THAT(error_line([] { parse("consumer:\n  group_id: g\n  topics: []\n"); }),
+              HasSubstr("consumer.topics: is empty; list at least one topic"));
+  EXPECT_THAT(error_line([] { parse("consumer:\n  group_id: g\n  topics: payments\n"); }),
+              HasSubstr("consumer.topics: expected a list of strings, e.g. [a, b], got `payments`"));
+}
+
+TEST(config_consumer, each_store_requires_its_location) {
+  EXPECT_EQ(error_line([] { parse(with("dedupe:\n  store: postgres\n")); }),
+            "ledger.yaml:4:1: dedupe.dsn: is required when dedupe.store is postgres");
+  EXPECT_THAT(error_line([] { parse(with("dedupe: {store: sqlite}\n")); }),
+              HasSubstr("dedupe.path: is required when dedupe.store is sqlite"));
+  EXPECT_THAT(error_line([] { parse(with("dedupe: {store: redis, dsn: x}\n")); }),
+              HasSubstr("dedupe.url: is required when dedupe.store is redis"));
+  const auto c = parse(with("dedupe: {store: sqlite, path: /var/lib/ledger/dedupe.db, retention: 30d}\n"));
+  EXPECT_EQ(c.dedupe.store, dedupe_store::sqlite);
+  EXPECT_EQ(c.dedupe.path, "/var/lib/ledger/dedupe.db");
+  EXPECT_EQ(c.dedupe.retention, 30 * 24h);
+}
+
+TEST(config_consumer, retry_rules) {
+  const auto c = parse(with("retry: {schedule: list, delays: [1s, 5s, 1m], ordering: none}\n"));
+  EXPECT_EQ(c.retry.schedule, retry_schedule::list);
+  EXPECT_THAT(c.retry.delays, ElementsAre(1s, 5s, 1min));
+  EXPECT_EQ(c.retry.ordering, retry_ordering::none);
+  EXPECT_THAT(error_line([] { parse(with("retry: {schedule: list}\n")); }),
+              HasSubstr("retry.delays: is required when retry.schedule is list"));
+  EXPECT_THAT(error_line([] { parse(with("retry: {initial: 1m, max: 10s}\n")); }),
+              HasSubstr("retry.initial: is longer than retry.max"));
+  EXPECT_THAT(error_line([] { parse(with("retry: {attempts: 0}\n")); }), HasSubstr("must be between 1 and 1000"));
+  EXPECT_EQ(error_line([] { parse(with("retry:\n  topics: [10s, 1x]\n")); }),
+            "ledger.yaml:5:17: retry.topics[1]: `1x` has an unknown unit `x`; write a whole number and a unit: 250ms, "
+            "10s, 5m, 1h or 7d");
+}
+
+TEST(config_consumer, dlq_ratio_is_in_zero_one) {
+  EXPECT_THAT(error_line([] { parse(with("dlq: {max_ratio: 0}\n")); }),
+              HasSubstr("dlq.max_ratio: must be greater than 0"));
+  EXPECT_THAT(error_line([] { parse(with("dlq: {max_ratio: 1.5}\n")); }), HasSubstr("at most 1"));
+  EXPECT_THAT(error_line([] { parse(with("dlq: {max_ratio: half}\n")); }), HasSubstr("`half` is not a number"));
+  EXPECT_THAT(error_line([] { parse(with("dlq: {topic: \"{topic}.{group}\"}\n")); }),
+              HasSubstr("unknown placeholder `{group}`"));
+  EXPECT_DOUBLE_EQ(parse(with("dlq: {max_ratio: 1}\n")).dlq.max_ratio, 1.0);
+}
+
+TEST(config_consumer, an_app_can_add_its_own_section) {
+  const std::vector<key_spec> ledger = {section("ledger", {string_key("dsn").required().describe("Ledger database"),
+                                                           int_key("batch").defaults("10").between(1, 100)})
+                                            .describe("payment-ledger")};
+  ::setenv("OUTBOX_CFG_TEST_LEDGER_DSN", "host=ledger password=pw", 1);
+  const auto c = parse_consumer_config(with("ledger:\n  dsn: ${OUTBOX_CFG_TEST_LEDGER_DSN}\n"), "ledger.yaml", ledger);
+  EXPECT_EQ(c.tree.get<std::string>("ledger.dsn"), "host=ledger password=pw");
+  EXPECT_EQ(c.tree.get<std::int64_t>("ledger.batch"), 10);
+  EXPECT_THAT(dump_redacted(c), HasSubstr("ledger:\n  dsn: host=ledger password=*****\n  batch: 10\n"));
+
+  EXPECT_EQ(error_line([] { parse(with("ledger:\n  dsn: x\n")); }),
+            "ledger.yaml:4:1: ledger: unknown key; the keys here are `consumer`, `dedupe`, `retry`, `dlq`, `metrics`, "
+            "`log`");
+  EXPECT_THAT(test_util::error_lines([&] { parse_consumer_config(with("ledgr:\n  dsn: x\n"), "ledger.yaml", ledger); }),
+              ElementsAre("ledger.yaml:1:1: ledger.dsn: is required",
+                          "ledger.yaml:4:1: ledgr: unknown key; did you mean `ledger`?"));
+  EXPECT_EQ(error_line([&] { parse_consumer_config(k_minimal, "ledger.yaml", ledger); }),
+            "ledger.yaml:1:1: ledger.dsn: is required");
+  EXPECT_THROW(consumer_schema(std::vector<key_spec>{section("dedupe", {})}), std::logic_error);
+}
+
+}  // namespace
+}  // namespace outbox::config
