@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# End-to-end relay throughput: N outbox rows already committed in the slot, timed from relay start
+# until the slot's confirmed_flush_lsn passes them (every record acknowledged by Kafka). The
+# reference, in the same run, is kcat producing N records of the same size with the same producer
+# settings (idempotent, acks=all, lz4, linger 5 ms); the ratio is what to compare across machines.
+#
+#   tests/bench/relay_throughput.sh [N] [ROWS_PER_TRANSACTION]      (services must be running)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+source "$root/scripts/lib.sh"
+[ -f "$OUTBOX_RUN_DIR/services.env" ] || die "start the services first: scripts/services.sh start"
+source "$OUTBOX_RUN_DIR/services.env"
+n=${1:-200000}
+per_tx=${2:-100}
+relay_bin=$OUTBOX_BUILD_DIR/relay/outbox-relay
+[ -x "$relay_bin" ] || die "build first: scripts/build.sh"
+
+tag=bench_$(date +%s)_$$
+dir=$(mktemp -d)
+pg() { psql "$OUTBOX_PG_DSN" -v ON_ERROR_STOP=1 -qtAX "$@"; }
+cleanup() {
+  [ -n "${relay_pid:-}" ] && kill -9 "$relay_pid" 2>/dev/null || true
+  pg -c "SELECT pg_drop_replication_slot('$tag') FROM pg_replication_slots WHERE slot_name = '$tag'" >/dev/null 2>&1 || true
+  pg -c "DROP PUBLICATION IF EXISTS ${tag}_pub; DROP TABLE IF EXISTS ${tag}_outbox" >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+pg -c "CREATE TABLE ${tag}_outbox (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), aggregate_type text NOT NULL,
+  aggregate_id text NOT NULL, event_type text NOT NULL, payload jsonb, headers jsonb NOT NULL DEFAULT '{}',
+  created_at timestamptz NOT NULL DEFAULT now())"
+cat >"$dir/relay.yaml" <<YAML
+source:
+  dsn: \${OUTBOX_PG_DSN}
+  slot: $tag
+  publication: ${tag}_pub
+  tables:
+    - name: public.${tag}_outbox
+sink:
+  brokers: \${OUTBOX_KAFKA_BROKERS}
+relay:
+  status_interval: 100ms
+log:
+  level: warn
+YAML
+# Create the slot and publication, then stop: the rows below wait in the slot.
+"$relay_bin" --config "$dir/relay.yaml" 2>"$dir/setup.log" &
+relay_pid=$!
+wait_for "pg -c \"SELECT 1 FROM pg_replication_slots WHERE slot_name = '$tag' AND active\" | grep -q 1" 30 \
+  || { cat "$dir/setup.log"; die "relay did not start"; }
+kill -TERM "$relay_pid"; wait "$relay_pid" || true; relay_pid=
+
+log "inserting $n rows in transactions of $per_tx"
+pg >/dev/null <<SQL
+SELECT format('INSERT INTO ${tag}_outbox (aggregate_type, aggregate_id, event_type, payload)
+  SELECT %L, ''agg-'' || (g %% 1000), ''order_placed'', jsonb_build_object(''seq'', g, ''customer'', ''c-'' || g,
+  ''total_cents'', g * 7, ''note'', repeat(''x'', 100)) FROM generate_series(%s, %s) g', '${tag}', s, s + $per_tx - 1)
+  FROM generate_series(1, $n, $per_tx) s \\gexec
+SQL
+target=$(pg -c "SELECT pg_current_wal_lsn()")
+value_bytes=$(pg -c "SELECT avg(length(payload::text))::int FROM ${tag}_outbox")
+
+t0=$(date +%s.%N)
+"$relay_bin" --config "$dir/relay.yaml" 2>"$dir/relay.log" &
+relay_pid=$!
+peak_kib=0
+until [ "$(pg -c "SELECT confirmed_flush_lsn >= '$target' FROM pg_replication_slots WHERE slot_name = '$tag'")" = t ]; do
+  kill -0 "$relay_pid" 2>/dev/null || { cat "$dir/relay.log"; die "relay exited"; }
+  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$relay_pid/status" 2>/dev/null || echo 0)
+  [ "${hwm:-0}" -gt "$peak_kib" ] && peak_kib=$hwm
+  sleep 0.05
+done
+t1=$(date +%s.%N)
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$relay_pid/status" 2>/dev/null || echo 0)
+[ "${hwm:-0}" -gt "$peak_kib" ] && peak_kib=$hwm
+kill -TERM "$relay_pid"; wait "$relay_pid" || true; relay_pid=
+
+# Reference: the same number of records of the same size, produced by kcat (librdkafka).
+python3 - "$n" "$value_bytes" >"$dir/records.txt" <<'PY'
+import sys
+n, size = int(sys.argv[1]), int(sys.argv[2])
+for i in range(n):
+    print(f"agg-{i % 1000}\t" + ("{\"seq\": %d, \"note\": \"" % i).ljust(size - 2, "x") + "\"}")
+PY
+t2=$(date +%s.%N)
+kcat -P -b "$OUTBOX_KAFKA_BROKERS" -t "${tag}_reference" -K $'\t' -z lz4 \
+  -X enable.idempotence=true -X acks=all -X linger.ms=5 -X partitioner=murmur2_random <"$dir/records.txt"
+t3=$(date +%s.%N)
+
+python3 - "$n" "$t0" "$t1" "$t2" "$t3" "$peak_kib" "$value_bytes" "$per_tx" <<'PY'
+import sys
+n = int(sys.argv[1]); t0, t1, t2, t3 = map(float, sys.argv[2:6]); peak = int(sys.argv[6])
+relay, ref = n / (t1 - t0), n / (t3 - t2)
+print(f"events: {n} ({sys.argv[8]} per transaction, ~{sys.argv[7]} B values)")
+print(f"relay:  {relay:,.0f} events/s end to end (slot -> Kafka acked -> LSN confirmed), peak RSS {peak / 1024:.1f} MiB")
+print(f"kcat:   {ref:,.0f} records/s (same size and producer settings)")
+print(f"ratio:  {relay / ref:.2f} of the bare producer")
+PY
