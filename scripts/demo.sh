@@ -68,9 +68,13 @@ COMMIT;
 SQL
 done
 
-log "demo: records on topic demo.order (key, value, headers):"
-kcat -b "$OUTBOX_KAFKA_BROKERS" -C -t demo.order -o beginning -e -q \
-  -f 'key=%k\nvalue=%s\nheaders=%h\n\n' 2>/dev/null | grep -B1 -A2 "\"demo_run\": $run_id" || true
+read_topic() {
+  kcat -b "$OUTBOX_KAFKA_BROKERS" -C -t demo.order -o beginning -e -q \
+    -f 'partition=%p offset=%o key=%k\nvalue=%s\nheaders=%h\n\n' 2>/dev/null
+}
+wait_for "[ \$(read_topic | grep -c '\"demo_run\": $run_id') -ge 3 ]" 30 || die "the three events did not reach Kafka"
+log "demo: the three events on topic demo.order (partition, offset, key, value, headers):"
+read_topic | grep -B1 -A2 "\"demo_run\": $run_id"
 wait_for "[ \$(psql '$OUTBOX_PG_DSN' -qtAXc 'SELECT count(*) FROM demo_outbox') = 0 ]" 10 || true
 log "demo: rows left in demo_outbox after publishing: $(psql_demo -tAc 'SELECT count(*) FROM demo_outbox') (delete_after_publish)"
 log "demo: slot: $(psql_demo -tAc "SELECT slot_name || ' confirmed ' || confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'demo_relay'")"

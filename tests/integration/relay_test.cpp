@@ -221,5 +221,23 @@ TEST_F(relay_records, delete_after_publish_removes_published_rows) {
       << pg_scalar("SELECT count(*) FROM " + t) << " rows left";
 }
 
+TEST_F(relay_records, a_column_added_mid_stream_is_picked_up) {
+  const auto topic = unique_name("alter");
+  const auto t = create_table("ob_alter");
+  start_relay(config(tables({t})));
+  pg_exec("INSERT INTO " + t + " (aggregate_type, aggregate_id, event_type, payload) VALUES ('" + topic +
+          "', 'k', 'before', '{\"n\": 1}')");
+  ASSERT_EQ(kafka_consume(topic, 1, 60s).size(), 1U);
+  pg_exec("ALTER TABLE " + t + " ADD COLUMN tenant text DEFAULT 't1'");
+  pg_exec("INSERT INTO " + t + " (aggregate_type, aggregate_id, event_type, payload, tenant) VALUES ('" + topic +
+          "', 'k', 'after', '{\"n\": 2}', 't2')");
+  const auto records = kafka_consume(topic, 2, 60s);
+  ASSERT_EQ(records.size(), 2U);
+  EXPECT_EQ(records[1].header("event_type"), "after");
+  EXPECT_EQ(records[1].value, R"({"n": 2})");
+  EXPECT_TRUE(m_relay->running());
+  EXPECT_NE(m_relay->log().find("table columns changed mid-stream"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace outbox::test
