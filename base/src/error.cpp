@@ -4,9 +4,12 @@ namespace outbox {
 
 std::string_view to_string(retry_class c) noexcept {
   switch (c) {
-    case retry_class::retryable: return "retryable";
-    case retry_class::fatal: return "fatal";
-    case retry_class::in_doubt: return "in_doubt";
+    case retry_class::retryable:
+      return "retryable";
+    case retry_class::fatal:
+      return "fatal";
+    case retry_class::in_doubt:
+      return "in_doubt";
   }
   return "fatal";
 }

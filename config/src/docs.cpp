@@ -36,7 +36,8 @@ std::string type_text(const key_spec& k) {
       if (k.max != highest) return "int, at most " + std::to_string(k.max);
       return "int";
     }
-    default: return std::string(to_string(k.type));
+    default:
+      return std::string(to_string(k.type));
   }
 }
 

@@ -38,29 +38,45 @@ std::string backquoted(std::string_view text) { return "`" + std::string(text) +
 /// How a node the user wrote is named in an error; never shows a secret's text.
 std::string describe(const YAML::Node& n, bool secret) {
   switch (n.Type()) {
-    case YAML::NodeType::Scalar: return secret ? "a value" : backquoted(n.Scalar());
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Scalar:
+      return secret ? "a value" : backquoted(n.Scalar());
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
     case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined: break;
+    case YAML::NodeType::Undefined:
+      break;
   }
   return "nothing";
 }
 
 std::string expected(const key_spec& spec) {
   switch (spec.type) {
-    case value_type::string: return "a string";
-    case value_type::boolean: return "true or false";
-    case value_type::integer: return "a whole number";
-    case value_type::number: return "a number";
-    case value_type::duration: return "a duration such as 10s";
-    case value_type::size: return "a size such as 64MiB";
-    case value_type::enumeration: return "one of " + quoted_list(spec.choices);
-    case value_type::string_list: return "a list of strings, e.g. [a, b]";
-    case value_type::duration_list: return "a list of durations, e.g. [10s, 1m]";
-    case value_type::string_map: return "a mapping of `key: value` pairs";
-    case value_type::section: return "a mapping of keys";
-    case value_type::object_list: return "a list of mappings (each item starts with `- `)";
+    case value_type::string:
+      return "a string";
+    case value_type::boolean:
+      return "true or false";
+    case value_type::integer:
+      return "a whole number";
+    case value_type::number:
+      return "a number";
+    case value_type::duration:
+      return "a duration such as 10s";
+    case value_type::size:
+      return "a size such as 64MiB";
+    case value_type::enumeration:
+      return "one of " + quoted_list(spec.choices);
+    case value_type::string_list:
+      return "a list of strings, e.g. [a, b]";
+    case value_type::duration_list:
+      return "a list of durations, e.g. [10s, 1m]";
+    case value_type::string_map:
+      return "a mapping of `key: value` pairs";
+    case value_type::section:
+      return "a mapping of keys";
+    case value_type::object_list:
+      return "a list of mappings (each item starts with `- `)";
   }
   return "a value";
 }
@@ -81,8 +97,10 @@ bool is_scalar_type(value_type t) noexcept {
     case value_type::number:
     case value_type::duration:
     case value_type::size:
-    case value_type::enumeration: return true;
-    default: return false;
+    case value_type::enumeration:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -139,7 +157,8 @@ parsed<value> convert_text(const key_spec& spec, std::string_view text) {
       if (!guess.empty()) message += "; did you mean " + backquoted(guess) + "?";
       return {std::nullopt, std::move(message)};
     }
-    default: break;
+    default:
+      break;
   }
   return {std::nullopt, "is not a scalar key"};
 }
@@ -348,9 +367,14 @@ class document_parser {
         return;
       }
       case value_type::string_list:
-      case value_type::duration_list: read_list(spec, node, where, path, store, *sc.out); return;
-      case value_type::string_map: read_map(spec, node, where, path, store, *sc.out); return;
-      default: return;
+      case value_type::duration_list:
+        read_list(spec, node, where, path, store, *sc.out);
+        return;
+      case value_type::string_map:
+        read_map(spec, node, where, path, store, *sc.out);
+        return;
+      default:
+        return;
     }
   }
 
@@ -367,11 +391,20 @@ class document_parser {
         sc.out->set(store, std::monostate{});
         for (const auto& child : spec.children) read_absent(child, scope{path + ".", store + ".", sc.out});
         return;
-      case value_type::object_list: sc.out->set(store, std::vector<values>{}); return;
-      case value_type::string_list: sc.out->set(store, std::vector<std::string>{}); return;
-      case value_type::duration_list: sc.out->set(store, std::vector<std::chrono::milliseconds>{}); return;
-      case value_type::string_map: sc.out->set(store, std::map<std::string, std::string>{}); return;
-      default: break;
+      case value_type::object_list:
+        sc.out->set(store, std::vector<values>{});
+        return;
+      case value_type::string_list:
+        sc.out->set(store, std::vector<std::string>{});
+        return;
+      case value_type::duration_list:
+        sc.out->set(store, std::vector<std::chrono::milliseconds>{});
+        return;
+      case value_type::string_map:
+        sc.out->set(store, std::map<std::string, std::string>{});
+        return;
+      default:
+        break;
     }
     auto v = convert_text(spec, *spec.default_text);
     if (!v) throw std::logic_error("the declared default of config key " + path + " is invalid: " + v.error);

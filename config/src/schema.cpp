@@ -14,18 +14,30 @@ key_spec make(std::string name, value_type type) {
 
 std::string_view to_string(value_type t) noexcept {
   switch (t) {
-    case value_type::string: return "string";
-    case value_type::boolean: return "bool";
-    case value_type::integer: return "int";
-    case value_type::number: return "number";
-    case value_type::duration: return "duration";
-    case value_type::size: return "size";
-    case value_type::enumeration: return "enum";
-    case value_type::string_list: return "list of strings";
-    case value_type::duration_list: return "list of durations";
-    case value_type::string_map: return "map of strings";
-    case value_type::section: return "section";
-    case value_type::object_list: return "list of sections";
+    case value_type::string:
+      return "string";
+    case value_type::boolean:
+      return "bool";
+    case value_type::integer:
+      return "int";
+    case value_type::number:
+      return "number";
+    case value_type::duration:
+      return "duration";
+    case value_type::size:
+      return "size";
+    case value_type::enumeration:
+      return "enum";
+    case value_type::string_list:
+      return "list of strings";
+    case value_type::duration_list:
+      return "list of durations";
+    case value_type::string_map:
+      return "map of strings";
+    case value_type::section:
+      return "section";
+    case value_type::object_list:
+      return "list of sections";
   }
   return "string";
 }

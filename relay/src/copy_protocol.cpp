@@ -49,8 +49,8 @@ server_message parse_server_message(std::string_view copy_data) {
   switch (tag) {
     case 'w': {
       if (copy_data.size() < xlog_header_size) throw_short(tag, copy_data.size(), xlog_header_size);
-      return xlog_data{read_u64(copy_data, 1), read_u64(copy_data, 9), static_cast<std::int64_t>(read_u64(copy_data, 17)),
-                       copy_data.substr(xlog_header_size)};
+      return xlog_data{read_u64(copy_data, 1), read_u64(copy_data, 9),
+                       static_cast<std::int64_t>(read_u64(copy_data, 17)), copy_data.substr(xlog_header_size)};
     }
     case 'k': {
       if (copy_data.size() < keepalive_size) throw_short(tag, copy_data.size(), keepalive_size);

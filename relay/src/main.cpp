@@ -68,8 +68,9 @@ int check(const config::relay_config& c, const relay::settings& s) {
   }
   std::cout << "kafka: " << s.brokers << "\n";
   try {
-    relay::publisher p(s.brokers, s.kafka_properties, s.max_inflight_messages, [](const relay::delivery&) {},
-                       [](bool, const std::string&) {});
+    relay::publisher p(
+        s.brokers, s.kafka_properties, s.max_inflight_messages, [](const relay::delivery&) {},
+        [](bool, const std::string&) {});
     for (const auto& b : p.describe_cluster(std::chrono::seconds(10))) std::cout << "  broker: " << b << "\n";
   } catch (const std::exception& e) {
     std::cout << "  PROBLEM: " << e.what() << "\n";
@@ -125,8 +126,11 @@ int main(int argc, char** argv) {
   if (check_only) return check(cfg, s);
 
   try {
-    log::info("relay", "starting", {{"version", OUTBOX_VERSION}, {"slot", s.slot}, {"brokers", s.brokers},
-                                    {"postgresql", log::redact_dsn(s.dsn)}});
+    log::info("relay", "starting",
+              {{"version", OUTBOX_VERSION},
+               {"slot", s.slot},
+               {"brokers", s.brokers},
+               {"postgresql", log::redact_dsn(s.dsn)}});
     relay::relay r(s);
     return r.run();
   } catch (const outbox_error& e) {

@@ -85,8 +85,12 @@ std::vector<tuple_value> read_tuple(reader& r) {
   for (std::uint16_t i = 0; i < count; ++i) {
     const char kind = r.byte();
     switch (kind) {
-      case 'n': values.push_back({tuple_value::kind::null, {}}); break;
-      case 'u': values.push_back({tuple_value::kind::unchanged_toast, {}}); break;
+      case 'n':
+        values.push_back({tuple_value::kind::null, {}});
+        break;
+      case 'u':
+        values.push_back({tuple_value::kind::unchanged_toast, {}});
+        break;
       case 't':
       case 'b': {
         const std::int32_t len = r.i32();
@@ -95,7 +99,8 @@ std::vector<tuple_value> read_tuple(reader& r) {
         values.push_back({kind == 't' ? tuple_value::kind::text : tuple_value::kind::binary, std::string(data)});
         break;
       }
-      default: r.fail("column " + std::to_string(i) + " has unknown kind " + describe_tag(kind));
+      default:
+        r.fail("column " + std::to_string(i) + " has unknown kind " + describe_tag(kind));
     }
   }
   return values;
@@ -231,7 +236,8 @@ pg_event pgoutput_decoder::decode(std::string_view payload, lsn_t wal_start) {
       r.finish();
       return m;
     }
-    default: r.fail("unknown message type " + describe_tag(tag));
+    default:
+      r.fail("unknown message type " + describe_tag(tag));
   }
 }
 

@@ -68,19 +68,18 @@ publisher::publisher(const std::string& brokers, const std::vector<std::pair<std
   set("client.id", "outbox-relay", "");
   for (const auto& [key, value] : properties) set(key, value, "sink.properties.");
   rd_kafka_conf_set_opaque(conf, this);
-  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque) {
-    on_delivery_report(rk, m, opaque);
-  });
+  rd_kafka_conf_set_dr_msg_cb(
+      conf, [](rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque) { on_delivery_report(rk, m, opaque); });
   rd_kafka_conf_set_log_cb(conf, [](const rd_kafka_t* /*rk*/, int level, const char* facility, const char* buf) {
     // syslog levels: 0-3 error, 4 warning, 5-6 info/notice, 7 debug
-    const log::level l = level <= 3 ? log::level::error : level == 4 ? log::level::warn
-                         : level <= 6                  ? log::level::info
-                                                       : log::level::debug;
+    const log::level l = level <= 3   ? log::level::error
+                         : level == 4 ? log::level::warn
+                         : level <= 6 ? log::level::info
+                                      : log::level::debug;
     log::write(l, "kafka", buf, {{"facility", facility}});
   });
-  rd_kafka_conf_set_error_cb(conf, [](rd_kafka_t* rk, int e, const char* reason, void* opaque) {
-    on_error(rk, e, reason, opaque);
-  });
+  rd_kafka_conf_set_error_cb(
+      conf, [](rd_kafka_t* rk, int e, const char* reason, void* opaque) { on_error(rk, e, reason, opaque); });
 
   if (::pipe2(m_wakeup, O_NONBLOCK | O_CLOEXEC) != 0) {
     rd_kafka_conf_destroy(conf);
@@ -206,18 +205,18 @@ void publisher::on_error(rd_kafka_s* rk, int err, const char* reason, void* opaq
   if (err == RD_KAFKA_RESP_ERR__FATAL) {
     char buf[512];
     const auto code = rd_kafka_fatal_error(rk, buf, sizeof buf);
-    self->m_on_delivery(delivery{0, 0, false,
-                                 error{"kafka.fatal", std::string("the Kafka producer failed: ") +
-                                                          rd_kafka_err2str(code) + ": " + buf,
-                                       retry_class::fatal}});
+    self->m_on_delivery(
+        delivery{0, 0, false,
+                 error{"kafka.fatal", std::string("the Kafka producer failed: ") + rd_kafka_err2str(code) + ": " + buf,
+                       retry_class::fatal}});
     return;
   }
   if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && !self->m_brokers_down) {
     self->m_brokers_down = true;
     self->m_on_state(false, reason);
   } else {
-    log::debug("kafka", "librdkafka error", {{"error", rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(err))},
-                                             {"reason", reason}});
+    log::debug("kafka", "librdkafka error",
+               {{"error", rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(err))}, {"reason", reason}});
   }
 }
 

@@ -102,8 +102,11 @@ class relay::loop {
       m_connected = true;
       m_backoff = std::chrono::milliseconds(0);
       log::info(k_component, "streaming",
-                {{"slot", m_settings.slot}, {"publication", m_settings.publication}, {"from_lsn", format_lsn(from)},
-                 {"server_lsn", format_lsn(id.wal_position)}, {"database", id.database}});
+                {{"slot", m_settings.slot},
+                 {"publication", m_settings.publication},
+                 {"from_lsn", format_lsn(from)},
+                 {"server_lsn", format_lsn(id.wal_position)},
+                 {"database", id.database}});
       pump();
     } catch (const outbox_error& e) {
       on_source_error(e.value());
@@ -127,7 +130,8 @@ class relay::loop {
       return;
     }
     m_backoff = std::min(k_max_backoff, std::max(std::chrono::milliseconds(500), m_backoff * 2));
-    log::warn("source", was_connected ? "PostgreSQL connection lost; reconnecting" : "cannot reach PostgreSQL; retrying",
+    log::warn("source",
+              was_connected ? "PostgreSQL connection lost; reconnecting" : "cannot reach PostgreSQL; retrying",
               {{"error", e.message}, {"retry_in_ms", static_cast<long long>(m_backoff.count())}});
     m_reconnecting = true;
     m_reconnect_timer.expires_after(m_backoff);
@@ -250,7 +254,8 @@ class relay::loop {
 
   void on_event(const logical_message& m, lsn_t) {
     if (m.transactional) {
-      if (!m_tx) throw outbox_error("decode", "transactional message outside a transaction at LSN " + format_lsn(m.lsn));
+      if (!m_tx)
+        throw outbox_error("decode", "transactional message outside a transaction at LSN " + format_lsn(m.lsn));
       if (auto record = m_router.route_message(m, *m_tx)) publish(*record, std::nullopt);
       return;
     }
@@ -273,7 +278,8 @@ class relay::loop {
     }
     m_publisher.produce(record, id);
     if (over_limits()) {
-      if (!m_paused) log::debug(k_component, "backpressure: pausing reads", {{"inflight", m_publisher.inflight_messages()}});
+      if (!m_paused)
+        log::debug(k_component, "backpressure: pausing reads", {{"inflight", m_publisher.inflight_messages()}});
       m_paused = true;
     }
   }
@@ -449,8 +455,10 @@ class relay::loop {
     send_status(true);
     release_pg_socket();
     m_stream.close();
-    log::info(k_component, "stopped", {{"published", m_published}, {"transactions", m_transactions},
-                                       {"confirmed_lsn", format_lsn(m_tracker.confirmable())}});
+    log::info(k_component, "stopped",
+              {{"published", m_published},
+               {"transactions", m_transactions},
+               {"confirmed_lsn", format_lsn(m_tracker.confirmable())}});
     m_io.stop();
   }
 
@@ -470,7 +478,6 @@ class relay::loop {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
   }
   static std::int64_t now_ms() { return unix_ms(std::chrono::system_clock::now()); }
-
 
   struct pending_row {
     std::size_t table;

@@ -68,11 +68,11 @@ system_identity replication_stream::connect() {
     close();
     const bool auth = message.find("authentication") != std::string::npos ||
                       message.find("no pg_hba.conf entry") != std::string::npos;
-    throw outbox_error("replication",
-                       "cannot open a replication connection (" + log::redact_dsn(m_dsn) + "): " + message +
-                           (auth ? "; the role needs the REPLICATION attribute and a pg_hba.conf `replication` entry"
-                                 : ""),
-                       auth ? retry_class::fatal : retry_class::retryable);
+    throw outbox_error(
+        "replication",
+        "cannot open a replication connection (" + log::redact_dsn(m_dsn) + "): " + message +
+            (auth ? "; the role needs the REPLICATION attribute and a pg_hba.conf `replication` entry" : ""),
+        auth ? retry_class::fatal : retry_class::retryable);
   }
   result_ptr res(PQexec(m_conn, "IDENTIFY_SYSTEM"));
   if (PQresultStatus(res.get()) != PGRES_TUPLES_OK || PQntuples(res.get()) != 1 || PQnfields(res.get()) < 4) {

@@ -29,30 +29,54 @@ constexpr std::size_t max_quoted = 200;
 
 std::string type_name(std::uint32_t oid) {
   switch (oid) {
-    case 16: return "boolean";
-    case oid_bytea: return "bytea";
-    case 18: return "\"char\"";
-    case oid_name: return "name";
-    case 20: return "bigint";
-    case 21: return "smallint";
-    case 23: return "integer";
-    case oid_text: return "text";
-    case 26: return "oid";
-    case oid_json: return "json";
-    case 142: return "xml";
-    case 700: return "real";
-    case 701: return "double precision";
-    case oid_bpchar: return "character";
-    case oid_varchar: return "character varying";
-    case 1082: return "date";
-    case 1083: return "time";
-    case 1114: return "timestamp";
-    case 1184: return "timestamptz";
-    case 1186: return "interval";
-    case 1700: return "numeric";
-    case oid_uuid: return "uuid";
-    case oid_jsonb: return "jsonb";
-    default: return "type oid " + std::to_string(oid);
+    case 16:
+      return "boolean";
+    case oid_bytea:
+      return "bytea";
+    case 18:
+      return "\"char\"";
+    case oid_name:
+      return "name";
+    case 20:
+      return "bigint";
+    case 21:
+      return "smallint";
+    case 23:
+      return "integer";
+    case oid_text:
+      return "text";
+    case 26:
+      return "oid";
+    case oid_json:
+      return "json";
+    case 142:
+      return "xml";
+    case 700:
+      return "real";
+    case 701:
+      return "double precision";
+    case oid_bpchar:
+      return "character";
+    case oid_varchar:
+      return "character varying";
+    case 1082:
+      return "date";
+    case 1083:
+      return "time";
+    case 1114:
+      return "timestamp";
+    case 1184:
+      return "timestamptz";
+    case 1186:
+      return "interval";
+    case 1700:
+      return "numeric";
+    case oid_uuid:
+      return "uuid";
+    case oid_jsonb:
+      return "jsonb";
+    default:
+      return "type oid " + std::to_string(oid);
   }
 }
 
@@ -69,8 +93,7 @@ std::string in_quotes(std::string_view s) {
 }
 
 bool legal_topic_char(char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-         c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 
 bool legal_topic(std::string_view t) noexcept {
@@ -92,8 +115,9 @@ int hex_value(char c) noexcept {
 /// Decodes bytea's hex output (`\x0aff…`); on failure says why in `why`.
 bool decode_bytea_hex(std::string_view text, std::string& out, std::string& why) {
   if (!text.starts_with("\\x")) {
-    why = "is not in bytea hex form (\\x…); the walsender uses bytea_output = 'escape'. Set it back to 'hex' "
-          "(ALTER ROLE <replication role> SET bytea_output = 'hex') and restart the relay";
+    why =
+        "is not in bytea hex form (\\x…); the walsender uses bytea_output = 'escape'. Set it back to 'hex' "
+        "(ALTER ROLE <replication role> SET bytea_output = 'hex') and restart the relay";
     return false;
   }
   const std::string_view hex = text.substr(2);
@@ -135,8 +159,8 @@ struct router::event_fields {
   [[nodiscard]] std::string where() const {
     std::string out;
     if (from_message) {
-      out = "logical message with prefix " + in_quotes(source) + " at LSN " + format_lsn(message_lsn) + " (commit LSN " +
-            format_lsn(tx->commit_lsn) + ", xid " + std::to_string(tx->xid) + ")";
+      out = "logical message with prefix " + in_quotes(source) + " at LSN " + format_lsn(message_lsn) +
+            " (commit LSN " + format_lsn(tx->commit_lsn) + ", xid " + std::to_string(tx->xid) + ")";
     } else {
       out = "outbox table " + std::string(schema) + "." + std::string(source) + " (commit LSN " +
             format_lsn(tx->commit_lsn) + ", xid " + std::to_string(tx->xid) + ")";
@@ -160,7 +184,9 @@ std::size_t kafka_record::byte_size() const noexcept {
 }
 
 router::router(std::string topic_template, std::vector<table_route> tables, std::optional<std::string> message_prefix)
-    : m_topic_template(std::move(topic_template)), m_tables(std::move(tables)), m_message_prefix(std::move(message_prefix)) {
+    : m_topic_template(std::move(topic_template)),
+      m_tables(std::move(tables)),
+      m_message_prefix(std::move(message_prefix)) {
   auto bad_template = [&](const std::string& why) {
     return outbox_error("config", "sink.topic_template " + in_quotes(m_topic_template) + " " + why +
                                       "; use literal characters a-z A-Z 0-9 . _ - and the placeholders "
@@ -206,8 +232,8 @@ router::router(std::string topic_template, std::vector<table_route> tables, std:
     if (m_tables[i].schema.empty()) m_tables[i].schema = "public";
     for (std::size_t j = 0; j < i; ++j) {
       if (m_tables[j].schema == m_tables[i].schema && m_tables[j].table == m_tables[i].table) {
-        throw outbox_error("config", "source.tables lists " + m_tables[i].schema + "." + m_tables[i].table +
-                                         " twice; keep one entry");
+        throw outbox_error(
+            "config", "source.tables lists " + m_tables[i].schema + "." + m_tables[i].table + " twice; keep one entry");
       }
     }
   }
@@ -224,12 +250,18 @@ namespace {
 
 const std::string& mapped_name(const column_map& m, std::size_t f) {
   switch (f) {
-    case 0: return m.id;
-    case 1: return m.aggregate_type;
-    case 2: return m.aggregate_id;
-    case 3: return m.event_type;
-    case 4: return m.payload;
-    default: return m.headers;
+    case 0:
+      return m.id;
+    case 1:
+      return m.aggregate_type;
+    case 2:
+      return m.aggregate_id;
+    case 3:
+      return m.event_type;
+    case 4:
+      return m.payload;
+    default:
+      return m.headers;
   }
 }
 
@@ -258,21 +290,21 @@ void router::validate(const relation& rel) const {
   const std::string table = rel.schema + "." + rel.name;
   for (std::size_t f = 0; f < field_count; ++f) {
     const std::string& name = mapped_name(route->columns, f);
-    const auto col = std::find_if(rel.columns.begin(), rel.columns.end(),
-                                  [&](const column& c) { return c.name == name; });
+    const auto col =
+        std::find_if(rel.columns.begin(), rel.columns.end(), [&](const column& c) { return c.name == name; });
     const std::string key = "source.tables[" + table + "].columns." + std::string(field_names[f]);
     if (col == rel.columns.end()) {
       if (f == static_cast<std::size_t>(field::headers)) continue;
-      throw outbox_error("config", "outbox table " + table + " has no column " + in_quotes(name) + " (mapped by " + key +
-                                       "); add the column to the table or map " + key + " to an existing column");
+      throw outbox_error("config", "outbox table " + table + " has no column " + in_quotes(name) + " (mapped by " +
+                                       key + "); add the column to the table or map " + key + " to an existing column");
     }
     if (!accepts(f, col->type_oid)) {
       const std::string mapped = name != field_names[f] ? " (" + std::string(field_names[f]) + ")" : std::string();
       throw outbox_error("config", "outbox table " + table + ": column " + in_quotes(name) + mapped + " has type " +
-                                       type_name(col->type_oid) +
-                                       ", which the relay cannot publish as " + std::string(field_names[f]) +
-                                       "; change the column to " + std::string(accepted_types(f)) + ", or map " +
-                                       key + " to a column of such a type");
+                                       type_name(col->type_oid) + ", which the relay cannot publish as " +
+                                       std::string(field_names[f]) + "; change the column to " +
+                                       std::string(accepted_types(f)) + ", or map " + key +
+                                       " to a column of such a type");
     }
   }
 }
@@ -315,17 +347,27 @@ const router::resolved_relation& router::resolve(const relation& rel) const {
   return m_resolved.insert_or_assign(rel.oid, r).first->second;
 }
 
-std::string router::render_topic(std::string_view aggregate_type, std::string_view event_type,
-                                 std::string_view schema, std::string_view table) const {
+std::string router::render_topic(std::string_view aggregate_type, std::string_view event_type, std::string_view schema,
+                                 std::string_view table) const {
   std::string topic;
   topic.reserve(m_topic_template.size() + aggregate_type.size());
   for (const auto& part : m_template_parts) {
     switch (part.kind) {
-      case placeholder::literal: topic += part.text; break;
-      case placeholder::aggregate_type: topic += aggregate_type; break;
-      case placeholder::event_type: topic += event_type; break;
-      case placeholder::schema: topic += schema; break;
-      case placeholder::table: topic += table; break;
+      case placeholder::literal:
+        topic += part.text;
+        break;
+      case placeholder::aggregate_type:
+        topic += aggregate_type;
+        break;
+      case placeholder::event_type:
+        topic += event_type;
+        break;
+      case placeholder::schema:
+        topic += schema;
+        break;
+      case placeholder::table:
+        topic += table;
+        break;
     }
   }
   return topic;
@@ -352,8 +394,8 @@ kafka_record router::build(event_fields& ev, std::string_view schema, std::strin
   if (ev.headers != nullptr) {
     for (const auto& [name, value] : ev.headers->items()) {
       if (reserved_header(name)) {
-        const std::string from = ev.from_message ? std::string("the envelope's \"headers\"")
-                                                 : "column " + in_quotes(ev.headers_column);
+        const std::string from =
+            ev.from_message ? std::string("the envelope's \"headers\"") : "column " + in_quotes(ev.headers_column);
         throw outbox_error("decode", ev.where() + ": header " + in_quotes(name) + " in " + from +
                                          " collides with a header the relay sets (event_id, event_type, "
                                          "aggregate_type, outbox_*); rename it in the producing application");
@@ -417,7 +459,8 @@ std::optional<kafka_record> router::route_row(const relation& rel, const std::ve
     const tuple_value& v = values[r.index[f]];
     switch (v.k) {
       case tuple_value::kind::null:
-      case tuple_value::kind::text: break;
+      case tuple_value::kind::text:
+        break;
       case tuple_value::kind::unchanged_toast:
         throw bad(f, "arrived as an unchanged TOAST value, which an INSERT cannot carry; only INSERTs are relayed");
       case tuple_value::kind::binary:
@@ -492,7 +535,8 @@ std::optional<kafka_record> router::route_message(const logical_message& msg, co
   } catch (const nlohmann::json::exception& e) {
     throw bad(std::string("the content is not valid JSON (") + e.what() + ")");
   }
-  if (!envelope.is_object()) throw bad("the content is a JSON " + std::string(envelope.type_name()) + ", not an object");
+  if (!envelope.is_object())
+    throw bad("the content is a JSON " + std::string(envelope.type_name()) + ", not an object");
 
   auto required = [&](std::string_view name) -> std::string_view {
     const auto it = envelope.find(name);

@@ -21,9 +21,9 @@ void check_tables(pqxx::nontransaction& tx, const settings& s, source_report& re
     const auto& route = s.tables[i].route;
     const std::string name = qualified(route);
     const std::string key = "source.tables[" + std::to_string(i) + "]";
-    const auto oid = tx.exec1("SELECT to_regclass(" + tx.quote(tx.conn().quote_name(route.schema) + "." +
-                                                                tx.conn().quote_name(route.table)) +
-                              ")::oid")[0];
+    const auto oid =
+        tx.exec1("SELECT to_regclass(" +
+                 tx.quote(tx.conn().quote_name(route.schema) + "." + tx.conn().quote_name(route.table)) + ")::oid")[0];
     report.id_column_types.emplace_back();
     if (oid.is_null()) {
       report.problems.push_back("table " + name + " (" + key + ".name) does not exist in database " +
@@ -32,20 +32,23 @@ void check_tables(pqxx::nontransaction& tx, const settings& s, source_report& re
     }
     const std::string toid = oid.c_str();
     std::set<std::string> present;
-    for (const auto& row : tx.exec("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = " +
-                                   toid + " AND attnum > 0 AND NOT attisdropped")) {
+    for (const auto& row :
+         tx.exec("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = " + toid +
+                 " AND attnum > 0 AND NOT attisdropped")) {
       present.insert(row[0].c_str());
       if (row[0].c_str() == route.columns.id) report.id_column_types.back() = row[1].c_str();
     }
-    const std::pair<const char*, const std::string*> mapped[] = {
-        {"id", &route.columns.id},           {"aggregate_type", &route.columns.aggregate_type},
-        {"aggregate_id", &route.columns.aggregate_id}, {"event_type", &route.columns.event_type},
-        {"payload", &route.columns.payload}, {"headers", &route.columns.headers}};
+    const std::pair<const char*, const std::string*> mapped[] = {{"id", &route.columns.id},
+                                                                 {"aggregate_type", &route.columns.aggregate_type},
+                                                                 {"aggregate_id", &route.columns.aggregate_id},
+                                                                 {"event_type", &route.columns.event_type},
+                                                                 {"payload", &route.columns.payload},
+                                                                 {"headers", &route.columns.headers}};
     for (const auto& [what, column] : mapped) {
       // The headers column is optional: a table without it publishes no extra headers.
       if (present.count(*column) == 0 && std::string_view(what) != "headers") {
-        report.problems.push_back("table " + name + " has no column " + *column + " (mapped from " + key +
-                                  ".columns." + what + "): add it or map " + what + " to an existing column");
+        report.problems.push_back("table " + name + " has no column " + *column + " (mapped from " + key + ".columns." +
+                                  what + "): add it or map " + what + " to an existing column");
       }
     }
     if (!tx.exec1("SELECT has_table_privilege(" + toid + "::oid, 'SELECT')")[0].as<bool>()) {
@@ -101,29 +104,31 @@ void check_publication(pqxx::nontransaction& tx, const settings& s, bool create_
                                 ": ALTER PUBLICATION " + s.publication + " ADD TABLE " + qualified(t.route));
     }
   }
-  report.facts.emplace_back("publication", s.publication + " (exists, " + std::to_string(published.size()) +
-                                               " table(s))");
+  report.facts.emplace_back("publication",
+                            s.publication + " (exists, " + std::to_string(published.size()) + " table(s))");
 }
 
 void check_slot(pqxx::nontransaction& tx, const settings& s, bool create_missing, source_report& report) {
-  auto slot = tx.exec("SELECT plugin, slot_type, database, confirmed_flush_lsn::text, active FROM pg_replication_slots "
-                      "WHERE slot_name = " +
-                      tx.quote(s.slot));
+  auto slot = tx.exec(
+      "SELECT plugin, slot_type, database, confirmed_flush_lsn::text, active FROM pg_replication_slots "
+      "WHERE slot_name = " +
+      tx.quote(s.slot));
   if (slot.empty()) {
     if (!create_missing || !report.ok()) {
       report.facts.emplace_back("slot", s.slot + " (missing; the relay creates it with pgoutput)");
       return;
     }
     try {
-      const auto row = tx.exec1("SELECT lsn::text FROM pg_create_logical_replication_slot(" + tx.quote(s.slot) +
-                                ", 'pgoutput')");
+      const auto row =
+          tx.exec1("SELECT lsn::text FROM pg_create_logical_replication_slot(" + tx.quote(s.slot) + ", 'pgoutput')");
       report.slot_confirmed_lsn = parse_lsn(row[0].c_str());
     } catch (const pqxx::sql_error& e) {
       report.problems.push_back("cannot create replication slot " + s.slot + ": " + e.what());
       return;
     }
     log::info("source", "slot created", {{"slot", s.slot}, {"lsn", format_lsn(report.slot_confirmed_lsn.value_or(0))}});
-    report.facts.emplace_back("slot", s.slot + " (created at " + format_lsn(report.slot_confirmed_lsn.value_or(0)) + ")");
+    report.facts.emplace_back("slot",
+                              s.slot + " (created at " + format_lsn(report.slot_confirmed_lsn.value_or(0)) + ")");
     return;
   }
   const auto row = slot[0];
@@ -169,11 +174,12 @@ source_report prepare_source(const settings& s, bool create_missing) {
                               "' but logical replication needs 'logical': set wal_level = logical in "
                               "postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL");
   }
-  const auto role = tx.exec1("SELECT current_user, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user");
+  const auto role =
+      tx.exec1("SELECT current_user, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user");
   report.facts.emplace_back("role", std::string(role[0].c_str()) + (role[1].as<bool>() ? " (REPLICATION)" : ""));
   if (!role[1].as<bool>()) {
-    report.problems.push_back(std::string("role ") + role[0].c_str() +
-                              " lacks the REPLICATION attribute: ALTER ROLE " + role[0].c_str() + " WITH REPLICATION");
+    report.problems.push_back(std::string("role ") + role[0].c_str() + " lacks the REPLICATION attribute: ALTER ROLE " +
+                              role[0].c_str() + " WITH REPLICATION");
   }
   check_tables(tx, s, report);
   check_publication(tx, s, create_missing, report);

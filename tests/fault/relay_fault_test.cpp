@@ -189,7 +189,8 @@ TEST_F(relay_faults, one_million_row_transaction_keeps_memory_flat) {
   start_relay(config(tables({t})));
   pg_exec("INSERT INTO " + t + " (aggregate_type, aggregate_id, event_type, payload) SELECT '" + topic +
           "', 'agg-' || (g % 1000), 'e', jsonb_build_object('seq', g, 'pad', repeat('p', 64)) "
-          "FROM generate_series(1, " + std::to_string(k_rows) + ") g");
+          "FROM generate_series(1, " +
+          std::to_string(k_rows) + ") g");
   const std::string committed_at = pg_scalar("SELECT pg_current_wal_lsn()::text");
   long peak = 0;
   const bool confirmed = wait_until(

@@ -59,8 +59,8 @@ TEST_F(relay_errors, role_without_replication_is_told_the_fix) {
   pg_exec("CREATE ROLE " + role + " LOGIN PASSWORD 'pw-" + role + "'");
   pg_exec("GRANT SELECT ON " + t + " TO " + role);
   const auto& s = require_services();
-  const std::string dsn = "host=127.0.0.1 port=" + std::string(std::getenv("OUTBOX_PG_PORT")) + " dbname=outbox user=" +
-                          role + " password=pw-" + role;
+  const std::string dsn = "host=127.0.0.1 port=" + std::string(std::getenv("OUTBOX_PG_PORT")) +
+                          " dbname=outbox user=" + role + " password=pw-" + role;
   std::string yaml = config(tables({t}));
   yaml.replace(yaml.find("${OUTBOX_PG_DSN}"), 16, "\"" + dsn + "\"");
   const auto r = run_relay(yaml, false);
@@ -109,8 +109,8 @@ TEST_F(relay_errors, a_record_kafka_refuses_stops_the_relay_and_is_never_skipped
   const auto log = m_relay->log();
   EXPECT_NE(log.find(topic), std::string::npos) << log;
   EXPECT_NE(log.find("big-key"), std::string::npos) << log;
-  EXPECT_EQ(pg_scalar("SELECT confirmed_flush_lsn < '" + after + "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" +
-                      m_slot + "'"),
+  EXPECT_EQ(pg_scalar("SELECT confirmed_flush_lsn < '" + after +
+                      "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" + m_slot + "'"),
             "t")
       << "the slot must not move past a record Kafka never took";
   // A restart meets the same record again and stops again: it is never skipped.

@@ -35,29 +35,55 @@ const consumed_record* find_by_key(const std::vector<consumed_record>& records, 
 TEST_F(relay_records, each_payload_type_becomes_the_record_spec_describes) {
   const auto topic = unique_name("shape");
   const auto jsonb_t = create_table("ob_jsonb");
-  const auto json_t = create_table("ob_json", "id uuid PRIMARY KEY DEFAULT gen_random_uuid(), aggregate_type text, "
-                                              "aggregate_id text, event_type text, payload json, headers jsonb");
-  const auto text_t = create_table("ob_text", "id uuid PRIMARY KEY DEFAULT gen_random_uuid(), aggregate_type text, "
-                                              "aggregate_id text, event_type text, payload text, headers jsonb");
-  const auto bytea_t = create_table("ob_bytea", "id uuid PRIMARY KEY DEFAULT gen_random_uuid(), aggregate_type "
-                                                "text, aggregate_id text, event_type text, payload bytea, headers jsonb");
+  const auto json_t = create_table("ob_json",
+                                   "id uuid PRIMARY KEY DEFAULT gen_random_uuid(), aggregate_type text, "
+                                   "aggregate_id text, event_type text, payload json, headers jsonb");
+  const auto text_t = create_table("ob_text",
+                                   "id uuid PRIMARY KEY DEFAULT gen_random_uuid(), aggregate_type text, "
+                                   "aggregate_id text, event_type text, payload text, headers jsonb");
+  const auto bytea_t = create_table("ob_bytea",
+                                    "id uuid PRIMARY KEY DEFAULT gen_random_uuid(), aggregate_type "
+                                    "text, aggregate_id text, event_type text, payload bytea, headers jsonb");
   start_relay(config(tables({jsonb_t, json_t, text_t, bytea_t})));
 
   const std::string big(900 * 1024, 'x');
-  pg_exec("BEGIN; "
-          "INSERT INTO " + jsonb_t + " (id, aggregate_type, aggregate_id, event_type, payload, headers) VALUES "
-          "('00000000-0000-0000-0000-000000000001', '" + topic + "', 'k-jsonb', 'created', "
-          "'{\"b\": 1, \"a\": \"ü€😀\"}', '{\"trace_id\": \"abc\", \"n\": 5, \"obj\": {\"x\": [1, 2]}}'), "
-          "('00000000-0000-0000-0000-000000000002', '" + topic + "', 'k-null', 'deleted', NULL, '{}'), "
-          "('00000000-0000-0000-0000-000000000003', '" + topic + "', 'k-big', 'big', "
-          "jsonb_build_object('blob', '" + big + "'), '{}'); "
-          "INSERT INTO " + json_t + " (aggregate_type, aggregate_id, event_type, payload, headers) VALUES "
-          "('" + topic + "', 'k-json', 'created', '{\"b\":1,  \"a\":2}', NULL); "
-          "INSERT INTO " + text_t + " (aggregate_type, aggregate_id, event_type, payload, headers) VALUES "
-          "('" + topic + "', 'k-text-ключ', 'created', 'plain text ✓', '{}'); "
-          "INSERT INTO " + bytea_t + " (aggregate_type, aggregate_id, event_type, payload, headers) VALUES "
-          "('" + topic + "', 'k-bytea', 'created', '\\x00ff41'::bytea, '{}'); "
-          "COMMIT;");
+  pg_exec(
+      "BEGIN; "
+      "INSERT INTO " +
+      jsonb_t +
+      " (id, aggregate_type, aggregate_id, event_type, payload, headers) VALUES "
+      "('00000000-0000-0000-0000-000000000001', '" +
+      topic +
+      "', 'k-jsonb', 'created', "
+      "'{\"b\": 1, \"a\": \"ü€😀\"}', '{\"trace_id\": \"abc\", \"n\": 5, \"obj\": {\"x\": [1, 2]}}'), "
+      "('00000000-0000-0000-0000-000000000002', '" +
+      topic +
+      "', 'k-null', 'deleted', NULL, '{}'), "
+      "('00000000-0000-0000-0000-000000000003', '" +
+      topic +
+      "', 'k-big', 'big', "
+      "jsonb_build_object('blob', '" +
+      big +
+      "'), '{}'); "
+      "INSERT INTO " +
+      json_t +
+      " (aggregate_type, aggregate_id, event_type, payload, headers) VALUES "
+      "('" +
+      topic +
+      "', 'k-json', 'created', '{\"b\":1,  \"a\":2}', NULL); "
+      "INSERT INTO " +
+      text_t +
+      " (aggregate_type, aggregate_id, event_type, payload, headers) VALUES "
+      "('" +
+      topic +
+      "', 'k-text-ключ', 'created', 'plain text ✓', '{}'); "
+      "INSERT INTO " +
+      bytea_t +
+      " (aggregate_type, aggregate_id, event_type, payload, headers) VALUES "
+      "('" +
+      topic +
+      "', 'k-bytea', 'created', '\\x00ff41'::bytea, '{}'); "
+      "COMMIT;");
 
   const auto records = kafka_consume(topic, 6, 60s);
   ASSERT_EQ(records.size(), 6U);
@@ -78,9 +104,9 @@ TEST_F(relay_records, each_payload_type_becomes_the_record_spec_describes) {
   EXPECT_EQ(jb->header("outbox_table"), "public." + jsonb_t);
   EXPECT_TRUE(jb->header("outbox_lsn").value_or("").find('/') != std::string::npos);
   const auto commit_ms = std::stoll(jb->header("outbox_commit_ts_ms").value_or("0"));
-  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
+  const auto now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   EXPECT_LT(std::llabs(now_ms - commit_ms), 120'000) << "commit timestamp should be Unix milliseconds";
 
   const auto* tomb = find_by_key(records, "k-null");
@@ -117,8 +143,9 @@ TEST_F(relay_records, each_payload_type_becomes_the_record_spec_describes) {
 
 TEST_F(relay_records, custom_column_names_and_topic_template) {
   const auto prefix = unique_name("custom");
-  const auto t = create_table("ob_custom", "event_uuid uuid PRIMARY KEY, kind text NOT NULL, entity text NOT NULL, "
-                                           "what text NOT NULL, body jsonb, meta jsonb");
+  const auto t = create_table("ob_custom",
+                              "event_uuid uuid PRIMARY KEY, kind text NOT NULL, entity text NOT NULL, "
+                              "what text NOT NULL, body jsonb, meta jsonb");
   const std::string tables_yaml = "    - name: public." + t +
                                   "\n      columns: {id: event_uuid, aggregate_type: kind, aggregate_id: entity, "
                                   "event_type: what, payload: body, headers: meta}\n";
@@ -126,7 +153,8 @@ TEST_F(relay_records, custom_column_names_and_topic_template) {
   std::string yaml = config(tables_yaml);
   yaml.replace(yaml.find("sink:\n"), 6, "sink:\n  topic_template: \"" + prefix + ".{aggregate_type}.{event_type}\"\n");
   start_relay(yaml);
-  pg_exec("INSERT INTO " + t + " VALUES ('00000000-0000-0000-0000-0000000000aa', 'invoice', 'inv-1', 'issued', "
+  pg_exec("INSERT INTO " + t +
+          " VALUES ('00000000-0000-0000-0000-0000000000aa', 'invoice', 'inv-1', 'issued', "
           "'{\"n\": 1}', '{\"tenant\": \"t1\"}')");
   const auto records = kafka_consume(prefix + ".invoice.issued", 1, 60s);
   ASSERT_EQ(records.size(), 1U);
@@ -140,15 +168,16 @@ TEST_F(relay_records, logical_message_source_publishes_envelopes) {
   const auto topic = unique_name("msg");
   const auto prefix = unique_name("ev");
   start_relay(config("", "  logical_messages: {prefix: " + prefix + "}\n"));
-  pg_exec("BEGIN; SELECT pg_logical_emit_message(true, '" + prefix +
-          "', '{\"id\": \"m-1\", \"aggregate_type\": \"" + topic +
+  pg_exec("BEGIN; SELECT pg_logical_emit_message(true, '" + prefix + "', '{\"id\": \"m-1\", \"aggregate_type\": \"" +
+          topic +
           "\", \"aggregate_id\": \"acc-7\", \"event_type\": \"paid\", \"payload\": {\"amount_cents\": 1250}, "
           "\"headers\": {\"source\": \"psp\"}}'); "
           "SELECT pg_logical_emit_message(true, 'other-prefix', 'ignored'); COMMIT;");
   const auto records = kafka_consume(topic, 1, 60s);
   ASSERT_EQ(records.size(), 1U);
   EXPECT_EQ(records[0].key, "acc-7");
-  EXPECT_EQ(nlohmann::json::parse(records[0].value.value_or("null")), nlohmann::json::parse(R"({"amount_cents":1250})"));
+  EXPECT_EQ(nlohmann::json::parse(records[0].value.value_or("null")),
+            nlohmann::json::parse(R"({"amount_cents":1250})"));
   EXPECT_EQ(records[0].header("event_id"), "m-1");
   EXPECT_EQ(records[0].header("source"), "psp");
   EXPECT_EQ(records[0].header("outbox_table"), "message:" + prefix);
@@ -165,9 +194,9 @@ TEST_F(relay_records, fifty_thousand_events_once_each_in_commit_order_per_key) {
   std::string sql;
   for (int tx = 0; tx < k_transactions; ++tx) {
     sql += "BEGIN; INSERT INTO " + t + " (aggregate_type, aggregate_id, event_type, payload) SELECT '" + topic +
-           "', 'agg-' || (((" + std::to_string(tx * k_per_tx) + " + g) * 7919) % " + std::to_string(k_aggregates) + "), 'e', jsonb_build_object('seq', " +
-           std::to_string(tx * k_per_tx) + " + g) FROM generate_series(0, " + std::to_string(k_per_tx - 1) +
-           ") g; COMMIT;";
+           "', 'agg-' || (((" + std::to_string(tx * k_per_tx) + " + g) * 7919) % " + std::to_string(k_aggregates) +
+           "), 'e', jsonb_build_object('seq', " + std::to_string(tx * k_per_tx) + " + g) FROM generate_series(0, " +
+           std::to_string(k_per_tx - 1) + ") g; COMMIT;";
     if (tx % 50 == 49) {
       pg_exec(sql);
       sql.clear();
@@ -200,8 +229,10 @@ TEST_F(relay_records, idle_outbox_beside_a_busy_table_still_advances_the_slot) {
   const std::string target = pg_scalar("SELECT pg_current_wal_lsn()::text");
   const bool advanced = wait_until(
       [&] {
-        return pg_scalar("SELECT confirmed_flush_lsn >= '" + target + "'::pg_lsn FROM pg_replication_slots "
-                         "WHERE slot_name = '" + m_slot + "'") == "t";
+        return pg_scalar("SELECT confirmed_flush_lsn >= '" + target +
+                         "'::pg_lsn FROM pg_replication_slots "
+                         "WHERE slot_name = '" +
+                         m_slot + "'") == "t";
       },
       30s, 200ms);
   EXPECT_TRUE(advanced) << "confirmed_flush_lsn stayed behind " << target << ": "

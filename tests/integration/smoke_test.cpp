@@ -38,9 +38,9 @@ TEST(smoke, pgoutput_slot_streams_an_insert) {
   std::unique_ptr<PGconn, pg_conn_deleter> conn(
       PQconnectdb((require_services().pg_dsn + " replication=database").c_str()));
   ASSERT_EQ(PQstatus(conn.get()), CONNECTION_OK) << PQerrorMessage(conn.get());
-  PGresult* res = PQexec(conn.get(), ("START_REPLICATION SLOT " + slot +
-                                      " LOGICAL 0/0 (proto_version '1', publication_names '" + pub + "')")
-                                         .c_str());
+  PGresult* res = PQexec(
+      conn.get(),
+      ("START_REPLICATION SLOT " + slot + " LOGICAL 0/0 (proto_version '1', publication_names '" + pub + "')").c_str());
   ASSERT_EQ(PQresultStatus(res), PGRES_COPY_BOTH) << PQerrorMessage(conn.get());
   PQclear(res);
 

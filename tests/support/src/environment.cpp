@@ -62,8 +62,7 @@ std::string unique_name(std::string_view prefix) {
   return std::string(prefix) + "_" + suffix;
 }
 
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout,
-                std::chrono::milliseconds poll) {
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout, std::chrono::milliseconds poll) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
     if (done()) return true;

@@ -89,7 +89,8 @@ long long kafka_record_count(const std::string& topic) {
   rd_kafka_topic_t* t = rd_kafka_topic_new(client.get(), topic.c_str(), nullptr);
   const auto err = rd_kafka_metadata(client.get(), 0, t, &md, 10000);
   rd_kafka_topic_destroy(t);
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) throw std::runtime_error("metadata for " + topic + ": " + rd_kafka_err2str(err));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    throw std::runtime_error("metadata for " + topic + ": " + rd_kafka_err2str(err));
   long long total = 0;
   for (int i = 0; i < md->topic_cnt; ++i) {
     for (int p = 0; p < md->topics[i].partition_cnt; ++p) {

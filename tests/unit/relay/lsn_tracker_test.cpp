@@ -45,7 +45,8 @@ class reference_model {
   /// Invariant: nothing at or past the end of a transaction with an unacknowledged event is confirmed.
   [[nodiscard]] bool respects_unacked(lsn_t confirmed) const {
     return std::all_of(m_txs.begin(), m_txs.end(), [&](const transaction& t) {
-      const bool unacked = std::any_of(t.events.begin(), t.events.end(), [&](event_id id) { return m_acked.count(id) == 0; });
+      const bool unacked =
+          std::any_of(t.events.begin(), t.events.end(), [&](event_id id) { return m_acked.count(id) == 0; });
       return !unacked || !t.committed || confirmed < t.end_lsn;
     });
   }

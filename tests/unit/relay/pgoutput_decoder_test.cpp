@@ -57,9 +57,9 @@ std::string relation_bytes(std::uint32_t oid, const std::string& ns, const std::
   return m.bytes();
 }
 
-const std::vector<col_spec> outbox_cols = {{"id", 2950, true},           {"aggregate_type", 25, false},
-                                           {"aggregate_id", 25, false},  {"event_type", 25, false},
-                                           {"payload", 3802, false},     {"headers", 3802, false}};
+const std::vector<col_spec> outbox_cols = {{"id", 2950, true},          {"aggregate_type", 25, false},
+                                           {"aggregate_id", 25, false}, {"event_type", 25, false},
+                                           {"payload", 3802, false},    {"headers", 3802, false}};
 
 /// TupleData where each value is nullopt (null), "\x01u" (unchanged TOAST) or text.
 msg& tuple(msg& m, const std::vector<std::optional<std::string>>& values) {
@@ -86,10 +86,17 @@ const std::vector<std::optional<std::string>> outbox_row = {
     "7f1c2b52-4d4e-4c1a-9d0e-1b2c3d4e5f60", "order", "o-1", "created", R"({"n":1})", std::nullopt};
 
 std::string begin_bytes() { return msg('B').i64(0x16'B374D900).i64(760'000'000'123'456).i32(734).bytes(); }
-std::string commit_bytes() { return msg('C').i8(0).i64(0x16'B374D900).i64(0x16'B374D930).i64(760'000'000'123'456).bytes(); }
+std::string commit_bytes() {
+  return msg('C').i8(0).i64(0x16'B374D900).i64(0x16'B374D930).i64(760'000'000'123'456).bytes();
+}
 std::string message_bytes(bool transactional, const std::string& content) {
-  return msg('M').i8(transactional ? 1 : 0).i64(0x16'B374DA00).str("outbox").i32(static_cast<std::uint32_t>(content.size()))
-      .raw(content).bytes();
+  return msg('M')
+      .i8(transactional ? 1 : 0)
+      .i64(0x16'B374DA00)
+      .str("outbox")
+      .i32(static_cast<std::uint32_t>(content.size()))
+      .raw(content)
+      .bytes();
 }
 
 /// Decodes and expects an outbox_error("decode") naming the LSN and saying the relay stops.
@@ -200,9 +207,11 @@ TEST(relay_pgoutput_decoder, relation_change_mid_stream) {
   expect_decode_error(d, insert_bytes(outbox_oid, outbox_row), "6 columns");
 
   cols.back().type_oid = 1043;
-  EXPECT_TRUE(std::get<relation_msg>(d.decode(relation_bytes(outbox_oid, "public", "outbox", cols), at)).columns_changed);
+  EXPECT_TRUE(
+      std::get<relation_msg>(d.decode(relation_bytes(outbox_oid, "public", "outbox", cols), at)).columns_changed);
   cols.back().key = true;
-  EXPECT_TRUE(std::get<relation_msg>(d.decode(relation_bytes(outbox_oid, "public", "outbox", cols), at)).columns_changed);
+  EXPECT_TRUE(
+      std::get<relation_msg>(d.decode(relation_bytes(outbox_oid, "public", "outbox", cols), at)).columns_changed);
   const auto other = std::get<relation_msg>(d.decode(relation_bytes(outbox_oid + 1, "public", "other", cols), at));
   EXPECT_FALSE(other.columns_changed) << "first sight of an OID is not a change";
 }
@@ -280,7 +289,19 @@ TEST(relay_pgoutput_decoder, every_truncation_of_a_valid_message_throws) {
   del.i32(outbox_oid).i8('O');
   tuple(del, outbox_row);
   msg binary('I');
-  binary.i32(outbox_oid).i8('N').i16(6).i8('b').i32(2).raw("ab").i8('n').i8('u').i8('t').i32(1).raw("x").i8('n').i8('n');
+  binary.i32(outbox_oid)
+      .i8('N')
+      .i16(6)
+      .i8('b')
+      .i32(2)
+      .raw("ab")
+      .i8('n')
+      .i8('u')
+      .i8('t')
+      .i32(1)
+      .raw("x")
+      .i8('n')
+      .i8('n');
   const std::vector<std::string> messages = {
       begin_bytes(),
       commit_bytes(),

@@ -36,13 +36,13 @@ column col(std::string name, std::uint32_t oid) { return column{std::move(name),
 
 /// The default outbox table of SPEC §2.
 relation outbox_relation(std::uint32_t payload_oid = oid_jsonb, std::uint32_t headers_oid = oid_jsonb) {
-  return relation{16384,
-                  "public",
-                  "outbox",
-                  'd',
-                  {col("id", oid_uuid), col("aggregate_type", oid_text), col("aggregate_id", oid_text),
-                   col("event_type", oid_text), col("payload", payload_oid), col("headers", headers_oid),
-                   col("created_at", oid_timestamptz)}};
+  return relation{
+      16384,
+      "public",
+      "outbox",
+      'd',
+      {col("id", oid_uuid), col("aggregate_type", oid_text), col("aggregate_id", oid_text), col("event_type", oid_text),
+       col("payload", payload_oid), col("headers", headers_oid), col("created_at", oid_timestamptz)}};
 }
 
 tuple_value text(std::string s) { return tuple_value{tuple_value::kind::text, std::move(s)}; }
@@ -96,7 +96,8 @@ std::string error_of(F&& f, const std::string& category = "decode") {
 
 TEST(router, jsonb_row_becomes_exact_record) {
   const router r = default_router();
-  const auto rec = r.route_insert(outbox_relation(), outbox_row(R"({"total": 1250, "items": [1, 2]})", R"({"trace_id": "t-1"})"), tx);
+  const auto rec = r.route_insert(outbox_relation(),
+                                  outbox_row(R"({"total": 1250, "items": [1, 2]})", R"({"trace_id": "t-1"})"), tx);
   ASSERT_TRUE(rec.has_value());
   const kafka_record expected{"order", "order-17", std::string(R"({"total": 1250, "items": [1, 2]})"),
                               expected_headers({{"trace_id", "t-1"}})};
@@ -153,7 +154,8 @@ TEST(router, unicode_passes_byte_exact) {
   const router r = default_router();
   const std::string key = "客户-ß-\xF0\x9F\x99\x82";
   const std::string value = R"({"name": "Ünïcødé 🙂", "raw": "\ud83d\ude42"})";
-  const auto rec = r.route_insert(outbox_relation(), outbox_row(value, R"({"lang": "日本語", "n": "é"})", "order", key), tx);
+  const auto rec =
+      r.route_insert(outbox_relation(), outbox_row(value, R"({"lang": "日本語", "n": "é"})", "order", key), tx);
   ASSERT_TRUE(rec.has_value());
   EXPECT_EQ(rec->key, key);
   EXPECT_EQ(rec->value, value);
@@ -182,12 +184,10 @@ TEST(router, row_headers_keep_object_order_and_dump_non_strings) {
       outbox_relation(),
       outbox_row("{}", R"({"zeta": "z", "alpha": 1, "n": null, "obj": {"x": [1, 2.5, "é"]}, "t": true, "s": ""})"), tx);
   ASSERT_TRUE(rec.has_value());
-  EXPECT_EQ(rec->headers, expected_headers({{"zeta", "z"},
-                                            {"alpha", "1"},
-                                            {"n", "null"},
-                                            {"obj", R"({"x":[1,2.5,"é"]})"},
-                                            {"t", "true"},
-                                            {"s", ""}}));
+  EXPECT_EQ(
+      rec->headers,
+      expected_headers(
+          {{"zeta", "z"}, {"alpha", "1"}, {"n", "null"}, {"obj", R"({"x":[1,2.5,"é"]})"}, {"t", "true"}, {"s", ""}}));
 }
 
 TEST(router, null_or_missing_headers_column_adds_nothing) {
@@ -217,8 +217,9 @@ TEST(router, headers_from_json_and_text_columns) {
 TEST(router, reserved_header_names_are_rejected) {
   const router r = default_router();
   for (const std::string name : {"event_id", "event_type", "aggregate_type", "outbox_lsn", "outbox_custom"}) {
-    const std::string msg =
-        error_of([&] { (void)r.route_insert(outbox_relation(), outbox_row("{}", R"({"ok": "1", ")" + name + R"(": "x"})"), tx); });
+    const std::string msg = error_of([&] {
+      (void)r.route_insert(outbox_relation(), outbox_row("{}", R"({"ok": "1", ")" + name + R"(": "x"})"), tx);
+    });
     EXPECT_THAT(msg, AllOf(HasSubstr("\"" + name + "\""), HasSubstr("collides"), HasSubstr("public.outbox"),
                            HasSubstr(event_id), HasSubstr(format_lsn(tx.commit_lsn))));
   }
@@ -228,8 +229,9 @@ TEST(router, headers_that_are_not_an_object_are_rejected) {
   const router r = default_router();
   EXPECT_THAT(error_of([&] { (void)r.route_insert(outbox_relation(), outbox_row("{}", "[1, 2]"), tx); }),
               AllOf(HasSubstr("\"headers\""), HasSubstr("array"), HasSubstr("JSON object")));
-  EXPECT_THAT(error_of([&] { (void)r.route_insert(outbox_relation(oid_jsonb, oid_text), outbox_row("{}", "{nope"), tx); }),
-              AllOf(HasSubstr("\"headers\""), HasSubstr("not valid JSON")));
+  EXPECT_THAT(
+      error_of([&] { (void)r.route_insert(outbox_relation(oid_jsonb, oid_text), outbox_row("{}", "{nope"), tx); }),
+      AllOf(HasSubstr("\"headers\""), HasSubstr("not valid JSON")));
 }
 
 TEST(router, custom_column_names) {
@@ -241,13 +243,13 @@ TEST(router, custom_column_names) {
                      'd',
                      {col("seq", 20), col("body", oid_bytea), col("what", oid_varchar), col("stream_key", oid_text),
                       col("event_uuid", oid_uuid), col("meta", oid_json), col("kind", oid_text)}};
-  const std::vector<tuple_value> row{text("1"),        text("\\xdeadbeef"), text("order_created"), text("order-17"),
+  const std::vector<tuple_value> row{text("1"),      text("\\xdeadbeef"),   text("order_created"), text("order-17"),
                                      text(event_id), text(R"({"x": "y"})"), text("order")};
   r.validate(rel);
   const auto rec = r.route_insert(rel, row, tx);
   ASSERT_TRUE(rec.has_value());
-  EXPECT_EQ(*rec,
-            (kafka_record{"order", "order-17", std::string("\xde\xad\xbe\xef"), expected_headers({{"x", "y"}}, "app.events")}));
+  EXPECT_EQ(*rec, (kafka_record{"order", "order-17", std::string("\xde\xad\xbe\xef"),
+                                expected_headers({{"x", "y"}}, "app.events")}));
   EXPECT_FALSE(r.route_insert(outbox_relation(), outbox_row("{}"), tx).has_value());
 }
 
@@ -288,16 +290,18 @@ TEST(router, illegal_topic_names_row_id_lsn_and_template) {
   const router r = default_router("orders.{aggregate_type}");
   const std::string msg =
       error_of([&] { (void)r.route_insert(outbox_relation(), outbox_row("{}", "{}", "bad topic!"), tx); });
-  EXPECT_THAT(msg, AllOf(HasSubstr(event_id), HasSubstr(format_lsn(tx.commit_lsn)), HasSubstr("orders.{aggregate_type}"),
-                         HasSubstr("\"orders.bad topic!\""), HasSubstr("public.outbox")));
+  EXPECT_THAT(msg,
+              AllOf(HasSubstr(event_id), HasSubstr(format_lsn(tx.commit_lsn)), HasSubstr("orders.{aggregate_type}"),
+                    HasSubstr("\"orders.bad topic!\""), HasSubstr("public.outbox")));
 
   const router bare = default_router();
   EXPECT_THAT(error_of([&] { (void)bare.route_insert(outbox_relation(), outbox_row("{}", "{}", ""), tx); }),
               HasSubstr("not a legal Kafka topic name"));
   EXPECT_THAT(error_of([&] { (void)bare.route_insert(outbox_relation(), outbox_row("{}", "{}", ".."), tx); }),
               HasSubstr("not a legal Kafka topic name"));
-  EXPECT_THAT(error_of([&] { (void)bare.route_insert(outbox_relation(), outbox_row("{}", "{}", std::string(250, 'a')), tx); }),
-              HasSubstr("not a legal Kafka topic name"));
+  EXPECT_THAT(
+      error_of([&] { (void)bare.route_insert(outbox_relation(), outbox_row("{}", "{}", std::string(250, 'a')), tx); }),
+      HasSubstr("not a legal Kafka topic name"));
   const auto longest = bare.route_insert(outbox_relation(), outbox_row("{}", "{}", std::string(249, 'a')), tx);
   ASSERT_TRUE(longest.has_value());
   EXPECT_EQ(longest->topic, std::string(249, 'a'));
@@ -328,7 +332,8 @@ TEST(router, validate_rejects_unsupported_types_and_missing_columns) {
 
   relation jsonb_key = outbox_relation();
   jsonb_key.columns[2].type_oid = oid_jsonb;
-  EXPECT_THAT(error_of([&] { r.validate(jsonb_key); }, "config"), AllOf(HasSubstr("\"aggregate_id\""), HasSubstr("jsonb")));
+  EXPECT_THAT(error_of([&] { r.validate(jsonb_key); }, "config"),
+              AllOf(HasSubstr("\"aggregate_id\""), HasSubstr("jsonb")));
 
   EXPECT_THAT(error_of([&] { r.validate(outbox_relation(oid_jsonb, oid_bytea)); }, "config"),
               AllOf(HasSubstr("\"headers\""), HasSubstr("bytea")));
@@ -388,10 +393,13 @@ TEST(router, row_with_wrong_value_count_is_an_error) {
 }
 
 TEST(router, duplicate_tables_are_a_config_error) {
-  EXPECT_THAT(error_of([] { (void)router("{table}", {table_route{"", "outbox", {}}, table_route{"public", "outbox", {}}},
-                                         std::nullopt); },
-                       "config"),
-              HasSubstr("public.outbox twice"));
+  EXPECT_THAT(
+      error_of(
+          [] {
+            (void)router("{table}", {table_route{"", "outbox", {}}, table_route{"public", "outbox", {}}}, std::nullopt);
+          },
+          "config"),
+      HasSubstr("public.outbox twice"));
 }
 
 logical_message message(std::string content, std::string prefix = "outbox") {

@@ -22,8 +22,7 @@ struct field {
   field(std::string_view k, const char* v) : key(k), text(v) {}
   field(std::string_view k, const std::string& v) : key(k), text(v) {}
   template <typename N>
-    requires std::is_arithmetic_v<N>
-  field(std::string_view k, N v) : key(k), text(std::to_string(v)), numeric(true) {}
+  requires std::is_arithmetic_v<N> field(std::string_view k, N v) : key(k), text(std::to_string(v)), numeric(true) {}
 
   std::string_view key;
   std::string text;
@@ -37,10 +36,18 @@ void configure(level threshold, format fmt);
 /// Writes one line to stderr: ts, level, component, msg, then the fields.
 void write(level l, std::string_view component, std::string_view msg, std::initializer_list<field> fields = {});
 
-inline void debug(std::string_view c, std::string_view m, std::initializer_list<field> f = {}) { write(level::debug, c, m, f); }
-inline void info(std::string_view c, std::string_view m, std::initializer_list<field> f = {}) { write(level::info, c, m, f); }
-inline void warn(std::string_view c, std::string_view m, std::initializer_list<field> f = {}) { write(level::warn, c, m, f); }
-inline void error(std::string_view c, std::string_view m, std::initializer_list<field> f = {}) { write(level::error, c, m, f); }
+inline void debug(std::string_view c, std::string_view m, std::initializer_list<field> f = {}) {
+  write(level::debug, c, m, f);
+}
+inline void info(std::string_view c, std::string_view m, std::initializer_list<field> f = {}) {
+  write(level::info, c, m, f);
+}
+inline void warn(std::string_view c, std::string_view m, std::initializer_list<field> f = {}) {
+  write(level::warn, c, m, f);
+}
+inline void error(std::string_view c, std::string_view m, std::initializer_list<field> f = {}) {
+  write(level::error, c, m, f);
+}
 
 /// Replaces the value of password=... in a libpq keyword/value string or the password of a URI.
 std::string redact_dsn(std::string_view dsn);
