@@ -3,6 +3,8 @@
 #include "outbox/base/log.hpp"
 #include "outbox/config/config_error.hpp"
 #include "outbox/config/relay_config.hpp"
+#include "outbox/metrics/http_endpoint.hpp"
+#include "outbox/metrics/registry.hpp"
 #include "outbox/relay/publisher.hpp"
 #include "outbox/relay/relay.hpp"
 #include "outbox/relay/source_setup.hpp"
@@ -131,8 +133,14 @@ int main(int argc, char** argv) {
                {"slot", s.slot},
                {"brokers", s.brokers},
                {"postgresql", log::redact_dsn(s.dsn)}});
-    relay::relay r(s);
-    return r.run();
+    metrics::registry registry;
+    registry.add_process_metrics();
+    relay::relay r(s, registry);
+    metrics::http_endpoint endpoint(registry, [&r] { return r.ready(); });
+    endpoint.start(cfg.metrics.listen);
+    const int code = r.run();
+    endpoint.stop();
+    return code;
   } catch (const outbox_error& e) {
     log::error("relay", "stopping on an unrecoverable error", {{"category", e.value().category}, {"error", e.what()}});
     return e.value().category == "config" ? k_exit_usage : k_exit_failure;

@@ -15,6 +15,8 @@ namespace outbox::relay {
 struct publisher::tag {
   std::uint64_t event_id;
   std::size_t bytes;
+  std::uint32_t route;
+  std::int64_t commit_time_ms;
 };
 
 retry_class classify_kafka_error(int code) {
@@ -71,11 +73,8 @@ publisher::publisher(const std::string& brokers, const std::vector<std::pair<std
   rd_kafka_conf_set_dr_msg_cb(
       conf, [](rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque) { on_delivery_report(rk, m, opaque); });
   rd_kafka_conf_set_log_cb(conf, [](const rd_kafka_t* /*rk*/, int level, const char* facility, const char* buf) {
-    // syslog levels: 0-3 error, 4 warning, 5-6 info/notice, 7 debug
-    const log::level l = level <= 3   ? log::level::error
-                         : level == 4 ? log::level::warn
-                         : level <= 6 ? log::level::info
-                                      : log::level::debug;
+    // syslog levels; librdkafka reports transient connection failures at 3, so 0-4 are warnings.
+    const log::level l = level <= 4 ? log::level::warn : level <= 6 ? log::level::info : log::level::debug;
     log::write(l, "kafka", buf, {{"facility", facility}});
   });
   rd_kafka_conf_set_error_cb(
@@ -112,13 +111,14 @@ publisher::~publisher() {
   if (m_wakeup[1] >= 0) ::close(m_wakeup[1]);
 }
 
-void publisher::produce(const kafka_record& record, std::uint64_t event_id) {
+void publisher::produce(const kafka_record& record, std::uint64_t event_id, std::uint32_t route,
+                        std::int64_t commit_time_ms) {
   rd_kafka_headers_t* headers = rd_kafka_headers_new(record.headers.size());
   for (const auto& [name, value] : record.headers) {
     rd_kafka_header_add(headers, name.data(), static_cast<ssize_t>(name.size()), value.data(),
                         static_cast<ssize_t>(value.size()));
   }
-  auto t = std::make_unique<tag>(tag{event_id, record.byte_size()});
+  auto t = std::make_unique<tag>(tag{event_id, record.byte_size(), route, commit_time_ms});
   rd_kafka_vu_t vus[6];
   vus[0].vtype = RD_KAFKA_VTYPE_TOPIC;
   vus[0].u.cstr = record.topic.c_str();
@@ -186,7 +186,8 @@ void publisher::on_delivery_report(rd_kafka_s* /*rk*/, const void* message, void
   std::unique_ptr<tag> t(static_cast<tag*>(m->_private));
   --self->m_inflight_messages;
   self->m_inflight_bytes -= t->bytes;
-  delivery d{t->event_id, t->bytes, m->err == RD_KAFKA_RESP_ERR_NO_ERROR, {}};
+  delivery d{t->event_id, t->bytes, t->route, t->commit_time_ms, rd_kafka_topic_name(m->rkt),
+             m->err == RD_KAFKA_RESP_ERR_NO_ERROR, {}};
   if (!d.ok) {
     const std::string key = m->key != nullptr ? std::string(static_cast<const char*>(m->key), m->key_len) : "";
     d.failure = error{"kafka.delivery",
@@ -206,7 +207,7 @@ void publisher::on_error(rd_kafka_s* rk, int err, const char* reason, void* opaq
     char buf[512];
     const auto code = rd_kafka_fatal_error(rk, buf, sizeof buf);
     self->m_on_delivery(
-        delivery{0, 0, false,
+        delivery{0, 0, 0, 0, {}, false,
                  error{"kafka.fatal", std::string("the Kafka producer failed: ") + rd_kafka_err2str(code) + ": " + buf,
                        retry_class::fatal}});
     return;

@@ -11,11 +11,13 @@
 #include "outbox/relay/source_setup.hpp"
 
 #include <asio.hpp>
+#include <atomic>
 #include <pqxx/pqxx>
 
 #include <algorithm>
 #include <chrono>
 #include <optional>
+#include <map>
 #include <unordered_map>
 
 namespace outbox::relay {
@@ -28,6 +30,7 @@ constexpr std::chrono::milliseconds k_max_backoff{30'000};
 // Acknowledgements that move the confirmable LSN are reported at most this often between the
 // regular status updates: a short unconfirmed window means fewer duplicates after a crash.
 constexpr std::chrono::milliseconds k_min_confirm_gap{20};
+constexpr std::chrono::milliseconds k_slot_metrics_interval{5'000};
 }  // namespace
 
 /// All relay state lives here and is touched only by the thread running `m_io`: replication
@@ -35,14 +38,16 @@ constexpr std::chrono::milliseconds k_min_confirm_gap{20};
 /// timers and signals are all handlers of this one io_context.
 class relay::loop {
  public:
-  explicit loop(settings s)
+  loop(settings s, metrics::registry& reg)
       : m_settings(std::move(s)),
+        m_metrics(reg, m_settings),
         m_router(m_settings.topic_template, routes(m_settings), m_settings.message_prefix),
         m_stream(m_settings.dsn),
         m_publisher(
             m_settings.brokers, m_settings.kafka_properties, m_settings.max_inflight_messages,
             [this](const delivery& d) { on_delivery(d); },
-            [](bool up, const std::string& reason) {
+            [this](bool up, const std::string& reason) {
+              m_kafka_up = up;
               if (up) {
                 log::info("kafka", "brokers reachable again");
               } else {
@@ -100,6 +105,8 @@ class relay::loop {
       m_stream.start(m_settings.slot, m_settings.publication, from);
       m_pg_socket.assign(m_stream.socket());
       m_connected = true;
+      m_streaming = true;
+      m_metrics.leader.set(1);
       m_backoff = std::chrono::milliseconds(0);
       log::info(k_component, "streaming",
                 {{"slot", m_settings.slot},
@@ -124,6 +131,7 @@ class relay::loop {
     release_pg_socket();
     m_stream.close();
     m_connected = false;
+    m_streaming = false;
     m_paused = false;
     if (m_stopping) {
       maybe_finish_shutdown();
@@ -225,6 +233,7 @@ class relay::loop {
     m_tracker.commit(c.end_lsn);
     m_tx.reset();
     ++m_transactions;
+    m_metrics.transactions.inc();
   }
 
   void on_event(const relation_msg& r, lsn_t) {
@@ -249,14 +258,15 @@ class relay::loop {
         it != m_table_of_relation.end() && m_settings.tables[it->second].delete_after_publish) {
       delete_from = it->second;
     }
-    publish(*record, delete_from);
+    const auto table = m_table_of_relation.find(ins.rel->oid);
+    publish(*record, delete_from, table != m_table_of_relation.end() ? static_cast<std::uint32_t>(table->second) : 0);
   }
 
   void on_event(const logical_message& m, lsn_t) {
     if (m.transactional) {
       if (!m_tx)
         throw outbox_error("decode", "transactional message outside a transaction at LSN " + format_lsn(m.lsn));
-      if (auto record = m_router.route_message(m, *m_tx)) publish(*record, std::nullopt);
+      if (auto record = m_router.route_message(m, *m_tx)) publish(*record, std::nullopt, message_route());
       return;
     }
     // A non-transactional message (heartbeats are) stands alone at its own LSN.
@@ -264,19 +274,28 @@ class relay::loop {
     auto record = m_router.route_message(m, ctx);
     if (!record) return;
     m_tracker.begin(m.lsn);
-    publish(*record, std::nullopt);
+    publish(*record, std::nullopt, message_route());
     m_tracker.commit(m.lsn);
   }
 
   void on_event(const ignored_msg&, lsn_t) {}
 
-  void publish(const kafka_record& record, std::optional<std::size_t> delete_from) {
+  /// Routes 0..n-1 are the configured tables; n is the logical-message source.
+  [[nodiscard]] std::uint32_t message_route() const { return static_cast<std::uint32_t>(m_settings.tables.size()); }
+
+  void publish(const kafka_record& record, std::optional<std::size_t> delete_from, std::uint32_t route) {
     const auto id = m_tracker.add_event();
     if (delete_from) {
       // The router puts the row's id first, as the event_id header.
       m_rows_to_delete.emplace(id, pending_row{*delete_from, record.headers.front().second});
     }
-    m_publisher.produce(record, id);
+    try {
+      m_publisher.produce(record, id, route, m_tx ? m_tx->commit_time_ms : now_ms());
+    } catch (const outbox_error&) {
+      m_metrics.publish_errors.with({"refused"}).inc();
+      throw;
+    }
+    m_metrics.update_inflight(m_publisher);
     if (over_limits()) {
       if (!m_paused)
         log::debug(k_component, "backpressure: pausing reads", {{"inflight", m_publisher.inflight_messages()}});
@@ -295,6 +314,7 @@ class relay::loop {
     try {
       m_stream.send_status(std::max(m_received, flushed), flushed);
       m_last_status_sent = std::chrono::steady_clock::now();
+      m_metrics.confirmed_lsn.set(static_cast<double>(flushed));
     } catch (const outbox_error& e) {
       on_source_error(e.value());
       return;
@@ -319,11 +339,14 @@ class relay::loop {
 
   void on_delivery(const delivery& d) {
     if (!d.ok) {
+      m_metrics.publish_errors.with({d.failure.category}).inc();
       fail(d.failure);
       return;
     }
     m_tracker.ack(d.event_id);
     ++m_published;
+    m_metrics.published(d.route, d.topic).inc();
+    m_metrics.commit_to_ack.observe(static_cast<double>(std::max<std::int64_t>(0, now_ms() - d.commit_time_ms)) / 1000.0);
     if (const auto it = m_rows_to_delete.find(d.event_id); it != m_rows_to_delete.end()) {
       m_delete_queue[it->second.table].push_back(std::move(it->second.id));
       m_rows_to_delete.erase(it);
@@ -332,6 +355,7 @@ class relay::loop {
 
   void after_deliveries() {
     if (m_failed) return;
+    m_metrics.update_inflight(m_publisher);
     for (const auto& [table, ids] : m_delete_queue) {
       if (ids.size() >= k_delete_batch) {
         flush_deletes();
@@ -360,6 +384,7 @@ class relay::loop {
       after_deliveries();
       send_status(false);
       flush_deletes();
+      refresh_slot_metrics();
       if (!m_stopping) arm_status_timer();
     });
   }
@@ -390,6 +415,25 @@ class relay::loop {
     } catch (const std::exception& e) {
       m_sql.reset();
       log::warn(k_component, "heartbeat failed", {{"error", e.what()}});
+    }
+  }
+
+  /// Lag and retained WAL come from the server, read at most every k_slot_metrics_interval.
+  void refresh_slot_metrics() {
+    const auto now = std::chrono::steady_clock::now();
+    if (!m_connected || now - m_last_slot_query < k_slot_metrics_interval) return;
+    m_last_slot_query = now;
+    try {
+      pqxx::nontransaction tx(sql());
+      const auto r = tx.exec1(
+          "SELECT COALESCE(pg_current_wal_lsn() - confirmed_flush_lsn, 0)::float8, "
+          "COALESCE(pg_current_wal_lsn() - restart_lsn, 0)::float8 FROM pg_replication_slots WHERE slot_name = " +
+          tx.quote(m_settings.slot));
+      m_metrics.replication_lag.set(r[0].as<double>());
+      m_metrics.retained_wal.set(r[1].as<double>());
+    } catch (const std::exception& e) {
+      m_sql.reset();
+      log::debug(k_component, "reading slot statistics failed", {{"error", e.what()}});
     }
   }
 
@@ -484,7 +528,71 @@ class relay::loop {
     std::string id;
   };
 
+  /// The relay's metrics; written on the loop thread, read by the HTTP thread (atomics).
+  struct relay_metrics {
+    relay_metrics(metrics::registry& reg, const settings& s)
+        : published_family(reg.add_counter("outbox_relay_events_published_total",
+                                           "Events acknowledged by Kafka, per source table and topic.",
+                                           {"table", "topic"})),
+          transactions(reg.add_counter("outbox_relay_transactions_total", "Transactions read from the slot.").get()),
+          publish_errors(reg.add_counter("outbox_relay_publish_errors_total",
+                                         "Records Kafka or librdkafka refused, by reason.", {"reason"})),
+          inflight_messages(reg.add_gauge("outbox_relay_inflight_messages", "Records handed to Kafka, not yet acknowledged.").get()),
+          inflight_bytes(reg.add_gauge("outbox_relay_inflight_bytes", "Bytes of records not yet acknowledged.").get()),
+          confirmed_lsn(reg.add_gauge("outbox_relay_confirmed_lsn", "Last LSN confirmed to PostgreSQL, as a number.").get()),
+          replication_lag(reg.add_gauge("outbox_relay_replication_lag_bytes",
+                                        "Server WAL position minus the slot's confirmed_flush_lsn.").get()),
+          retained_wal(reg.add_gauge("outbox_relay_slot_retained_wal_bytes",
+                                     "WAL the slot keeps on the server (current position minus restart_lsn).").get()),
+          commit_to_ack(reg.add_histogram("outbox_relay_commit_to_ack_seconds",
+                                          "From the transaction's commit to Kafka's acknowledgement.", {},
+                                          metrics::latency_buckets()).get()),
+          leader(reg.add_gauge("outbox_relay_leader", "1 on the instance that streams the slot.").get()),
+          up(reg.add_gauge("outbox_relay_up", "1 while the relay process runs.").get()) {
+      for (const auto& t : s.tables) route_names.push_back(t.route.schema + "." + t.route.table);
+      route_names.push_back("message:" + s.message_prefix.value_or(""));
+      up.set(1);
+    }
+
+    metrics::counter& published(std::uint32_t route, std::string_view topic) {
+      auto& cache = published_cache[route];
+      const auto it = cache.find(topic);
+      if (it != cache.end()) return *it->second;
+      auto& c = published_family.with({route_names.at(route), std::string(topic)});
+      cache.emplace(std::string(topic), &c);
+      return c;
+    }
+
+    void update_inflight(const publisher& p) {
+      inflight_messages.set(static_cast<double>(p.inflight_messages()));
+      inflight_bytes.set(static_cast<double>(p.inflight_bytes()));
+    }
+
+    metrics::family<metrics::counter>& published_family;
+    metrics::counter& transactions;
+    metrics::family<metrics::counter>& publish_errors;
+    metrics::gauge& inflight_messages;
+    metrics::gauge& inflight_bytes;
+    metrics::gauge& confirmed_lsn;
+    metrics::gauge& replication_lag;
+    metrics::gauge& retained_wal;
+    metrics::histogram& commit_to_ack;
+    metrics::gauge& leader;
+    metrics::gauge& up;
+    std::vector<std::string> route_names;
+    std::unordered_map<std::uint32_t, std::map<std::string, metrics::counter*, std::less<>>> published_cache;
+  };
+
+ public:
+  [[nodiscard]] metrics::readiness ready() const {
+    if (!m_streaming.load()) return {false, "not streaming from PostgreSQL"};
+    if (!m_kafka_up.load()) return {false, "Kafka brokers unreachable"};
+    return {true, ""};
+  }
+
+ private:
   const settings m_settings;
+  relay_metrics m_metrics;
   router m_router;
   pgoutput_decoder m_decoder;
   lsn_tracker m_tracker;
@@ -509,6 +617,9 @@ class relay::loop {
   lsn_t m_last_confirmed = 0;
   std::chrono::steady_clock::time_point m_last_confirm_change = std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point m_last_status_sent{};
+  std::chrono::steady_clock::time_point m_last_slot_query{};
+  std::atomic<bool> m_streaming{false};  ///< read by the HTTP thread
+  std::atomic<bool> m_kafka_up{true};    ///< read by the HTTP thread
   std::chrono::milliseconds m_backoff{0};
   std::uint64_t m_published = 0;
   std::uint64_t m_transactions = 0;
@@ -522,8 +633,9 @@ class relay::loop {
   int m_exit_code = 0;
 };
 
-relay::relay(settings s) : m_loop(std::make_unique<loop>(std::move(s))) {}
+relay::relay(settings s, metrics::registry& metrics) : m_loop(std::make_unique<loop>(std::move(s), metrics)) {}
 relay::~relay() = default;
 int relay::run() { return m_loop->run(); }
+metrics::readiness relay::ready() const { return m_loop->ready(); }
 
 }  // namespace outbox::relay

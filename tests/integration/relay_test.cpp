@@ -5,9 +5,12 @@
 #include "outbox/test/relay_fixture.hpp"
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <cstdlib>
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
@@ -268,6 +271,42 @@ TEST_F(relay_records, a_column_added_mid_stream_is_picked_up) {
   EXPECT_EQ(records[1].value, R"({"n": 2})");
   EXPECT_TRUE(m_relay->running());
   EXPECT_NE(m_relay->log().find("table columns changed mid-stream"), std::string::npos);
+}
+
+TEST_F(relay_records, metrics_endpoint_serves_the_spec_metrics_and_promtool_accepts_them) {
+  const auto topic = unique_name("metrics");
+  const auto t = create_table("ob_metrics");
+  start_relay(config(tables({t})));
+  pg_exec("INSERT INTO " + t + " (aggregate_type, aggregate_id, event_type, payload) SELECT '" + topic +
+          "', 'k' || g, 'e', '{}' FROM generate_series(1, 25) g");
+  ASSERT_EQ(kafka_consume(topic, 25, 60s).size(), 25U);
+  ASSERT_GT(metrics_port(), 0);
+  httplib::Client client("127.0.0.1", metrics_port());
+  std::string body;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto res = client.Get("/metrics");
+        body = res ? res->body : "";
+        return body.find("table=\"public." + t + "\",topic=\"" + topic + "\"} 25") != std::string::npos;
+      },
+      30s, 100ms))
+      << body;
+  for (const char* name :
+       {"outbox_relay_events_published_total", "outbox_relay_transactions_total", "outbox_relay_inflight_messages",
+        "outbox_relay_inflight_bytes", "outbox_relay_confirmed_lsn", "outbox_relay_replication_lag_bytes",
+        "outbox_relay_slot_retained_wal_bytes", "outbox_relay_commit_to_ack_seconds_bucket", "outbox_relay_leader 1",
+        "outbox_relay_up 1", "outbox_relay_publish_errors_total", "process_resident_memory_bytes",
+        "process_cpu_seconds_total"}) {
+    EXPECT_NE(body.find(name), std::string::npos) << name << " missing:\n" << body;
+  }
+  const std::string path = m_dir + "/metrics.txt";
+  std::ofstream(path) << body;
+  const auto check = run_command({"/bin/sh", "-c", "promtool check metrics < " + path}, 30s);
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+  auto ready = client.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200) << ready->body;
+  EXPECT_EQ(body.find(std::getenv("OUTBOX_PG_PASSWORD")), std::string::npos) << "password in metrics";
 }
 
 }  // namespace

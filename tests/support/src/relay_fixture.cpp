@@ -56,6 +56,7 @@ std::string relay_fixture::config(std::string_view tables_yaml, std::string_view
   y += "sink:\n  brokers: ${OUTBOX_KAFKA_BROKERS}\n";
   y += "relay:\n  status_interval: 200ms\n  shutdown_timeout: 20s\n";
   y += "log:\n  level: info\n";
+  y += "metrics:\n  listen: 127.0.0.1:0\n";  // any free port: tests never collide on 9187
   y += top_extra;
   return y;
 }
@@ -79,6 +80,13 @@ void relay_fixture::restart_relay() {
   if (!m_relay->wait_for_log("\"msg\":\"streaming\"", 60s)) {
     ADD_FAILURE() << "the relay did not start streaming within 60 s; log:\n" << m_relay->log();
   }
+}
+
+int relay_fixture::metrics_port() const {
+  const std::string log = m_relay->log();
+  const std::string marker = "\"listen\":\"127.0.0.1:";
+  const auto at = log.find(marker);
+  return at == std::string::npos ? 0 : std::stoi(log.substr(at + marker.size()));
 }
 
 }  // namespace outbox::test

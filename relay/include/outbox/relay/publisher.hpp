@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -18,6 +19,9 @@ namespace outbox::relay {
 struct delivery {
   std::uint64_t event_id = 0;
   std::size_t bytes = 0;
+  std::uint32_t route = 0;          ///< what the caller passed to produce(): which source the record came from
+  std::int64_t commit_time_ms = 0;  ///< as passed to produce()
+  std::string_view topic;           ///< valid during the callback only
   bool ok = true;
   error failure;  ///< when !ok: names topic, key and the broker's error
 };
@@ -42,7 +46,8 @@ class publisher {
   [[nodiscard]] int wakeup_fd() const { return m_wakeup[0]; }
 
   /// Hands a record to librdkafka (copying it). Throws outbox_error when librdkafka refuses it.
-  void produce(const kafka_record& record, std::uint64_t event_id);
+  void produce(const kafka_record& record, std::uint64_t event_id, std::uint32_t route = 0,
+               std::int64_t commit_time_ms = 0);
 
   /// Serves every queued delivery report and error; drains the wakeup fd.
   void poll();

@@ -43,6 +43,9 @@ class relay_fixture : public ::testing::Test {
   /// Starts the relay again on the same config after it stopped.
   void restart_relay();
 
+  /// The port the running relay's metrics endpoint bound (from its log), 0 if not yet.
+  [[nodiscard]] int metrics_port() const;
+
   /// The relay binary under test.
   static std::string relay_binary();
 
