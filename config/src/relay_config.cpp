@@ -113,6 +113,11 @@ schema make_relay_schema() {
                   duration_key("shutdown_timeout")
                       .defaults("30s")
                       .describe("On SIGTERM, how long to wait for in-flight events to be acknowledged"),
+                  duration_key("stall_timeout")
+                      .defaults("2m")
+                      .check(detail::positive(), "more than 0s")
+                      .describe("WAL moving but nothing confirmed for this long: reported as stalled "
+                                "(metric outbox_relay_stalled, /readyz)"),
               })
           .describe("Memory bounds and timing"),
       detail::metrics_section("127.0.0.1:9187"),
@@ -182,6 +187,7 @@ relay_config from_values(values v) {
   c.relay.max_inflight_bytes = v.get<std::uint64_t>("relay.max_inflight_bytes");
   c.relay.status_interval = v.get<std::chrono::milliseconds>("relay.status_interval");
   c.relay.shutdown_timeout = v.get<std::chrono::milliseconds>("relay.shutdown_timeout");
+  c.relay.stall_timeout = v.get<std::chrono::milliseconds>("relay.stall_timeout");
 
   c.metrics = detail::read_metrics(v);
   c.log = detail::read_log(v);

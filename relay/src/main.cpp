@@ -51,6 +51,7 @@ relay::settings to_settings(const config::relay_config& c) {
   s.max_inflight_bytes = c.relay.max_inflight_bytes;
   s.status_interval = c.relay.status_interval;
   s.shutdown_timeout = c.relay.shutdown_timeout;
+  s.stall_timeout = c.relay.stall_timeout;
   return s;
 }
 

@@ -429,8 +429,22 @@ class relay::loop {
           "SELECT COALESCE(pg_current_wal_lsn() - confirmed_flush_lsn, 0)::float8, "
           "COALESCE(pg_current_wal_lsn() - restart_lsn, 0)::float8 FROM pg_replication_slots WHERE slot_name = " +
           tx.quote(m_settings.slot));
-      m_metrics.replication_lag.set(r[0].as<double>());
+      const double lag = r[0].as<double>();
+      m_metrics.replication_lag.set(lag);
       m_metrics.retained_wal.set(r[1].as<double>());
+      // Stalled: the server's WAL is ahead of the slot and nothing was confirmed for stall_timeout.
+      const bool stalled = lag > 0 && now - m_last_confirm_change >= m_settings.stall_timeout;
+      if (stalled != m_stalled.load()) {
+        m_stalled = stalled;
+        m_metrics.stalled.set(stalled ? 1 : 0);
+        if (stalled) {
+          log::warn(k_component, "stalled: WAL moves but nothing was confirmed",
+                    {{"lag_bytes", lag}, {"confirmed_lsn", format_lsn(m_last_confirmed)},
+                     {"inflight", m_publisher.inflight_messages()}});
+        } else {
+          log::info(k_component, "no longer stalled", {{"confirmed_lsn", format_lsn(m_last_confirmed)}});
+        }
+      }
     } catch (const std::exception& e) {
       m_sql.reset();
       log::debug(k_component, "reading slot statistics failed", {{"error", e.what()}});
@@ -548,6 +562,8 @@ class relay::loop {
                                           "From the transaction's commit to Kafka's acknowledgement.", {},
                                           metrics::latency_buckets()).get()),
           leader(reg.add_gauge("outbox_relay_leader", "1 on the instance that streams the slot.").get()),
+          stalled(reg.add_gauge("outbox_relay_stalled",
+                                "1 when WAL moves but nothing was confirmed for relay.stall_timeout.").get()),
           up(reg.add_gauge("outbox_relay_up", "1 while the relay process runs.").get()) {
       for (const auto& t : s.tables) route_names.push_back(t.route.schema + "." + t.route.table);
       route_names.push_back("message:" + s.message_prefix.value_or(""));
@@ -578,6 +594,7 @@ class relay::loop {
     metrics::gauge& retained_wal;
     metrics::histogram& commit_to_ack;
     metrics::gauge& leader;
+    metrics::gauge& stalled;
     metrics::gauge& up;
     std::vector<std::string> route_names;
     std::unordered_map<std::uint32_t, std::map<std::string, metrics::counter*, std::less<>>> published_cache;
@@ -587,6 +604,7 @@ class relay::loop {
   [[nodiscard]] metrics::readiness ready() const {
     if (!m_streaming.load()) return {false, "not streaming from PostgreSQL"};
     if (!m_kafka_up.load()) return {false, "Kafka brokers unreachable"};
+    if (m_stalled.load()) return {false, "stalled: WAL moves but nothing was confirmed for relay.stall_timeout"};
     return {true, ""};
   }
 
@@ -620,6 +638,7 @@ class relay::loop {
   std::chrono::steady_clock::time_point m_last_slot_query{};
   std::atomic<bool> m_streaming{false};  ///< read by the HTTP thread
   std::atomic<bool> m_kafka_up{true};    ///< read by the HTTP thread
+  std::atomic<bool> m_stalled{false};    ///< read by the HTTP thread
   std::chrono::milliseconds m_backoff{0};
   std::uint64_t m_published = 0;
   std::uint64_t m_transactions = 0;

@@ -7,6 +7,7 @@
 #include "outbox/test/relay_fixture.hpp"
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
@@ -143,17 +144,31 @@ TEST_F(relay_faults, kafka_broker_down_for_20s_mid_stream_loses_nothing) {
   const auto topic = unique_name("kdown");
   const auto t = create_table("ob_kdown");
   kafka_create_topic(topic, 3);
-  start_relay(config(tables({t})));
+  std::string yaml = config(tables({t}));
+  yaml.replace(yaml.find("relay:\n"), 7, "relay:\n  stall_timeout: 3s\n");
+  start_relay(yaml);
+  httplib::Client metrics("127.0.0.1", metrics_port());
+  auto stalled = [&] {
+    auto res = metrics.Get("/metrics");
+    return res && res->body.find("\noutbox_relay_stalled 1\n") != std::string::npos;
+  };
   {
     writer w(t, topic, 300, 20, 50ms);
     ASSERT_TRUE(wait_until([&] { return w.committed() >= 60; }, 60s));
+    EXPECT_FALSE(stalled());
     services("stop", "kafka");
     const auto outage_end = std::chrono::steady_clock::now() + 20s;
+    // Nothing can be confirmed while Kafka is away: the relay reports itself stalled and not ready.
+    EXPECT_TRUE(wait_until(stalled, 19s, 250ms)) << "outbox_relay_stalled never became 1 during the outage";
+    auto ready = metrics.Get("/readyz");
+    ASSERT_TRUE(ready);
+    EXPECT_EQ(ready->status, 503) << ready->body;
     std::this_thread::sleep_until(outage_end);  // the outage itself: until the broker comes back
     EXPECT_TRUE(m_relay->running()) << "the relay must wait out a broker outage, not exit";
     services("start", "kafka");
     w.join();
   }
+  EXPECT_TRUE(wait_until([&] { return !stalled(); }, 60s, 250ms)) << "still stalled after Kafka came back";
   const auto seen = consume_all_rows(t, topic, 180s);
   std::cout << "[ report ] broker outage: " << seen.size() << " events, " << duplicates(seen) << " published again\n";
   EXPECT_TRUE(m_relay->running());

@@ -67,6 +67,7 @@ struct relay_limits {
   std::uint64_t max_inflight_bytes = 0;
   std::chrono::milliseconds status_interval{};
   std::chrono::milliseconds shutdown_timeout{};
+  std::chrono::milliseconds stall_timeout{};  ///< WAL moving, nothing confirmed: stalled
 };
 
 /// The `metrics:` section.

@@ -34,6 +34,7 @@ struct settings {
   std::uint64_t max_inflight_bytes = 64ULL << 20U;
   std::chrono::milliseconds status_interval{1'000};
   std::chrono::milliseconds shutdown_timeout{30'000};
+  std::chrono::milliseconds stall_timeout{120'000};
 
   /// The prefix of heartbeat messages: `<prefix>-heartbeat`.
   [[nodiscard]] std::string heartbeat_prefix() const { return message_prefix.value_or("outbox") + "-heartbeat"; }
