@@ -1,0 +1,5 @@
+#pragma once
+
+#include "outbox/dedupe/postgres_inbox.hpp"
+#include "outbox/dedupe/redis_url.hpp"
+#include "outbox/dedupe/store.hpp"

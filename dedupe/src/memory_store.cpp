@@ -1,0 +1,165 @@
+#include "outbox/dedupe/store.hpp"
+
+#include "outbox/base/error.hpp"
+
+#include <chrono>
+#include <list>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+namespace outbox::dedupe {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+enum class entry_state { in_progress, done };
+
+struct entry;
+using slot = std::pair<const std::string, entry>;
+using slot_list = std::list<slot*>;
+
+struct entry {
+  entry_state state = entry_state::in_progress;
+  clock::time_point stamp;     ///< when claimed (in progress) or completed (done)
+  slot_list::iterator lru;     ///< position in the recency list (front = most recent)
+  slot_list::iterator by_age;  ///< position in the stamp-ordered list (front = oldest)
+};
+
+/// Fixed cost of one entry besides its key: the map node, its bucket and two list nodes.
+constexpr std::size_t k_entry_overhead = sizeof(slot) + 2 * sizeof(void*) + 2 * (sizeof(slot*) + 2 * sizeof(void*));
+
+/// The map key: the group's length, the group, the event id (unambiguous for any bytes).
+std::string store_key(std::string_view group, std::string_view event_id) {
+  std::string key = std::to_string(group.size());
+  key.reserve(key.size() + 1 + group.size() + event_id.size());
+  key += ':';
+  key += group;
+  key += event_id;
+  return key;
+}
+
+class memory_store final : public store {
+ public:
+  explicit memory_store(memory_options o) : m_options(o) {
+    if (m_options.max_entries == 0 || m_options.max_bytes == 0) {
+      throw outbox_error("dedupe", "memory store: max_entries and max_bytes must be positive", retry_class::fatal);
+    }
+    if (m_options.ttl.count() <= 0 || m_options.lease.count() <= 0) {
+      throw outbox_error("dedupe", "memory store: ttl and lease must be positive", retry_class::fatal);
+    }
+  }
+
+  claim_result claim(std::string_view group, std::string_view event_id) override {
+    const std::string key = store_key(group, event_id);
+    std::lock_guard lock(m_mutex);
+    const auto now = clock::now();  // under the mutex: keeps m_by_age in stamp order
+    if (auto it = m_map.find(key); it != m_map.end()) {
+      slot& s = *it;
+      entry& e = s.second;
+      if (expired(e, now)) {
+        erase(s);
+      } else if (e.state == entry_state::done) {
+        touch(s);
+        return claim_result::duplicate;
+      } else if (now - e.stamp < m_options.lease) {
+        touch(s);
+        return claim_result::in_progress;
+      } else {
+        // The claim outlived its lease: its worker is presumed dead, this caller takes it over.
+        restamp(s, now);
+        touch(s);
+        return claim_result::claimed;
+      }
+    }
+    insert(key, entry_state::in_progress, now);
+    return claim_result::claimed;
+  }
+
+  void complete(std::string_view group, std::string_view event_id) override {
+    const std::string key = store_key(group, event_id);
+    std::lock_guard lock(m_mutex);
+    const auto now = clock::now();  // under the mutex: keeps m_by_age in stamp order
+    if (auto it = m_map.find(key); it != m_map.end()) {
+      it->second.state = entry_state::done;
+      restamp(*it, now);
+      touch(*it);
+      return;
+    }
+    // Evicted or expired while in progress: record the done mark anyway.
+    insert(key, entry_state::done, now);
+  }
+
+  void release(std::string_view group, std::string_view event_id) override {
+    const std::string key = store_key(group, event_id);
+    std::lock_guard lock(m_mutex);
+    if (auto it = m_map.find(key); it != m_map.end() && it->second.state == entry_state::in_progress) {
+      erase(*it);
+    }
+  }
+
+  std::size_t cleanup(std::size_t limit) override {
+    std::lock_guard lock(m_mutex);
+    return purge_expired(clock::now(), limit);
+  }
+
+ private:
+  [[nodiscard]] bool expired(const entry& e, clock::time_point now) const { return now - e.stamp >= m_options.ttl; }
+
+  static std::size_t bytes_of(const std::string& key) { return key.size() + k_entry_overhead; }
+
+  /// Removes up to `limit` entries whose stamp is older than the TTL, oldest first.
+  std::size_t purge_expired(clock::time_point now, std::size_t limit) {
+    std::size_t removed = 0;
+    while (removed < limit && !m_by_age.empty() && expired(m_by_age.front()->second, now)) {
+      erase(*m_by_age.front());
+      ++removed;
+    }
+    return removed;
+  }
+
+  void insert(const std::string& key, entry_state state, clock::time_point now) {
+    auto [it, inserted] = m_map.try_emplace(key);
+    slot& s = *it;
+    s.second.state = state;
+    s.second.stamp = now;
+    s.second.lru = m_lru.insert(m_lru.begin(), &s);
+    s.second.by_age = m_by_age.insert(m_by_age.end(), &s);
+    m_bytes += bytes_of(s.first);
+    // Over a bound: expired entries go first, then the least recently used. The new entry is the most recent
+    // and the youngest, so it is never the victim while another entry exists.
+    while ((m_map.size() > m_options.max_entries || m_bytes > m_options.max_bytes) && m_map.size() > 1) {
+      slot* victim = expired(m_by_age.front()->second, now) ? m_by_age.front() : m_lru.back();
+      erase(*victim);
+    }
+  }
+
+  void erase(slot& s) {
+    m_lru.erase(s.second.lru);
+    m_by_age.erase(s.second.by_age);
+    m_bytes -= bytes_of(s.first);
+    m_map.erase(m_map.find(s.first));
+  }
+
+  void touch(slot& s) { m_lru.splice(m_lru.begin(), m_lru, s.second.lru); }
+
+  /// Stamps are taken under the mutex from a monotonic clock, so appending keeps m_by_age sorted.
+  void restamp(slot& s, clock::time_point now) {
+    s.second.stamp = now;
+    m_by_age.splice(m_by_age.end(), m_by_age, s.second.by_age);
+  }
+
+  memory_options m_options;
+  std::mutex m_mutex;
+  std::unordered_map<std::string, entry> m_map;
+  slot_list m_lru;
+  slot_list m_by_age;
+  std::size_t m_bytes = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<store> make_memory_store(memory_options options) { return std::make_unique<memory_store>(options); }
+
+}  // namespace outbox::dedupe

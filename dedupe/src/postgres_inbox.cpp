@@ -1,0 +1,157 @@
+#include "outbox/dedupe/postgres_inbox.hpp"
+
+#include "outbox/base/error.hpp"
+
+#include <pqxx/pqxx>
+
+#include <algorithm>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace outbox::dedupe {
+namespace {
+
+/// Rows one cleanup statement deletes at most: bounds its lock time and the WAL it writes.
+constexpr std::size_t k_cleanup_batch = 1000;
+
+/// `schema.table` or `table`, each part quoted as an identifier.
+std::string quote_table(pqxx::connection_base& c, const std::string& table) {
+  std::string out;
+  std::size_t start = 0;
+  while (true) {
+    const auto dot = table.find('.', start);
+    const std::string part = table.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (part.empty()) {
+      throw outbox_error("dedupe", "postgres inbox: table '" + table + "' is not a valid [schema.]table name",
+                         retry_class::fatal);
+    }
+    if (!out.empty()) out += '.';
+    out += c.quote_name(part);
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return out;
+}
+
+/// The index name: `<table>_processed_at_idx` from the unqualified table name, in the table's schema.
+std::string index_name(pqxx::connection_base& c, const std::string& table) {
+  const auto dot = table.rfind('.');
+  const std::string base = dot == std::string::npos ? table : table.substr(dot + 1);
+  return c.quote_name(base.substr(0, 63 - std::string_view("_processed_at_idx").size()) + "_processed_at_idx");
+}
+
+}  // namespace
+
+struct postgres_inbox::impl {
+  std::string dsn;
+  options opts;
+  std::string quoted;      ///< the table, quoted for SQL
+  std::string insert_sql;  ///< claim_in's statement
+  std::string cleanup_sql;
+  std::mutex mutex;  ///< guards `conn` (cleanup may run beside claim_in, which never touches it)
+  std::unique_ptr<pqxx::connection> conn;
+
+  [[noreturn]] void fail(const std::string& what, const std::exception& e) const {
+    if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
+      throw outbox_error(
+          "dedupe",
+          "postgres inbox " + opts.table + ": " + what + ": " + sql->what() + " (SQLSTATE " + sql->sqlstate() + ")",
+          classify_sqlstate(sql->sqlstate()));
+    }
+    if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
+      throw outbox_error("dedupe",
+                         "postgres inbox " + opts.table + ": " + what + ": connection lost: " + e.what() +
+                             "; check that PostgreSQL is up",
+                         retry_class::retryable);
+    }
+    if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
+      throw outbox_error("dedupe", "postgres inbox " + opts.table + ": " + what + ": " + e.what(),
+                         retry_class::in_doubt);
+    }
+    throw outbox_error("dedupe", "postgres inbox " + opts.table + ": " + what + ": " + e.what(), retry_class::fatal);
+  }
+
+  pqxx::connection& connection() {
+    if (!conn || !conn->is_open()) conn = std::make_unique<pqxx::connection>(dsn);
+    return *conn;
+  }
+};
+
+postgres_inbox::postgres_inbox(std::string dsn, options opts) : m_impl(std::make_unique<impl>()) {
+  m_impl->dsn = std::move(dsn);
+  m_impl->opts = std::move(opts);
+  impl& d = *m_impl;
+  if (d.opts.retention.count() <= 0) {
+    throw outbox_error("dedupe", "postgres inbox " + d.opts.table + ": retention must be positive", retry_class::fatal);
+  }
+  try {
+    pqxx::connection& c = d.connection();
+    d.quoted = quote_table(c, d.opts.table);
+    const std::string index = index_name(c, d.opts.table);
+    // Two instances starting together may both try to create the table; the loser sees a unique violation
+    // on the catalog and simply tries again (then IF NOT EXISTS holds).
+    for (int attempt = 0;; ++attempt) {
+      try {
+        pqxx::work tx(c);
+        tx.exec0("CREATE TABLE IF NOT EXISTS " + d.quoted +
+                 " (consumer_group text NOT NULL, event_id text NOT NULL,"
+                 " processed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (consumer_group, event_id))");
+        tx.exec0("CREATE INDEX IF NOT EXISTS " + index + " ON " + d.quoted + " (processed_at)");
+        tx.commit();
+        break;
+      } catch (const pqxx::unique_violation&) {
+        if (attempt >= 2) throw;
+      }
+    }
+  } catch (const outbox_error&) {
+    throw;
+  } catch (const std::exception& e) {
+    d.fail("cannot create the inbox table", e);
+  }
+  d.insert_sql = "INSERT INTO " + d.quoted + " (consumer_group, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+  d.cleanup_sql = "DELETE FROM " + d.quoted + " WHERE ctid IN (SELECT ctid FROM " + d.quoted +
+                  " WHERE processed_at < now() - $1::bigint * interval '1 millisecond' LIMIT $2)";
+}
+
+postgres_inbox::~postgres_inbox() = default;
+postgres_inbox::postgres_inbox(postgres_inbox&&) noexcept = default;
+postgres_inbox& postgres_inbox::operator=(postgres_inbox&&) noexcept = default;
+
+bool postgres_inbox::claim_in(pqxx::transaction_base& tx, std::string_view group, std::string_view event_id) {
+  try {
+    // A concurrent insert of the same key waits on the primary key until the other transaction ends: a commit
+    // there makes this a conflict (nothing inserted), a rollback lets this insert through.
+    const pqxx::result r = tx.exec_params(m_impl->insert_sql, std::string(group), std::string(event_id));
+    return r.affected_rows() == 1;
+  } catch (const std::exception& e) {
+    m_impl->fail("claim of event " + std::string(event_id) + " for group " + std::string(group), e);
+  }
+}
+
+std::size_t postgres_inbox::cleanup(std::size_t limit) {
+  impl& d = *m_impl;
+  std::lock_guard lock(d.mutex);
+  std::size_t deleted = 0;
+  try {
+    while (deleted < limit) {
+      const std::size_t batch = std::min(k_cleanup_batch, limit - deleted);
+      pqxx::nontransaction tx(d.connection());  // each batch commits on its own: short locks, bounded WAL
+      const pqxx::result r = tx.exec_params(d.cleanup_sql, static_cast<long long>(d.opts.retention.count()),
+                                            static_cast<long long>(batch));
+      const auto n = static_cast<std::size_t>(r.affected_rows());
+      deleted += n;
+      if (n < batch) break;
+    }
+  } catch (const std::exception& e) {
+    if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) d.conn.reset();
+    d.fail("retention cleanup", e);
+  }
+  return deleted;
+}
+
+const std::string& postgres_inbox::table() const { return m_impl->opts.table; }
+
+}  // namespace outbox::dedupe

@@ -1,0 +1,179 @@
+#include "outbox/base/error.hpp"
+#include "outbox/dedupe/postgres_inbox.hpp"
+#include "outbox/test/environment.hpp"
+#include "outbox/test/postgres.hpp"
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace outbox::dedupe {
+namespace {
+
+using namespace std::chrono_literals;
+using outbox::test::pg_exec;
+using outbox::test::pg_scalar;
+using outbox::test::require_services;
+using outbox::test::unique_name;
+
+/// An inbox table and a business table of this test's own; both dropped afterwards.
+class postgres_inbox_test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    m_inbox = unique_name("inbox");
+    m_ledger = unique_name("ledger");
+    pg_exec("CREATE TABLE " + m_ledger + " (event_id text NOT NULL, worker int NOT NULL)");
+  }
+  void TearDown() override {
+    pg_exec("DROP TABLE IF EXISTS " + m_inbox);
+    pg_exec("DROP TABLE IF EXISTS " + m_ledger);
+  }
+
+  postgres_inbox make(std::chrono::milliseconds retention = 24h) {
+    return postgres_inbox(require_services().pg_dsn, {.table = m_inbox, .retention = retention});
+  }
+
+  /// One handler run: inbox row and business row in one transaction; true when it committed an effect.
+  bool handle(postgres_inbox& inbox, pqxx::connection& c, const std::string& event_id, int worker) {
+    pqxx::work tx(c);
+    if (!inbox.claim_in(tx, "g", event_id)) return false;  // already done: nothing else, roll back
+    tx.exec_params("INSERT INTO " + m_ledger + " (event_id, worker) VALUES ($1, $2)", event_id, worker);
+    tx.commit();
+    return true;
+  }
+
+  long count(const std::string& table, const std::string& where = "true") {
+    return std::stol(pg_scalar("SELECT count(*) FROM " + table + " WHERE " + where));
+  }
+
+  std::string m_inbox;
+  std::string m_ledger;
+};
+
+TEST_F(postgres_inbox_test, creates_the_table_and_its_index_once) {
+  auto inbox = make();
+  auto again = make();  // idempotent
+  EXPECT_EQ(inbox.table(), m_inbox);
+  EXPECT_EQ(pg_scalar("SELECT count(*) FROM pg_indexes WHERE tablename = '" + m_inbox + "'"), "2");
+  EXPECT_EQ(pg_scalar("SELECT string_agg(a.attname, ',' ORDER BY k.n) FROM pg_index i"
+                      " CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)"
+                      " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
+                      " WHERE i.indrelid = '" +
+                      m_inbox + "'::regclass AND i.indisprimary"),
+            "consumer_group,event_id");
+}
+
+TEST_F(postgres_inbox_test, rollback_frees_the_claim_and_commit_makes_a_duplicate) {
+  auto inbox = make();
+  pqxx::connection c(require_services().pg_dsn);
+  {
+    pqxx::work tx(c);
+    ASSERT_TRUE(inbox.claim_in(tx, "g", "e1"));
+    tx.exec_params("INSERT INTO " + m_ledger + " (event_id, worker) VALUES ($1, 0)", "e1");
+    tx.abort();  // the handler failed: neither the inbox row nor the effect stays
+  }
+  EXPECT_EQ(count(m_inbox), 0);
+  EXPECT_EQ(count(m_ledger), 0);
+  EXPECT_TRUE(handle(inbox, c, "e1", 1));
+  EXPECT_FALSE(handle(inbox, c, "e1", 2));
+  EXPECT_EQ(count(m_ledger), 1);
+  EXPECT_EQ(count(m_inbox, "consumer_group = 'g' AND event_id = 'e1'"), 1);
+  // Another group processes the same event on its own.
+  pqxx::work tx(c);
+  EXPECT_TRUE(inbox.claim_in(tx, "other", "e1"));
+}
+
+TEST_F(postgres_inbox_test, works_with_a_schema_qualified_table) {
+  postgres_inbox inbox(require_services().pg_dsn, {.table = "public." + m_inbox, .retention = 1h});
+  pqxx::connection c(require_services().pg_dsn);
+  EXPECT_TRUE(handle(inbox, c, "e1", 1));
+  EXPECT_FALSE(handle(inbox, c, "e1", 1));
+}
+
+TEST_F(postgres_inbox_test, two_workers_racing_commit_each_event_exactly_once) {
+  auto inbox = make();
+  constexpr int ids = 400;
+  std::atomic<bool> go{false};
+  std::vector<std::atomic<int>> wins(ids);
+  std::vector<std::thread> workers;
+  workers.reserve(2);
+  for (int w = 0; w < 2; ++w) {
+    workers.emplace_back([&, w] {
+      pqxx::connection c(require_services().pg_dsn);  // each worker its own connection, as in separate instances
+      while (!go.load()) std::this_thread::yield();
+      for (int i = 0; i < ids; ++i) {
+        if (handle(inbox, c, "evt-" + std::to_string(i), w)) wins[static_cast<std::size_t>(i)].fetch_add(1);
+      }
+    });
+  }
+  go = true;
+  for (auto& t : workers) t.join();
+  int not_once = 0;
+  for (auto& n : wins) not_once += n.load() == 1 ? 0 : 1;
+  EXPECT_EQ(not_once, 0);
+  EXPECT_EQ(count(m_ledger), ids);
+  EXPECT_EQ(pg_scalar("SELECT count(DISTINCT event_id) FROM " + m_ledger), std::to_string(ids));
+  EXPECT_EQ(count(m_inbox), ids);
+}
+
+TEST_F(postgres_inbox_test, a_claim_waits_for_a_concurrent_transaction_on_the_same_event) {
+  auto inbox = make();
+  pqxx::connection c1(require_services().pg_dsn);
+  pqxx::connection c2(require_services().pg_dsn);
+  pqxx::work first(c1);
+  ASSERT_TRUE(inbox.claim_in(first, "g", "e1"));
+  std::atomic<int> second_result{-1};
+  std::thread second([&] {
+    pqxx::work tx(c2);
+    second_result = inbox.claim_in(tx, "g", "e1") ? 1 : 0;
+  });
+  // The second insert blocks on the primary key while the first transaction is open.
+  EXPECT_TRUE(outbox::test::wait_until(
+      [&] {
+        return pg_scalar(
+                   "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE "
+                   "'INSERT INTO %" +
+                   m_inbox + "%'") == "1";
+      },
+      10s));
+  EXPECT_EQ(second_result.load(), -1);  // (commit either way, so the thread always ends)
+  first.commit();
+  second.join();
+  EXPECT_EQ(second_result.load(), 0);  // the first one committed: a duplicate
+}
+
+TEST_F(postgres_inbox_test, cleanup_deletes_rows_past_the_retention_in_bounded_batches) {
+  auto inbox = make(24h);
+  pg_exec("INSERT INTO " + m_inbox +
+          " (consumer_group, event_id) SELECT 'g', 'evt-' || n FROM generate_series(1, 2500) n");
+  pg_exec("UPDATE " + m_inbox +
+          " SET processed_at = now() - interval '2 days' WHERE event_id <> ALL ("
+          "SELECT 'evt-' || n FROM generate_series(1, 200) n)");
+  ASSERT_EQ(count(m_inbox, "processed_at < now() - interval '1 day'"), 2300);
+  EXPECT_EQ(inbox.cleanup(0), 0u);
+  EXPECT_EQ(inbox.cleanup(10), 10u);
+  EXPECT_EQ(inbox.cleanup(2100), 2100u);  // more than one batch
+  EXPECT_EQ(inbox.cleanup(5000), 190u);
+  EXPECT_EQ(inbox.cleanup(5000), 0u);
+  EXPECT_EQ(count(m_inbox), 200);
+  EXPECT_EQ(count(m_inbox, "processed_at < now() - interval '1 day'"), 0);
+}
+
+TEST_F(postgres_inbox_test, an_unreachable_database_is_a_retryable_error) {
+  try {
+    postgres_inbox inbox("host=127.0.0.1 port=1 dbname=outbox connect_timeout=2", {.table = m_inbox, .retention = 1h});
+    FAIL() << "expected an outbox_error";
+  } catch (const outbox_error& e) {
+    EXPECT_EQ(e.value().category, "dedupe");
+    EXPECT_EQ(e.value().retry, retry_class::retryable);
+    EXPECT_NE(e.value().message.find(m_inbox), std::string::npos) << e.value().message;
+  }
+}
+
+}  // namespace
+}  // namespace outbox::dedupe
