@@ -1,0 +1,16 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace outbox::ctl {
+
+/// Exit codes shared by every command (SPEC §6).
+inline constexpr int k_exit_ok = 0;
+inline constexpr int k_exit_failure = 1;
+inline constexpr int k_exit_usage = 2;
+
+/// `outboxctl slot status --dsn DSN [--slot S] [--json]`: one slot, or every logical slot.
+int slot_status(const std::vector<std::string>& args);
+
+}  // namespace outbox::ctl

@@ -1,0 +1,32 @@
+// outboxctl: operators' tool for the outbox relay.
+#include "commands.hpp"
+
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr const char* k_usage =
+    "usage: outboxctl slot status --dsn DSN [--slot S] [--json]\n"
+    "       outboxctl --version | --help\n"
+    "exit codes: 0 ok, 1 runtime failure, 2 bad usage\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::cout << k_usage;
+    return args.empty() ? outbox::ctl::k_exit_usage : outbox::ctl::k_exit_ok;
+  }
+  if (args[0] == "--version") {
+    std::cout << "outboxctl " OUTBOX_VERSION "\n";
+    return outbox::ctl::k_exit_ok;
+  }
+  if (args.size() >= 2 && args[0] == "slot" && args[1] == "status") {
+    return outbox::ctl::slot_status({args.begin() + 2, args.end()});
+  }
+  std::cerr << "outboxctl: unknown command '" << args[0] << (args.size() > 1 ? " " + args[1] : "") << "'\n" << k_usage;
+  return outbox::ctl::k_exit_usage;
+}
