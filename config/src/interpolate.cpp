@@ -41,7 +41,7 @@ interpolation interpolate(std::string_view raw) {
     }
     const std::size_t close = raw.find('}', i + 2);
     if (close == std::string_view::npos) {
-      out.errors.push_back("`${` has no closing `}`; write `$${` for a literal `${`");
+      out.errors.emplace_back("`${` has no closing `}`; write `$${` for a literal `${`");
       return out;
     }
     const std::string_view body = raw.substr(i + 2, close - i - 2);

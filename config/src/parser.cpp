@@ -293,6 +293,7 @@ class document_parser {
 
   std::string unknown_key_message(const std::string& name, const std::vector<key_spec>& siblings) const {
     std::vector<std::string> names;
+    names.reserve(siblings.size());
     for (const auto& s : siblings) names.push_back(s.name);
     if (const std::string guess = closest_match(name, names); !guess.empty()) {
       return "unknown key; did you mean " + backquoted(guess) + "?";

@@ -22,7 +22,7 @@ constexpr std::array<unit, 10> k_size_units{{{"B", 1},
                                              {"TiB", 1ULL << 40},
                                              {"KB", 1000},
                                              {"kB", 1000},
-                                             {"MB", 1000 * 1000},
+                                             {"MB", 1000ULL * 1000},
                                              {"GB", 1000ULL * 1000 * 1000},
                                              {"TB", 1000ULL * 1000 * 1000 * 1000}}};
 
@@ -98,9 +98,9 @@ parsed<std::uint64_t> parse_size(std::string_view text) {
 std::string format_duration(std::chrono::milliseconds d) {
   const auto ms = d.count();
   if (ms == 0) return "0s";
-  for (auto it = k_duration_units.rbegin(); it != k_duration_units.rend(); ++it) {
-    const auto factor = static_cast<std::chrono::milliseconds::rep>(it->factor);
-    if (ms % factor == 0) return std::to_string(ms / factor) + std::string(it->suffix);
+  for (std::size_t i = k_duration_units.size(); i-- > 0;) {  // largest unit first
+    const auto factor = static_cast<std::chrono::milliseconds::rep>(k_duration_units[i].factor);
+    if (ms % factor == 0) return std::to_string(ms / factor) + std::string(k_duration_units[i].suffix);
   }
   return std::to_string(ms) + "ms";
 }
@@ -113,7 +113,7 @@ std::string format_size(std::uint64_t bytes) {
                                            {"KiB", 1ULL << 10},
                                            {"TB", 1000ULL * 1000 * 1000 * 1000},
                                            {"GB", 1000ULL * 1000 * 1000},
-                                           {"MB", 1000 * 1000},
+                                           {"MB", 1000ULL * 1000},
                                            {"KB", 1000}}};
   for (const auto& u : preferred) {
     if (bytes % u.factor == 0) return std::to_string(bytes / u.factor) + std::string(u.suffix);

@@ -172,6 +172,7 @@ std::vector<std::string> publisher::describe_cluster(std::chrono::milliseconds t
                        retry_class::retryable);
   }
   std::vector<std::string> out;
+  out.reserve(static_cast<std::size_t>(md->broker_cnt));
   for (int i = 0; i < md->broker_cnt; ++i) {
     out.push_back(std::string(md->brokers[i].host) + ":" + std::to_string(md->brokers[i].port) + " (id " +
                   std::to_string(md->brokers[i].id) + ")");
