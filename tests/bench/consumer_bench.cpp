@@ -1,0 +1,160 @@
+// consumer_bench: the SDK's throughput against a bare librdkafka consumer loop, on the same pre-filled topic.
+// Both run the same payment-ledger-style handler (parse the JSON callback, credit an in-memory ledger); the SDK
+// adds the memory dedupe store, offset tracking and its commits. Prints both rates and their ratio.
+//
+//   source .run/services.env && build/tests/bench/consumer_bench [records=500000] [rounds=2] [both|bare|sdk]
+#include "outbox/base/log.hpp"
+#include "outbox/consumer/consumer.hpp"
+#include "outbox/consumer/deserialize.hpp"
+#include "outbox/dedupe/store.hpp"
+#include "test_producer.hpp"
+
+#include <librdkafka/rdkafka.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <unordered_map>
+
+namespace {
+
+using namespace outbox;
+using clock_type = std::chrono::steady_clock;
+
+constexpr int k_partitions = 6;
+constexpr int k_accounts = 1000;
+
+/// The work both loops do per record: what payment-ledger does, minus PostgreSQL.
+struct ledger {
+  std::unordered_map<std::string, std::int64_t> balances;
+  void credit(std::string_view value) {
+    const auto j = nlohmann::json::parse(value, nullptr, false);
+    if (j.is_discarded()) return;
+    balances[j.at("account_id").get<std::string>()] += j.at("amount_cents").get<std::int64_t>();
+  }
+};
+
+struct run_result {
+  double rate = 0;  ///< records per second, first record to last
+};
+
+std::string brokers() {
+  const char* b = std::getenv("OUTBOX_KAFKA_BROKERS");
+  if (b == nullptr || *b == '\0') {
+    std::fprintf(stderr, "OUTBOX_KAFKA_BROKERS is not set: scripts/services.sh start && source .run/services.env\n");
+    std::exit(2);
+  }
+  return b;
+}
+
+void fill(const std::string& topic, long records) {
+  consumer_test::create_topic(brokers(), topic, k_partitions);
+  consumer_test::test_producer producer(brokers());
+  std::mt19937_64 rng(42);
+  for (long i = 0; i < records; ++i) {
+    const std::string account = "acct-" + std::to_string(rng() % k_accounts);
+    producer.send(
+        {topic,
+         -1,
+         account,
+         R"({"account_id": ")" + account + R"(", "amount_cents": )" + std::to_string(1 + rng() % 100000) + "}",
+         {{"event_id", "cb-" + std::to_string(i)}, {"event_type", "payment_succeeded"}}});
+  }
+  producer.flush(std::chrono::minutes(5));
+}
+
+run_result bare_loop(const std::string& topic, const std::string& group, long records) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers().c_str(), err, sizeof err);
+  rd_kafka_conf_set(conf, "group.id", group.c_str(), err, sizeof err);
+  rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof err);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  rd_kafka_poll_set_consumer(rk);
+  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(topics, topic.c_str(), RD_KAFKA_PARTITION_UA);
+  rd_kafka_subscribe(rk, topics);
+  rd_kafka_topic_partition_list_destroy(topics);
+  ledger l;
+  long seen = 0;
+  clock_type::time_point first;
+  while (seen < records) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 100);
+    if (m == nullptr) continue;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (seen++ == 0) first = clock_type::now();
+      l.credit(std::string_view(static_cast<const char*>(m->payload), m->len));
+    }
+    rd_kafka_message_destroy(m);
+  }
+  const double secs = std::chrono::duration<double>(clock_type::now() - first).count();
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  return {static_cast<double>(records - 1) / secs};
+}
+
+run_result sdk_loop(const std::string& topic, const std::string& group, long records, bool with_dedupe) {
+  consumer::consumer_options o;
+  o.brokers = brokers();
+  o.group_id = group;
+  o.topics = {topic};
+  dedupe::memory_options mem;
+  mem.max_entries = static_cast<std::size_t>(records) * 2;
+  if (with_dedupe) o.dedupe = dedupe::make_memory_store(mem);
+  ledger l;
+  long seen = 0;
+  clock_type::time_point first;
+  clock_type::time_point last;
+  consumer::consumer* self = nullptr;
+  consumer::consumer c(std::move(o), [&](const consumer::record& r) {
+    if (seen++ == 0) first = clock_type::now();
+    l.credit(consumer::value_of(r));
+    if (seen == records) {
+      last = clock_type::now();
+      self->stop();
+    }
+    return consumer::outcome::done();
+  });
+  self = &c;
+  c.run();
+  const double secs = std::chrono::duration<double>(last - first).count();
+  return {static_cast<double>(records - 1) / secs};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const long records = argc > 1 ? std::atol(argv[1]) : 500'000;
+  const int rounds = argc > 2 ? std::atoi(argv[2]) : 2;
+  const std::string mode = argc > 3 ? argv[3] : "both";
+  outbox::log::configure(outbox::log::level::warn, outbox::log::format::text);
+  const std::string suffix = std::to_string(std::random_device{}() % 1'000'000'000);
+  const std::string topic = "bench_payments_" + suffix;
+  std::printf("filling %s with %ld records over %d partitions...\n", topic.c_str(), records, k_partitions);
+  fill(topic, records);
+
+  double best_bare = 0;
+  double best_sdk = 0;
+  double best_plain = 0;
+  for (int r = 0; r < rounds; ++r) {
+    const std::string round = suffix + "_" + std::to_string(r);
+    const auto bare = mode == "sdk" ? run_result{1} : bare_loop(topic, "bench_bare_" + round, records);
+    const auto sdk = mode == "bare" ? run_result{1} : sdk_loop(topic, "bench_sdk_" + round, records, true);
+    const auto plain = mode != "both" ? run_result{1} : sdk_loop(topic, "bench_plain_" + round, records, false);
+    std::printf(
+        "round %d: bare loop %.0f records/s | SDK + memory dedupe %.0f records/s, ratio %.3f | SDK without "
+        "dedupe %.0f records/s, ratio %.3f\n",
+        r + 1, bare.rate, sdk.rate, sdk.rate / bare.rate, plain.rate, plain.rate / bare.rate);
+    best_bare = std::max(best_bare, bare.rate);
+    best_sdk = std::max(best_sdk, sdk.rate);
+    best_plain = std::max(best_plain, plain.rate);
+  }
+  std::printf(
+      "best: bare %.0f records/s, SDK + memory dedupe %.0f records/s, ratio %.3f (target >= 0.9); SDK "
+      "without dedupe ratio %.3f\n",
+      best_bare, best_sdk, best_sdk / best_bare, best_plain / best_bare);
+  return 0;
+}

@@ -1,0 +1,107 @@
+// payment-ledger against real Kafka and PostgreSQL: credits, duplicates, bad callbacks, unknown accounts,
+// clean stop and bad config.
+#include "ledger_support.hpp"
+#include "outbox/test/environment.hpp"
+#include "outbox/test/postgres.hpp"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fstream>
+
+namespace outbox::consumer_test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class payment_ledger : public ledger_fixture {};
+
+std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
+  return n;
+}
+
+TEST_F(payment_ledger, credits_each_callback_once_retries_unknown_accounts_and_skips_bad_values) {
+  create_topic(3);
+  create_accounts({"a1", "a2", "a3", "a4"});
+  std::map<std::string, std::int64_t> expected{{"a1", 0}, {"a2", 0}, {"a3", 0}, {"a4", 0}};
+  test_producer producer(test::require_services().kafka_brokers);
+  for (int i = 0; i < 40; ++i) {
+    const callback c{"ev-" + std::to_string(i), "a" + std::to_string(1 + i % 4), 100 + i};
+    expected[c.account_id] += c.amount_cents;
+    producer.send(to_record(m_topic, c));
+    if (i % 3 == 0) producer.send(to_record(m_topic, c));  // the relay republished it
+  }
+  auto bad = to_record(m_topic, {"bad-json", "a1", 1});
+  bad.value = "{not json";
+  producer.send(bad);
+  producer.send(to_record(m_topic, {"bad-negative", "a2", -5}));
+  auto missing = to_record(m_topic, {"bad-missing", "a3", 1});
+  missing.value = R"({"account_id": "a3"})";
+  producer.send(missing);
+  producer.send(to_record(m_topic, {"late-account", "a5", 777}));  // a5 does not exist yet
+  producer.flush();
+
+  const std::string config = write_config();
+  auto ledger = start_ledger(config, "ledger.log");
+  ASSERT_TRUE(ledger->wait_for_log("unknown account a5", 60s)) << ledger->log();
+  ASSERT_TRUE(test::wait_until([&] { return balances() == expected; }, 60s)) << ledger->log();
+  create_accounts({"a5"});
+  expected["a5"] = 777;
+  ASSERT_TRUE(test::wait_until([&] { return balances() == expected; }, 60s)) << ledger->log();
+  EXPECT_EQ(inbox_rows(), 41) << "40 callbacks and the late one, each once";
+
+  EXPECT_EQ(ledger->stop(SIGTERM, 30s), 0) << ledger->log();
+  const std::string log = ledger->log();
+  EXPECT_EQ(count_of(log, "giving up on a record"), 3u) << log;
+  EXPECT_NE(log.find("bad-negative"), std::string::npos);
+  EXPECT_NE(log.find("amount_cents is negative"), std::string::npos);
+  EXPECT_NE(log.find("stopped cleanly"), std::string::npos);
+
+  // Everything again, plus one marker per account: after the markers, nothing else may have changed.
+  for (int i = 0; i < 40; ++i)
+    producer.send(to_record(m_topic, {"ev-" + std::to_string(i), "a" + std::to_string(1 + i % 4), 100 + i}));
+  for (int a = 1; a <= 5; ++a) {
+    const std::string id = "a" + std::to_string(a);
+    producer.send(to_record(m_topic, {"marker-" + id, id, 1}));
+    expected[id] += 1;
+  }
+  producer.flush();
+  ledger = start_ledger(config, "ledger2.log");
+  ASSERT_TRUE(test::wait_until([&] { return balances() == expected; }, 60s)) << ledger->log();
+  EXPECT_EQ(inbox_rows(), 46);
+  EXPECT_EQ(ledger->stop(SIGTERM, 30s), 0) << ledger->log();
+  EXPECT_EQ(balances(), expected);
+}
+
+TEST_F(payment_ledger, bad_config_exits_2_and_names_the_key) {
+  const auto run = [&](const std::string& yaml) {
+    const std::string path = m_dir + "/bad.yaml";
+    std::ofstream(path) << yaml;
+    return test::run_command({ledger_binary(), "--config", path}, 30s);
+  };
+  const std::string kafka = "consumer: {brokers: 127.0.0.1:1, group_id: g, topics: [t]}\n";
+  auto r = run(kafka + "dedupe: {store: postgres, dsn: x}\n");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("ledger.dsn"), std::string::npos) << r.output;
+
+  r = run(kafka + "dedupe: {store: memory}\nledger: {dsn: x}\n");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("dedupe.store"), std::string::npos) << r.output;
+
+  r = run(kafka + "dedupe: {store: postgres, dsn: x}\nledger: {dsn: y}\n");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("dedupe.dsn"), std::string::npos) << r.output;
+
+  r = run(kafka + "dedupe: {store: postgres, dsn: x}\nledger: {dsn: x, dns: y}\n");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+
+  r = test::run_command({ledger_binary()}, 30s);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = test::run_command({ledger_binary(), "--config", m_dir + "/missing.yaml"}, 30s);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+}
+
+}  // namespace
+}  // namespace outbox::consumer_test

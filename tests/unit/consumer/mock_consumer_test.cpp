@@ -1,0 +1,285 @@
+// The consumer against librdkafka's mock cluster: outcomes, commits, order, dedupe, stop and rebalance,
+// deterministic and without services.
+#include "outbox/consumer/consumer.hpp"
+#include "outbox/dedupe/store.hpp"
+#include "test_producer.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace outbox::consumer {
+namespace {
+
+using namespace std::chrono_literals;
+using consumer_test::outgoing;
+using consumer_test::test_producer;
+
+bool wait_for(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(10ms);  // poll interval, bounded by the deadline
+  }
+  return true;
+}
+
+/// Every handler call, in call order.
+struct call_log {
+  std::mutex mutex;
+  std::vector<std::pair<std::int32_t, std::int64_t>> calls;  // partition, offset
+  std::multiset<std::string> event_ids;
+
+  void add(const record& r) {
+    std::lock_guard lock(mutex);
+    calls.emplace_back(r.partition, r.offset);
+    event_ids.emplace(r.event_id());
+  }
+  std::size_t size() {
+    std::lock_guard lock(mutex);
+    return calls.size();
+  }
+  std::size_t distinct() {
+    std::lock_guard lock(mutex);
+    return std::set<std::string>(event_ids.begin(), event_ids.end()).size();
+  }
+};
+
+/// A consumer running on its own thread; stopped and joined on destruction.
+class running_consumer {
+ public:
+  running_consumer(consumer_options o, handler h) : m_consumer(std::move(o), std::move(h)) {
+    m_thread = std::thread([this] {
+      try {
+        m_consumer.run();
+      } catch (const std::exception& e) {
+        m_error = e.what();
+      }
+    });
+  }
+  ~running_consumer() { stop(); }
+  running_consumer(const running_consumer&) = delete;
+  running_consumer& operator=(const running_consumer&) = delete;
+
+  consumer& get() { return m_consumer; }
+  /// Stops and joins; returns how long run() took to return after the request.
+  std::chrono::milliseconds stop() {
+    const auto t0 = std::chrono::steady_clock::now();
+    m_consumer.stop();
+    if (m_thread.joinable()) m_thread.join();
+    EXPECT_EQ(m_error, "");
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  }
+
+ private:
+  consumer m_consumer;
+  std::thread m_thread;
+  std::string m_error;
+};
+
+class mock_consumer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    m_producer = std::make_unique<test_producer>("", 1);
+    m_brokers = m_producer->mock_bootstraps();
+  }
+
+  void create_topic(const std::string& topic, int partitions) {
+    ASSERT_EQ(rd_kafka_mock_topic_create(m_producer->mock(), topic.c_str(), partitions, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+
+  /// `per_partition` records on each partition, event ids `e-<partition>-<i>`, each sent `copies` times.
+  void fill(const std::string& topic, int partitions, int per_partition, int copies = 1) {
+    for (int i = 0; i < per_partition; ++i) {
+      for (int p = 0; p < partitions; ++p) {
+        for (int c = 0; c < copies; ++c) {
+          const std::string id = "e-" + std::to_string(p) + "-" + std::to_string(i);
+          m_producer->send(outgoing{topic,
+                                    p,
+                                    "k" + std::to_string(p),
+                                    R"({"n":)" + std::to_string(i) + "}",
+                                    {{"event_id", id}, {"event_type", "test"}}});
+        }
+      }
+    }
+    m_producer->flush();
+  }
+
+  consumer_options options(const std::string& topic, const std::string& group) const {
+    consumer_options o;
+    o.brokers = m_brokers;
+    o.group_id = group;
+    o.topics = {topic};
+    o.retry_initial = 10ms;
+    o.retry_max = 40ms;
+    o.commit_interval = 100ms;
+    o.stop_timeout = 10s;
+    o.properties = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
+    return o;
+  }
+
+  std::unique_ptr<test_producer> m_producer;
+  std::string m_brokers;
+};
+
+TEST_F(mock_consumer, commits_after_each_outcome_and_keeps_partition_order) {
+  create_topic("payments", 3);
+  fill("payments", 3, 50);
+  call_log log;
+  std::map<std::pair<std::int32_t, std::int64_t>, int> attempts;
+  std::mutex attempts_mutex;
+  auto h = [&](const record& r) -> outcome {
+    log.add(r);
+    int n = 0;
+    {
+      std::lock_guard lock(attempts_mutex);
+      n = ++attempts[{r.partition, r.offset}];
+    }
+    if (r.partition == 0 && r.offset == 10 && n <= 2) throw std::runtime_error("database busy");
+    if (r.partition == 1 && r.offset == 5 && n == 1) return outcome::retry("account not yet created");
+    if (r.partition == 2 && r.offset == 7) throw fatal_error("amount is negative");
+    return outcome::done();
+  };
+  running_consumer c(options("payments", "g1"), h);
+  ASSERT_TRUE(wait_for(
+      [&] {
+        const auto s = c.get().stats();
+        return s.processed + s.fatal == 150;
+      },
+      30s));
+  c.stop();
+
+  const auto s = c.get().stats();
+  EXPECT_EQ(s.processed, 149u);
+  EXPECT_EQ(s.fatal, 1u);
+  EXPECT_EQ(s.retried, 3u);
+  EXPECT_EQ(s.duplicate, 0u);
+  EXPECT_EQ(log.size(), 153u) << "150 records plus three retried attempts";
+  std::map<std::int32_t, std::int64_t> last;
+  for (const auto& [p, o] : log.calls) {
+    if (last.contains(p)) {
+      EXPECT_GE(o, last[p]) << "partition " << p << ": a later record ran before a retried one finished";
+    }
+    last[p] = o;
+  }
+  EXPECT_EQ(consumer_test::committed_offsets(m_brokers, "g1", "payments", 3), (std::vector<std::int64_t>{50, 50, 50}));
+}
+
+TEST_F(mock_consumer, memory_dedupe_runs_each_event_once) {
+  create_topic("callbacks", 2);
+  fill("callbacks", 2, 40, 2);
+  call_log log;
+  auto o = options("callbacks", "g2");
+  o.dedupe = dedupe::make_memory_store({});
+  running_consumer c(std::move(o), [&](const record& r) {
+    log.add(r);
+    return outcome::done();
+  });
+  ASSERT_TRUE(wait_for(
+      [&] {
+        const auto s = c.get().stats();
+        return s.processed + s.duplicate == 160;
+      },
+      30s));
+  c.stop();
+  EXPECT_EQ(c.get().stats().processed, 80u);
+  EXPECT_EQ(c.get().stats().duplicate, 80u);
+  EXPECT_EQ(log.event_ids.size(), 80u);
+  EXPECT_EQ(std::set<std::string>(log.event_ids.begin(), log.event_ids.end()).size(), 80u) << "an event ran twice";
+  EXPECT_EQ(consumer_test::committed_offsets(m_brokers, "g2", "callbacks", 2), (std::vector<std::int64_t>{80, 80}));
+}
+
+TEST_F(mock_consumer, a_record_without_event_id_is_fatal_when_deduping) {
+  create_topic("noid", 1);
+  m_producer->send(outgoing{"noid", 0, "k", "{}", {}});
+  m_producer->send(outgoing{"noid", 0, "k", "{}", {{"event_id", "x1"}}});
+  m_producer->flush();
+  auto o = options("noid", "g3");
+  o.dedupe = dedupe::make_memory_store({});
+  call_log log;
+  running_consumer c(std::move(o), [&](const record& r) {
+    log.add(r);
+    return outcome::done();
+  });
+  ASSERT_TRUE(wait_for([&] { return c.get().stats().processed + c.get().stats().fatal == 2; }, 30s));
+  c.stop();
+  EXPECT_EQ(c.get().stats().fatal, 1u);
+  EXPECT_EQ(log.size(), 1u) << "the handler never sees the record it cannot dedupe";
+  EXPECT_EQ(consumer_test::committed_offsets(m_brokers, "g3", "noid", 1), (std::vector<std::int64_t>{2}));
+}
+
+TEST_F(mock_consumer, stop_during_a_retry_commits_only_what_came_before) {
+  create_topic("stuck", 1);
+  fill("stuck", 1, 10);
+  auto o = options("stuck", "g4");
+  o.retry_initial = 5ms;
+  o.retry_max = 5ms;
+  running_consumer c(std::move(o), [&](const record& r) {
+    return r.offset == 5 ? outcome::retry("account unknown") : outcome::done();
+  });
+  ASSERT_TRUE(wait_for([&] { return c.get().stats().retried >= 3; }, 30s));
+  const auto took = c.stop();
+  EXPECT_LT(took, 10s) << "stop is bounded by stop_timeout";
+  EXPECT_EQ(c.get().stats().processed, 5u) << "records after the retried one wait behind it";
+  EXPECT_EQ(consumer_test::committed_offsets(m_brokers, "g4", "stuck", 1), (std::vector<std::int64_t>{5}));
+}
+
+/// Lets two consumers in one process share one store, as two instances share Redis.
+class shared_store : public dedupe::store {
+ public:
+  explicit shared_store(std::shared_ptr<dedupe::store> s) : m_store(std::move(s)) {}
+  dedupe::claim_result claim(std::string_view g, std::string_view id) override { return m_store->claim(g, id); }
+  void complete(std::string_view g, std::string_view id) override { m_store->complete(g, id); }
+  void release(std::string_view g, std::string_view id) override { m_store->release(g, id); }
+  std::size_t cleanup(std::size_t limit) override { return m_store->cleanup(limit); }
+
+ private:
+  std::shared_ptr<dedupe::store> m_store;
+};
+
+// The mock coordinator refuses every commit while a rebalance runs (a real broker accepts the revoking
+// member's commit; tests/integration/consumer checks that no record runs twice there), so records
+// finished just before the revoke come again on the new owner: the shared store must skip them.
+TEST_F(mock_consumer, rebalance_moves_partitions_and_the_shared_store_skips_redeliveries) {
+  create_topic("moving", 4);
+  fill("moving", 4, 150);
+  call_log log;
+  auto slow = [&](const record& r) {
+    log.add(r);
+    std::this_thread::sleep_for(2ms);  // simulated work, so the second member joins mid-stream
+    return outcome::done();
+  };
+  const std::shared_ptr<dedupe::store> store = dedupe::make_memory_store({});
+  auto with_store = [&](const std::string& group) {
+    auto o = options("moving", group);
+    o.dedupe = std::make_unique<shared_store>(store);
+    return o;
+  };
+  running_consumer a(with_store("g5"), slow);
+  ASSERT_TRUE(wait_for([&] { return a.get().stats().processed >= 50; }, 30s));
+  running_consumer b(with_store("g5"), slow);
+  ASSERT_TRUE(wait_for([&] { return log.distinct() == 600; }, 60s)) << "distinct=" << log.distinct();
+  ASSERT_TRUE(wait_for(
+      [&] {
+        return consumer_test::committed_offsets(m_brokers, "g5", "moving", 4) ==
+               std::vector<std::int64_t>{150, 150, 150, 150};
+      },
+      30s));
+  b.stop();
+  a.stop();
+  EXPECT_GT(b.get().stats().processed, 0u) << "the second member got partitions";
+  EXPECT_EQ(log.size(), 600u) << "an effect ran twice";
+  EXPECT_EQ(a.get().stats().processed + b.get().stats().processed, 600u);
+}
+
+}  // namespace
+}  // namespace outbox::consumer
