@@ -9,10 +9,12 @@
 #include <pqxx/pqxx>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -120,6 +122,68 @@ log::level from_syslog(int level) {
 
 }  // namespace
 
+/// outbox_consumer_* metrics; counters are cached per topic so the hot path takes no lock.
+class consumer_metrics {
+ public:
+  explicit consumer_metrics(metrics::registry& reg)
+      : m_messages(reg.add_counter("outbox_consumer_messages_total",
+                                   "Records by outcome: processed, duplicate, retried (attempts), dead_lettered.",
+                                   {"topic", "outcome"})),
+        m_retries(reg.add_counter("outbox_consumer_retries_total", "Retry attempts per topic and tier.",
+                                  {"topic", "tier"})),
+        m_handler(reg.add_histogram("outbox_consumer_handler_seconds", "Time spent in the handler.", {"topic"},
+                                    metrics::latency_buckets())),
+        m_dedupe(reg.add_histogram("outbox_consumer_dedupe_seconds", "Time spent claiming an event id.", {},
+                                   metrics::latency_buckets())
+                     .get()),
+        m_up(reg.add_gauge("outbox_consumer_up", "1 while the consumer runs.").get()) {
+    m_up.set(1);
+  }
+  ~consumer_metrics() { m_up.set(0); }
+  consumer_metrics(const consumer_metrics&) = delete;
+  consumer_metrics& operator=(const consumer_metrics&) = delete;
+
+  enum outcome_index { processed, duplicate, retried, dead_lettered, k_outcomes };
+
+  void count(const std::string& topic, outcome_index o) { of(topic).outcomes[o]->inc(); }
+  void retry(const std::string& topic) {
+    auto& t = of(topic);
+    t.outcomes[retried]->inc();
+    t.in_process_retries->inc();
+  }
+  void handler_time(const std::string& topic, double seconds) { of(topic).handler->observe(seconds); }
+  void dedupe_time(double seconds) { m_dedupe.observe(seconds); }
+
+ private:
+  struct per_topic {
+    std::array<metrics::counter*, k_outcomes> outcomes{};
+    metrics::counter* in_process_retries = nullptr;
+    metrics::histogram* handler = nullptr;
+  };
+
+  per_topic& of(const std::string& topic) {
+    auto it = m_topics.find(topic);
+    if (it != m_topics.end()) return it->second;
+    per_topic t;
+    static constexpr std::array<const char*, k_outcomes> names{"processed", "duplicate", "retried", "dead_lettered"};
+    for (std::size_t i = 0; i < names.size(); ++i) t.outcomes[i] = &m_messages.with({topic, names[i]});
+    t.in_process_retries = &m_retries.with({topic, "in_process"});
+    t.handler = &m_handler.with({topic});
+    return m_topics.emplace(topic, t).first->second;
+  }
+
+  metrics::family<metrics::counter>& m_messages;
+  metrics::family<metrics::counter>& m_retries;
+  metrics::family<metrics::histogram>& m_handler;
+  metrics::histogram& m_dedupe;
+  metrics::gauge& m_up;
+  std::unordered_map<std::string, per_topic> m_topics;  // processing thread only
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 class consumer::impl {
  public:
   impl(consumer_options options, handler h, transactional_handler th)
@@ -141,6 +205,7 @@ class consumer::impl {
       m_inbox = std::make_unique<dedupe::postgres_inbox>(
           m_options.inbox->dsn, dedupe::postgres_inbox::options{m_options.inbox->table, m_options.inbox->retention});
     }
+    if (m_options.metrics != nullptr) m_metrics = std::make_unique<consumer_metrics>(*m_options.metrics);
     m_kafka = create_client();
     m_commit_queue.reset(rd_kafka_queue_new(m_kafka.get()));
   }
@@ -173,6 +238,8 @@ class consumer::impl {
     s.commits = m_commits.load(std::memory_order_relaxed);
     return s;
   }
+
+  bool assigned() const noexcept { return m_assigned_count.load(std::memory_order_relaxed) > 0; }
 
  private:
   enum class verdict { processed, duplicate, retry, fatal };
@@ -365,6 +432,7 @@ class consumer::impl {
 
   void note_retry(const waiting& w, const std::string& reason) {
     m_retried.fetch_add(1, std::memory_order_relaxed);
+    if (m_metrics) m_metrics->retry(w.rec.topic);
     const auto in = std::chrono::duration_cast<milliseconds>(w.due - clock::now()).count();
     log::warn(k_component, "handler asked to retry; later records of the partition wait",
               {{"topic", w.rec.topic},
@@ -380,12 +448,16 @@ class consumer::impl {
     switch (res.kind) {
       case verdict::processed:
         m_processed.fetch_add(1, std::memory_order_relaxed);
+        if (m_metrics) m_metrics->count(r.topic, consumer_metrics::processed);
         break;
       case verdict::duplicate:
         m_duplicate.fetch_add(1, std::memory_order_relaxed);
+        if (m_metrics) m_metrics->count(r.topic, consumer_metrics::duplicate);
         break;
       case verdict::fatal:
         m_fatal.fetch_add(1, std::memory_order_relaxed);
+        // Counted as dead_lettered: the record is given up on. Until the DLQ topic exists it is only logged.
+        if (m_metrics) m_metrics->count(r.topic, consumer_metrics::dead_lettered);
         log::error(k_component,
                    "giving up on a record: fatal outcome; no dead-letter topic yet, so it is logged, counted and "
                    "committed past",
@@ -420,7 +492,10 @@ class consumer::impl {
     if (store != nullptr) {
       if (id.empty()) return {verdict::fatal, "record has no event_id header, so it cannot be deduplicated"};
       try {
-        switch (store->claim(m_options.group_id, id)) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto claimed = store->claim(m_options.group_id, id);
+        if (m_metrics) m_metrics->dedupe_time(seconds_since(t0));
+        switch (claimed) {
           case dedupe::claim_result::claimed:
             break;
           case dedupe::claim_result::duplicate:
@@ -433,11 +508,13 @@ class consumer::impl {
       }
     }
     outcome o;
+    const auto t0 = std::chrono::steady_clock::now();
     try {
       o = m_handler(r);
     } catch (...) {
       o = outcome_from_exception(std::current_exception());
     }
+    if (m_metrics) m_metrics->handler_time(r.topic, seconds_since(t0));
     if (store != nullptr) {
       try {
         // Only done events are remembered: a fatal one may be replayed once its cause is fixed.
@@ -461,16 +538,21 @@ class consumer::impl {
     try {
       if (!m_db) m_db = std::make_unique<pqxx::connection>(m_options.inbox->dsn);
       pqxx::work tx(*m_db);
-      if (!m_inbox->claim_in(tx, m_options.group_id, id)) {
+      const auto c0 = std::chrono::steady_clock::now();
+      const bool claimed = m_inbox->claim_in(tx, m_options.group_id, id);
+      if (m_metrics) m_metrics->dedupe_time(seconds_since(c0));
+      if (!claimed) {
         tx.abort();
         return {verdict::duplicate, {}};
       }
       outcome o;
+      const auto t0 = std::chrono::steady_clock::now();
       try {
         o = m_tx_handler(r, tx);
       } catch (...) {
         o = outcome_from_exception(std::current_exception());
       }
+      if (m_metrics) m_metrics->handler_time(r.topic, seconds_since(t0));
       if (o.kind == outcome_kind::done) {
         tx.commit();  // inbox row and effect together; in doubt -> retry finds the row if it committed
       } else {
@@ -600,6 +682,7 @@ class consumer::impl {
       } else {
         rd_kafka_assign(rk, parts);
       }
+      m_assigned_count.fetch_add(static_cast<int>(tps.size()), std::memory_order_relaxed);
       log::info(k_component, "partitions assigned", {{"partitions", describe(tps)}});
       return;
     }
@@ -609,6 +692,11 @@ class consumer::impl {
     for (const auto& tp : tps) m_waiting.erase(tp);
     if (!lost) commit(&tps, clock::now() + std::min(m_options.stop_timeout, k_revoke_commit_timeout));
     for (const auto& tp : tps) m_offsets.revoke(tp);
+    if (cooperative) {
+      m_assigned_count.fetch_sub(static_cast<int>(tps.size()), std::memory_order_relaxed);
+    } else {
+      m_assigned_count.store(0, std::memory_order_relaxed);
+    }
     if (cooperative) {
       error_ptr e(rd_kafka_incremental_unassign(rk, parts));
     } else {
@@ -675,6 +763,8 @@ class consumer::impl {
   std::string m_kafka_fatal;
   std::atomic<bool> m_ran{false};
   std::atomic<bool> m_stop{false};
+  std::unique_ptr<consumer_metrics> m_metrics;  // null without consumer_options::metrics
+  std::atomic<int> m_assigned_count{0};        // read by other threads (readiness)
   std::atomic<std::uint64_t> m_processed{0};
   std::atomic<std::uint64_t> m_duplicate{0};
   std::atomic<std::uint64_t> m_retried{0};
@@ -695,5 +785,6 @@ void consumer::run() { m_impl->run(); }
 void consumer::stop() noexcept { m_impl->stop(); }
 
 consumer_stats consumer::stats() const noexcept { return m_impl->stats(); }
+bool consumer::assigned() const noexcept { return m_impl->assigned(); }
 
 }  // namespace outbox::consumer

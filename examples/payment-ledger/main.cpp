@@ -4,6 +4,8 @@
 #include "outbox/base/log.hpp"
 #include "outbox/config/config_error.hpp"
 #include "outbox/config/consumer_config.hpp"
+#include "outbox/metrics/http_endpoint.hpp"
+#include "outbox/metrics/registry.hpp"
 #include "outbox/consumer/consumer.hpp"
 #include "outbox/consumer/deserialize.hpp"
 
@@ -135,7 +137,16 @@ int main(int argc, char** argv) {
   log::configure(cfg.log.level, cfg.log.format);
 
   try {
-    consumer::consumer c(consumer::from_config(cfg), consumer::transactional_handler(apply));
+    metrics::registry registry;
+    registry.add_process_metrics();
+    auto options = consumer::from_config(cfg);
+    options.metrics = &registry;
+    consumer::consumer c(std::move(options), consumer::transactional_handler(apply));
+    metrics::http_endpoint endpoint(registry, [&c]() -> metrics::readiness {
+      if (!c.assigned()) return {false, "no partitions assigned"};
+      return {true, ""};
+    });
+    endpoint.start(cfg.metrics.listen);
     g_consumer.store(&c);
     struct sigaction sa {};
     sa.sa_handler = on_stop_signal;
@@ -147,6 +158,7 @@ int main(int argc, char** argv) {
         {{"version", OUTBOX_VERSION}, {"group", cfg.consumer.group_id}, {"database", log::redact_dsn(ledger_dsn)}});
     c.run();
     g_consumer.store(nullptr);
+    endpoint.stop();
     log::info("payment-ledger", "stopped cleanly");
     return k_exit_ok;
   } catch (const outbox_error& e) {

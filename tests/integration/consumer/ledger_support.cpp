@@ -57,6 +57,8 @@ std::string ledger_fixture::write_config(const std::string& properties, const st
       << "  max: 500ms\n"
       << "log:\n"
       << "  level: info\n"
+      << "metrics:\n"
+      << "  listen: 127.0.0.1:0\n"  // instances run side by side: any free port
       << "ledger:\n"
       << "  dsn: \"" << m_dsn << "\"\n";
   return path;

@@ -5,6 +5,7 @@
 #include "outbox/test/postgres.hpp"
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <csignal>
 #include <fstream>
@@ -51,6 +52,34 @@ TEST_F(payment_ledger, credits_each_callback_once_retries_unknown_accounts_and_s
   expected["a5"] = 777;
   ASSERT_TRUE(test::wait_until([&] { return balances() == expected; }, 60s)) << ledger->log();
   EXPECT_EQ(inbox_rows(), 41) << "40 callbacks and the late one, each once";
+
+  // The SPEC §5 metrics tell the same story, and promtool accepts the exposition.
+  const std::string marker = "\"listen\":\"127.0.0.1:";
+  const auto at = ledger->log().find(marker);
+  ASSERT_NE(at, std::string::npos) << ledger->log();
+  httplib::Client metrics("127.0.0.1", std::stoi(ledger->log().substr(at + marker.size())));
+  const std::string series = "outbox_consumer_messages_total{topic=\"" + m_topic + "\",outcome=";
+  std::string body;
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        auto res = metrics.Get("/metrics");
+        body = res ? res->body : "";
+        return body.find(series + "\"processed\"} 41\n") != std::string::npos;
+      },
+      30s))
+      << body;
+  EXPECT_NE(body.find(series + "\"duplicate\"} 14\n"), std::string::npos) << body;
+  EXPECT_NE(body.find(series + "\"dead_lettered\"} 3\n"), std::string::npos) << body;
+  EXPECT_EQ(body.find(series + "\"retried\"} 0\n"), std::string::npos) << "a5 was retried: " << body;
+  EXPECT_NE(body.find("outbox_consumer_handler_seconds_bucket{topic=\"" + m_topic + "\",le=\"+Inf\"}"),
+            std::string::npos);
+  EXPECT_NE(body.find("outbox_consumer_dedupe_seconds_count "), std::string::npos);
+  std::ofstream(m_dir + "/metrics.txt") << body;
+  const auto check = test::run_command({"/bin/sh", "-c", "promtool check metrics < " + m_dir + "/metrics.txt"}, 30s);
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+  auto ready = metrics.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200) << ready->body;
 
   EXPECT_EQ(ledger->stop(SIGTERM, 30s), 0) << ledger->log();
   const std::string log = ledger->log();

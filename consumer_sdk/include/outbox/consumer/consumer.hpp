@@ -2,6 +2,7 @@
 
 #include "outbox/consumer/outcome.hpp"
 #include "outbox/consumer/record.hpp"
+#include "outbox/metrics/registry.hpp"
 #include "outbox/dedupe/store.hpp"
 
 #include <pqxx/transaction>
@@ -50,6 +51,8 @@ struct consumer_options {
   std::chrono::milliseconds stop_timeout = std::chrono::seconds(30);         ///< bound on commit and close after stop()
   std::chrono::milliseconds cleanup_interval = std::chrono::minutes(1);      ///< dedupe retention cleanup cadence
   std::size_t cleanup_batch = 1000;                                          ///< rows/entries per cleanup call
+  /// When set, outbox_consumer_* metrics (SPEC §5) are registered here; it must outlive the consumer.
+  metrics::registry* metrics = nullptr;
 };
 
 /// Builds options from a loaded consumer config: Kafka settings, retry backoff, and the dedupe store
@@ -84,6 +87,8 @@ class consumer {
   void stop() noexcept;
   /// Counters so far; callable from any thread.
   [[nodiscard]] consumer_stats stats() const noexcept;
+  /// True while this member holds at least one partition; safe from any thread.
+  [[nodiscard]] bool assigned() const noexcept;
 
  private:
   class impl;
