@@ -2,6 +2,7 @@
 
 #include "outbox/base/error.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <list>
 #include <mutex>
@@ -30,6 +31,9 @@ struct entry {
 /// Fixed cost of one entry besides its key: the map node, its bucket and two list nodes.
 constexpr std::size_t k_entry_overhead = sizeof(slot) + 2 * sizeof(void*) + 2 * (sizeof(slot*) + 2 * sizeof(void*));
 
+/// Buckets reserved up front (bounded by max_entries), so a busy consumer does not rehash early on.
+constexpr std::size_t k_initial_buckets = 1U << 16U;
+
 /// The map key: the group's length, the group, the event id (unambiguous for any bytes).
 std::string store_key(std::string_view group, std::string_view event_id) {
   std::string key = std::to_string(group.size());
@@ -43,6 +47,7 @@ std::string store_key(std::string_view group, std::string_view event_id) {
 class memory_store final : public store {
  public:
   explicit memory_store(memory_options o) : m_options(o) {
+    m_map.reserve(std::min<std::size_t>(m_options.max_entries, k_initial_buckets));
     if (m_options.max_entries == 0 || m_options.max_bytes == 0) {
       throw outbox_error("dedupe", "memory store: max_entries and max_bytes must be positive", retry_class::fatal);
     }
@@ -52,28 +57,34 @@ class memory_store final : public store {
   }
 
   claim_result claim(std::string_view group, std::string_view event_id) override {
-    const std::string key = store_key(group, event_id);
+    std::string key = store_key(group, event_id);
     std::lock_guard lock(m_mutex);
     const auto now = clock::now();  // under the mutex: keeps m_by_age in stamp order
-    if (auto it = m_map.find(key); it != m_map.end()) {
-      slot& s = *it;
-      entry& e = s.second;
-      if (expired(e, now)) {
-        erase(s);
-      } else if (e.state == entry_state::done) {
-        touch(s);
-        return claim_result::duplicate;
-      } else if (now - e.stamp < m_options.lease) {
-        touch(s);
-        return claim_result::in_progress;
-      } else {
-        // The claim outlived its lease: its worker is presumed dead, this caller takes it over.
-        restamp(s, now);
-        touch(s);
-        return claim_result::claimed;
-      }
+    // One hash lookup for the common case, a first sighting: try_emplace finds or inserts.
+    auto [it, inserted] = m_map.try_emplace(std::move(key));
+    if (inserted) {
+      link(*it, entry_state::in_progress, now);
+      return claim_result::claimed;
     }
-    insert(key, entry_state::in_progress, now);
+    slot& s = *it;
+    entry& e = s.second;
+    if (expired(e, now)) {
+      e.state = entry_state::in_progress;
+      restamp(s, now);
+      touch(s);
+      return claim_result::claimed;
+    }
+    if (e.state == entry_state::done) {
+      touch(s);
+      return claim_result::duplicate;
+    }
+    if (now - e.stamp < m_options.lease) {
+      touch(s);
+      return claim_result::in_progress;
+    }
+    // The claim outlived its lease: its worker is presumed dead, this caller takes it over.
+    restamp(s, now);
+    touch(s);
     return claim_result::claimed;
   }
 
@@ -121,7 +132,11 @@ class memory_store final : public store {
 
   void insert(const std::string& key, entry_state state, clock::time_point now) {
     auto [it, inserted] = m_map.try_emplace(key);
-    slot& s = *it;
+    link(*it, state, now);
+  }
+
+  /// Gives a slot just added to the map its state, list positions and byte count; enforces the bounds.
+  void link(slot& s, entry_state state, clock::time_point now) {
     s.second.state = state;
     s.second.stamp = now;
     s.second.lru = m_lru.insert(m_lru.begin(), &s);
