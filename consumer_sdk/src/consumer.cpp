@@ -136,8 +136,12 @@ class consumer_metrics {
         m_dedupe(reg.add_histogram("outbox_consumer_dedupe_seconds", "Time spent claiming an event id.", {},
                                    metrics::latency_buckets())
                      .get()),
-        m_up(reg.add_gauge("outbox_consumer_up", "1 while the consumer runs.").get()) {
+        m_up(reg.add_gauge("outbox_consumer_up", "1 while the consumer runs.").get()),
+        m_halted(reg.add_gauge("outbox_consumer_halted",
+                               "1 when the DLQ breaker halted consumption (too many records dead-lettered).")
+                     .get()) {
     m_up.set(1);
+    m_halted.set(0);  // no breaker can trip yet: it arrives with the dead-letter topic
   }
   ~consumer_metrics() { m_up.set(0); }
   consumer_metrics(const consumer_metrics&) = delete;
@@ -177,6 +181,7 @@ class consumer_metrics {
   metrics::family<metrics::histogram>& m_handler;
   metrics::histogram& m_dedupe;
   metrics::gauge& m_up;
+  metrics::gauge& m_halted;
   std::unordered_map<std::string, per_topic> m_topics;  // processing thread only
 };
 

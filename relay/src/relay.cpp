@@ -132,6 +132,7 @@ class relay::loop {
     m_stream.close();
     m_connected = false;
     m_streaming = false;
+    m_metrics.leader.set(0);
     m_paused = false;
     if (m_stopping) {
       maybe_finish_shutdown();
@@ -567,6 +568,8 @@ class relay::loop {
           up(reg.add_gauge("outbox_relay_up", "1 while the relay process runs.").get()) {
       for (const auto& t : s.tables) route_names.push_back(t.route.schema + "." + t.route.table);
       route_names.push_back("message:" + s.message_prefix.value_or(""));
+      // Every reason starts at 0, so a rate over the first error is not lost.
+      for (const char* reason : {"refused", "kafka.delivery", "kafka.fatal"}) publish_errors.with({reason});
       up.set(1);
     }
 
