@@ -129,8 +129,8 @@ class consumer_metrics {
       : m_messages(reg.add_counter("outbox_consumer_messages_total",
                                    "Records by outcome: processed, duplicate, retried (attempts), dead_lettered.",
                                    {"topic", "outcome"})),
-        m_retries(reg.add_counter("outbox_consumer_retries_total", "Retry attempts per topic and tier.",
-                                  {"topic", "tier"})),
+        m_retries(
+            reg.add_counter("outbox_consumer_retries_total", "Retry attempts per topic and tier.", {"topic", "tier"})),
         m_handler(reg.add_histogram("outbox_consumer_handler_seconds", "Time spent in the handler.", {"topic"},
                                     metrics::latency_buckets())),
         m_dedupe(reg.add_histogram("outbox_consumer_dedupe_seconds", "Time spent claiming an event id.", {},
@@ -769,7 +769,7 @@ class consumer::impl {
   std::atomic<bool> m_ran{false};
   std::atomic<bool> m_stop{false};
   std::unique_ptr<consumer_metrics> m_metrics;  // null without consumer_options::metrics
-  std::atomic<int> m_assigned_count{0};        // read by other threads (readiness)
+  std::atomic<int> m_assigned_count{0};         // read by other threads (readiness)
   std::atomic<std::uint64_t> m_processed{0};
   std::atomic<std::uint64_t> m_duplicate{0};
   std::atomic<std::uint64_t> m_retried{0};

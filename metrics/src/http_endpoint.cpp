@@ -22,9 +22,8 @@ http_endpoint::http_endpoint(const registry& metrics, std::function<readiness()>
   m_server->http.Get("/metrics", [&metrics](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
   });
-  m_server->http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok\n", "text/plain");
-  });
+  m_server->http.Get("/healthz",
+                     [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
   m_server->http.Get("/readyz", [ready = std::move(ready)](const httplib::Request&, httplib::Response& res) {
     const readiness r = ready();
     res.status = r.ready ? 200 : 503;

@@ -18,7 +18,8 @@ void registry::add_process_metrics() {
     long pages = 0;
     long resident = 0;
     std::ifstream statm("/proc/self/statm");
-    if (statm >> pages >> resident) rss.set(static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE)));
+    if (statm >> pages >> resident)
+      rss.set(static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE)));
     rusage usage{};
     if (::getrusage(RUSAGE_SELF, &usage) == 0) {
       const double total = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +

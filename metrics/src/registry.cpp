@@ -45,8 +45,7 @@ Metric& family<Metric>::with(const std::vector<std::string>& label_values) {
 }
 
 template <typename Metric>
-void family<Metric>::for_each(
-    const std::function<void(const std::vector<std::string>&, const Metric&)>& fn) const {
+void family<Metric>::for_each(const std::function<void(const std::vector<std::string>&, const Metric&)>& fn) const {
   const std::lock_guard lock(m_mutex);
   for (const auto& [labels, m] : m_children) fn(labels, *m);
 }
@@ -58,7 +57,8 @@ template class family<histogram>;
 family<counter>& registry::add_counter(std::string name, std::string help, std::vector<std::string> labels) {
   const std::lock_guard lock(m_mutex);
   m_order.push_back(name);
-  return *m_counters.emplace_back(std::make_unique<family<counter>>(std::move(name), std::move(help), std::move(labels)));
+  return *m_counters.emplace_back(
+      std::make_unique<family<counter>>(std::move(name), std::move(help), std::move(labels)));
 }
 
 family<gauge>& registry::add_gauge(std::string name, std::string help, std::vector<std::string> labels) {

@@ -100,8 +100,9 @@ int slot_status(const std::vector<std::string>& args) {
       std::cout << "slot " << s["slot"].get<std::string>() << " (" << s["plugin"].get<std::string>() << ", database "
                 << s["database"].get<std::string>() << ")\n";
       if (s["relay_attached"].get<bool>()) {
-        std::cout << "  attached:            yes (pid " << s["active_pid"] << ", " << s["application"].get<std::string>()
-                  << " from " << s["client"].get<std::string>() << ", " << s["state"].get<std::string>() << ")\n";
+        std::cout << "  attached:            yes (pid " << s["active_pid"] << ", "
+                  << s["application"].get<std::string>() << " from " << s["client"].get<std::string>() << ", "
+                  << s["state"].get<std::string>() << ")\n";
       } else {
         std::cout << "  attached:            no (no relay is streaming this slot; WAL accumulates)\n";
       }

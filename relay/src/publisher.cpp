@@ -187,8 +187,13 @@ void publisher::on_delivery_report(rd_kafka_s* /*rk*/, const void* message, void
   std::unique_ptr<tag> t(static_cast<tag*>(m->_private));
   --self->m_inflight_messages;
   self->m_inflight_bytes -= t->bytes;
-  delivery d{t->event_id, t->bytes, t->route, t->commit_time_ms, rd_kafka_topic_name(m->rkt),
-             m->err == RD_KAFKA_RESP_ERR_NO_ERROR, {}};
+  delivery d{t->event_id,
+             t->bytes,
+             t->route,
+             t->commit_time_ms,
+             rd_kafka_topic_name(m->rkt),
+             m->err == RD_KAFKA_RESP_ERR_NO_ERROR,
+             {}};
   if (!d.ok) {
     const std::string key = m->key != nullptr ? std::string(static_cast<const char*>(m->key), m->key_len) : "";
     d.failure = error{"kafka.delivery",
@@ -208,7 +213,12 @@ void publisher::on_error(rd_kafka_s* rk, int err, const char* reason, void* opaq
     char buf[512];
     const auto code = rd_kafka_fatal_error(rk, buf, sizeof buf);
     self->m_on_delivery(
-        delivery{0, 0, 0, 0, {}, false,
+        delivery{0,
+                 0,
+                 0,
+                 0,
+                 {},
+                 false,
                  error{"kafka.fatal", std::string("the Kafka producer failed: ") + rd_kafka_err2str(code) + ": " + buf,
                        retry_class::fatal}});
     return;

@@ -347,7 +347,8 @@ class relay::loop {
     m_tracker.ack(d.event_id);
     ++m_published;
     m_metrics.published(d.route, d.topic).inc();
-    m_metrics.commit_to_ack.observe(static_cast<double>(std::max<std::int64_t>(0, now_ms() - d.commit_time_ms)) / 1000.0);
+    m_metrics.commit_to_ack.observe(static_cast<double>(std::max<std::int64_t>(0, now_ms() - d.commit_time_ms)) /
+                                    1000.0);
     if (const auto it = m_rows_to_delete.find(d.event_id); it != m_rows_to_delete.end()) {
       m_delete_queue[it->second.table].push_back(std::move(it->second.id));
       m_rows_to_delete.erase(it);
@@ -440,7 +441,8 @@ class relay::loop {
         m_metrics.stalled.set(stalled ? 1 : 0);
         if (stalled) {
           log::warn(k_component, "stalled: WAL moves but nothing was confirmed",
-                    {{"lag_bytes", lag}, {"confirmed_lsn", format_lsn(m_last_confirmed)},
+                    {{"lag_bytes", lag},
+                     {"confirmed_lsn", format_lsn(m_last_confirmed)},
                      {"inflight", m_publisher.inflight_messages()}});
         } else {
           log::info(k_component, "no longer stalled", {{"confirmed_lsn", format_lsn(m_last_confirmed)}});
@@ -552,19 +554,25 @@ class relay::loop {
           transactions(reg.add_counter("outbox_relay_transactions_total", "Transactions read from the slot.").get()),
           publish_errors(reg.add_counter("outbox_relay_publish_errors_total",
                                          "Records Kafka or librdkafka refused, by reason.", {"reason"})),
-          inflight_messages(reg.add_gauge("outbox_relay_inflight_messages", "Records handed to Kafka, not yet acknowledged.").get()),
+          inflight_messages(
+              reg.add_gauge("outbox_relay_inflight_messages", "Records handed to Kafka, not yet acknowledged.").get()),
           inflight_bytes(reg.add_gauge("outbox_relay_inflight_bytes", "Bytes of records not yet acknowledged.").get()),
-          confirmed_lsn(reg.add_gauge("outbox_relay_confirmed_lsn", "Last LSN confirmed to PostgreSQL, as a number.").get()),
+          confirmed_lsn(
+              reg.add_gauge("outbox_relay_confirmed_lsn", "Last LSN confirmed to PostgreSQL, as a number.").get()),
           replication_lag(reg.add_gauge("outbox_relay_replication_lag_bytes",
-                                        "Server WAL position minus the slot's confirmed_flush_lsn.").get()),
+                                        "Server WAL position minus the slot's confirmed_flush_lsn.")
+                              .get()),
           retained_wal(reg.add_gauge("outbox_relay_slot_retained_wal_bytes",
-                                     "WAL the slot keeps on the server (current position minus restart_lsn).").get()),
+                                     "WAL the slot keeps on the server (current position minus restart_lsn).")
+                           .get()),
           commit_to_ack(reg.add_histogram("outbox_relay_commit_to_ack_seconds",
                                           "From the transaction's commit to Kafka's acknowledgement.", {},
-                                          metrics::latency_buckets()).get()),
+                                          metrics::latency_buckets())
+                            .get()),
           leader(reg.add_gauge("outbox_relay_leader", "1 on the instance that streams the slot.").get()),
           stalled(reg.add_gauge("outbox_relay_stalled",
-                                "1 when WAL moves but nothing was confirmed for relay.stall_timeout.").get()),
+                                "1 when WAL moves but nothing was confirmed for relay.stall_timeout.")
+                      .get()),
           up(reg.add_gauge("outbox_relay_up", "1 while the relay process runs.").get()) {
       for (const auto& t : s.tables) route_names.push_back(t.route.schema + "." + t.route.table);
       route_names.push_back("message:" + s.message_prefix.value_or(""));

@@ -332,12 +332,12 @@ class deploy_prometheus : public relay_fixture {
 /// payment-ledger with its own schema, topic and group (the consumer tests' fixture, run from here).
 struct ledger_environment : consumer_test::ledger_fixture {
   void TestBody() override {}
-  using ledger_fixture::SetUp;
-  using ledger_fixture::TearDown;
   using ledger_fixture::create_accounts;
   using ledger_fixture::create_topic;
   using ledger_fixture::m_topic;
+  using ledger_fixture::SetUp;
   using ledger_fixture::start_ledger;
+  using ledger_fixture::TearDown;
   using ledger_fixture::write_config;
 };
 
@@ -365,7 +365,8 @@ TEST_F(deploy_prometheus, every_dashboard_and_alert_expression_is_valid_and_find
         const std::string log = process->log();
         const std::string marker = "\"listen\":\"127.0.0.1:";
         const auto at = log.find(marker);
-        if (at != std::string::npos) port = log.substr(at + marker.size(), log.find('"', at + marker.size()) - at - marker.size());
+        if (at != std::string::npos)
+          port = log.substr(at + marker.size(), log.find('"', at + marker.size()) - at - marker.size());
         return !port.empty();
       },
       60s))

@@ -36,9 +36,7 @@ TEST_F(outboxctl_slot, status_shows_the_attached_relay_and_retained_wal) {
 
   ASSERT_EQ(m_relay->stop(SIGTERM, 30s), 0);
   ASSERT_TRUE(wait_until(
-      [&] {
-        return pg_scalar("SELECT active FROM pg_replication_slots WHERE slot_name = '" + m_slot + "'") == "f";
-      },
+      [&] { return pg_scalar("SELECT active FROM pg_replication_slots WHERE slot_name = '" + m_slot + "'") == "f"; },
       10s));
   const auto detached = ctl({"slot", "status", "--dsn", dsn, "--slot", m_slot, "--json"});
   ASSERT_EQ(detached.exit_code, 0) << detached.output;

@@ -70,7 +70,8 @@ TEST(metrics_registry, process_metrics_and_promtool_accepts_the_output) {
   std::ifstream out(path + ".out");
   const std::string report((std::istreambuf_iterator<char>(out)), std::istreambuf_iterator<char>());
   EXPECT_EQ(rc, 0) << "promtool check metrics failed (is promtool installed? scripts/install.sh installs it):\n"
-                   << report << "\n" << text;
+                   << report << "\n"
+                   << text;
 }
 
 TEST(http_endpoint, serves_metrics_health_and_readiness) {
