@@ -68,7 +68,7 @@ until [ "$(pg -c "SELECT confirmed_flush_lsn >= '$target' FROM pg_replication_sl
   kill -0 "$relay_pid" 2>/dev/null || { cat "$dir/relay.log"; die "relay exited"; }
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$relay_pid/status" 2>/dev/null || echo 0)
   [ "${hwm:-0}" -gt "$peak_kib" ] && peak_kib=$hwm
-  sleep 0.05
+  sleep 0.05  # poll interval of the until-loop above
 done
 t1=$(date +%s.%N)
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$relay_pid/status" 2>/dev/null || echo 0)

@@ -19,7 +19,7 @@ inline bool wait_until(const std::function<bool()>& done, std::chrono::milliseco
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!done()) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval, bounded by the deadline
   }
   return true;
 }
