@@ -39,5 +39,15 @@ TEST(write, json_line_has_fields) {
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1);
 }
 
+TEST(write, text_format_is_one_readable_line) {
+  configure(level::debug, format::text);
+  testing::internal::CaptureStderr();
+  warn("kafka", "all brokers down", {{"reason", "connect refused"}, {"inflight", 12}});
+  const std::string out = testing::internal::GetCapturedStderr();
+  configure(level::info, format::json);
+  EXPECT_NE(out.find(" warn [kafka] all brokers down reason=connect refused inflight=12\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find('{'), std::string::npos) << "text lines are not JSON: " << out;
+}
+
 }  // namespace
 }  // namespace outbox::log
