@@ -43,8 +43,12 @@ function(outbox_add_test name)
     target_link_libraries(${name} PRIVATE GTest::gtest_main)
   endif()
   outbox_target_defaults(${name})
+  # A hung test fails on its own clock instead of eating the suite's time budget.
+  set(_timeout_unit 120)
+  set(_timeout_integration 300)
+  set(_timeout_fault 600)
   gtest_discover_tests(${name}
-    PROPERTIES LABELS ${A_LABEL}
+    PROPERTIES LABELS ${A_LABEL} TIMEOUT ${_timeout_${A_LABEL}}
     DISCOVERY_TIMEOUT 30
     TEST_PREFIX "${A_LABEL}.")
 endfunction()

@@ -4,12 +4,16 @@
 #include "outbox/base/log.hpp"
 
 #include <httplib.h>
+#include <atomic>
+#include <chrono>
+#include <thread>
 #include <sys/socket.h>
 
 namespace outbox::metrics {
 
 struct http_endpoint::server {
   httplib::Server http;
+  std::atomic<bool> finished{false};
 };
 
 http_endpoint::http_endpoint(const registry& metrics, std::function<readiness()> ready)
@@ -43,15 +47,25 @@ void http_endpoint::start(const std::string& listen) {
   if (m_port <= 0) {
     throw outbox_error("metrics", "cannot listen on " + listen + " (metrics.listen): address in use or not local");
   }
-  m_thread = std::thread([this] { m_server->http.listen_after_bind(); });
+  m_thread = std::thread([this] {
+    m_server->http.listen_after_bind();
+    m_server->finished = true;
+  });
   log::info("metrics", "serving /metrics, /healthz, /readyz", {{"listen", host + ":" + std::to_string(m_port)}});
 }
 
 void http_endpoint::stop() {
-  if (m_thread.joinable()) {
-    m_server->http.stop();
-    m_thread.join();
+  if (!m_thread.joinable()) return;
+  // httplib's stop() does nothing until the accept loop has marked itself running, so a stop that
+  // comes right after start() would be lost and join() would wait forever. Retry until it lands.
+  while (!m_server->finished) {
+    if (m_server->http.is_running()) {
+      m_server->http.stop();
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  m_thread.join();
 }
 
 }  // namespace outbox::metrics

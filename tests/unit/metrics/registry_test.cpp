@@ -114,5 +114,15 @@ TEST(http_endpoint, refuses_an_address_it_cannot_bind_naming_it) {
   }
 }
 
+TEST(http_endpoint, stop_right_after_start_returns) {
+  // A stop that races the server thread's start must still end the thread, never hang.
+  registry r;
+  for (int i = 0; i < 200; ++i) {
+    http_endpoint endpoint(r, [] { return readiness{true, ""}; });
+    endpoint.start("127.0.0.1:0");
+    endpoint.stop();
+  }
+}
+
 }  // namespace
 }  // namespace outbox::metrics
