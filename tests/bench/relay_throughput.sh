@@ -57,7 +57,7 @@ SELECT format('INSERT INTO ${tag}_outbox (aggregate_type, aggregate_id, event_ty
   ''total_cents'', g * 7, ''note'', repeat(''x'', 100)) FROM generate_series(%s, %s) g', '${tag}', s, s + $per_tx - 1)
   FROM generate_series(1, $n, $per_tx) s \\gexec
 SQL
-target=$(pg -c "SELECT pg_current_wal_lsn()")
+target=$(pg -c "SELECT pg_current_wal_insert_lsn()")
 value_bytes=$(pg -c "SELECT avg(length(payload::text))::int FROM ${tag}_outbox")
 
 t0=$(date +%s.%N)

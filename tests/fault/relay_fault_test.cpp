@@ -206,7 +206,7 @@ TEST_F(relay_faults, one_million_row_transaction_keeps_memory_flat) {
           "', 'agg-' || (g % 1000), 'e', jsonb_build_object('seq', g, 'pad', repeat('p', 64)) "
           "FROM generate_series(1, " +
           std::to_string(k_rows) + ") g");
-  const std::string committed_at = pg_scalar("SELECT pg_current_wal_lsn()::text");
+  const std::string committed_at = pg_scalar("SELECT pg_current_wal_insert_lsn()::text");
   long peak = 0;
   const bool confirmed = wait_until(
       [&] {

@@ -104,7 +104,7 @@ TEST_F(relay_errors, a_record_kafka_refuses_stops_the_relay_and_is_never_skipped
   // librdkafka refuses records over message.max.bytes (1,000,000 by default): a permanent failure.
   pg_exec("INSERT INTO " + t + " (aggregate_type, aggregate_id, event_type, payload) VALUES ('" + topic +
           "', 'big-key', 'e', jsonb_build_object('blob', repeat('x', 2000000)))");
-  const std::string after = pg_scalar("SELECT pg_current_wal_lsn()::text");
+  const std::string after = pg_scalar("SELECT pg_current_wal_insert_lsn()::text");
   EXPECT_EQ(m_relay->wait(60s), 1) << m_relay->log();
   const auto log = m_relay->log();
   EXPECT_NE(log.find(topic), std::string::npos) << log;

@@ -229,7 +229,7 @@ TEST_F(relay_records, idle_outbox_beside_a_busy_table_still_advances_the_slot) {
   const auto busy = create_table("busy", "id bigserial PRIMARY KEY, v text");
   start_relay(config(tables({t}), "  heartbeat_interval: 500ms\n"));
   pg_exec("INSERT INTO " + busy + " (v) SELECT md5(g::text) FROM generate_series(1, 20000) g");
-  const std::string target = pg_scalar("SELECT pg_current_wal_lsn()::text");
+  const std::string target = pg_scalar("SELECT pg_current_wal_insert_lsn()::text");
   const bool advanced = wait_until(
       [&] {
         return pg_scalar("SELECT confirmed_flush_lsn >= '" + target +

@@ -3,6 +3,7 @@
 #include "outbox/test/postgres.hpp"
 
 #include <csignal>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 
@@ -55,7 +56,8 @@ std::string relay_fixture::config(std::string_view tables_yaml, std::string_view
   y += source_extra;
   y += "sink:\n  brokers: ${OUTBOX_KAFKA_BROKERS}\n";
   y += "relay:\n  status_interval: 200ms\n  shutdown_timeout: 20s\n";
-  y += "log:\n  level: info\n";
+  const char* level = std::getenv("OUTBOX_TEST_RELAY_LOG_LEVEL");  // e.g. debug, when chasing a failure
+  y += "log:\n  level: " + std::string(level != nullptr && *level != '\0' ? level : "info") + "\n";
   y += "metrics:\n  listen: 127.0.0.1:0\n";  // any free port: tests never collide on 9187
   y += top_extra;
   return y;

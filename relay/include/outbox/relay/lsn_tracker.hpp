@@ -14,9 +14,12 @@ namespace outbox::relay {
 /// transaction before T is acknowledged by Kafka; a transaction without events is confirmable as soon as all
 /// before it are. Confirming past an unacknowledged event would let PostgreSQL discard WAL that a restart still
 /// needs, losing that event. When nothing is in flight and no transaction is open, confirm
-/// max(highest server position observed, last committed end LSN): the server sends a transaction only after
-/// every position it reported before, so all it sent up to that position has then been acknowledged. A position
-/// observed while busy is remembered and applies once idle. confirmable() never moves backwards.
+/// max(highest server position observed, last committed end LSN): the server reports how far it has read and
+/// sends a transaction only once it reads its commit record, so every transaction committed before a reported
+/// position was sent before it and has then been acknowledged. The position may lie inside a large transaction
+/// still being decoded; that is safe, because a slot skips on restart only transactions that commit before its
+/// confirmed position. A position observed while busy is remembered and applies once idle. confirmable() never
+/// moves backwards.
 class lsn_tracker {
  public:
   using event_id = std::uint64_t;
