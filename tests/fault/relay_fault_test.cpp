@@ -195,6 +195,38 @@ TEST_F(relay_faults, postgres_restart_mid_stream_loses_nothing) {
   EXPECT_EQ(m_relay->stop(SIGTERM, 60s), 0);
 }
 
+TEST_F(relay_faults, kill9_after_confirming_inside_an_uncommitted_transaction_loses_nothing) {
+  // While a big transaction is still open the server reports positions inside it and the idle
+  // relay confirms them. A relay killed then must still receive the whole transaction once it
+  // commits: the slot skips only transactions that commit before its confirmed position.
+  constexpr int k_rows = 200'000;
+  const auto topic = unique_name("midtx");
+  const auto t = create_table("ob_midtx");
+  kafka_create_topic(topic, 3);
+  start_relay(config(tables({t})));
+  const std::string before = pg_scalar("SELECT pg_current_wal_insert_lsn()::text");
+  pqxx::connection c(require_services().pg_dsn);
+  pqxx::work open_tx(c);
+  open_tx.exec("INSERT INTO " + t + " (aggregate_type, aggregate_id, event_type, payload) SELECT '" + topic +
+               "', 'agg-' || (g % 100), 'e', jsonb_build_object('seq', g) FROM generate_series(1, " +
+               std::to_string(k_rows) + ") g");
+  const std::string inside = pg_scalar("SELECT pg_current_wal_insert_lsn()::text");
+  const auto confirmed_at_least = [&](const std::string& lsn) {
+    return pg_scalar("SELECT confirmed_flush_lsn >= '" + lsn +
+                     "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" + m_slot + "'") == "t";
+  };
+  ASSERT_TRUE(wait_until([&] { return confirmed_at_least(inside); }, 60s, 100ms))
+      << "the relay never confirmed a position inside the open transaction (" << before << ".." << inside << ")";
+  ASSERT_EQ(m_relay->stop(SIGKILL, 10s), 128 + SIGKILL);
+  open_tx.commit();
+  const std::string committed = pg_scalar("SELECT pg_current_wal_insert_lsn()::text");
+  restart_relay();
+  ASSERT_TRUE(wait_until([&] { return confirmed_at_least(committed); }, 300s, 200ms))
+      << "the restarted relay did not confirm the transaction";
+  EXPECT_EQ(kafka_record_count(topic), k_rows) << "every row of the transaction, exactly once";
+  EXPECT_EQ(m_relay->stop(SIGTERM, 60s), 0);
+}
+
 TEST_F(relay_faults, one_million_row_transaction_keeps_memory_flat) {
   constexpr long k_rss_bound_kib = 150 * 1024;
   constexpr long long k_rows = 1'000'000;
