@@ -13,4 +13,7 @@ inline constexpr int k_exit_usage = 2;
 /// `outboxctl slot status --dsn DSN [--slot S] [--json]`: one slot, or every logical slot.
 int slot_status(const std::vector<std::string>& args);
 
+/// `outboxctl dlq list | show | replay ...` (args start at the subcommand): dead-letter topics.
+int dlq(const std::vector<std::string>& args);
+
 }  // namespace outbox::ctl

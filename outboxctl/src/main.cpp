@@ -9,6 +9,11 @@ namespace {
 
 constexpr const char* k_usage =
     "usage: outboxctl slot status --dsn DSN [--slot S] [--json]\n"
+    "       outboxctl dlq list   --brokers B --topic T.dlq [--since TIME] [--until TIME] [--key K]\n"
+    "                            [--error-contains S] [--json]\n"
+    "       outboxctl dlq show   --brokers B --topic T.dlq --partition P --offset O [--json]\n"
+    "       outboxctl dlq replay --brokers B --topic T.dlq [list's filters] [--to TOPIC] [--rate N/s]\n"
+    "                            [--limit N] [--dry-run]\n"
     "       outboxctl --version | --help\n"
     "exit codes: 0 ok, 1 runtime failure, 2 bad usage\n";
 
@@ -27,6 +32,7 @@ int main(int argc, char** argv) {
   if (args.size() >= 2 && args[0] == "slot" && args[1] == "status") {
     return outbox::ctl::slot_status({args.begin() + 2, args.end()});
   }
+  if (args[0] == "dlq") return outbox::ctl::dlq({args.begin() + 1, args.end()});
   std::cerr << "outboxctl: unknown command '" << args[0] << (args.size() > 1 ? " " + args[1] : "") << "'\n" << k_usage;
   return outbox::ctl::k_exit_usage;
 }

@@ -1,0 +1,88 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace outbox::ctl {
+
+/// One Kafka header; a null value stays distinct from an empty one.
+struct header {
+  std::string name;
+  std::optional<std::string> value;
+};
+
+/// A record read from a dead-letter topic, copied out of librdkafka.
+struct dlq_record {
+  int partition = 0;
+  std::int64_t offset = 0;
+  std::int64_t timestamp_ms = -1;  ///< the DLQ record's own timestamp (when it was dead-lettered)
+  std::optional<std::string> key;
+  std::optional<std::string> value;
+  std::vector<header> headers;
+
+  /// The first header called `name` with a non-null value.
+  [[nodiscard]] std::optional<std::string> find(std::string_view name) const;
+};
+
+/// Which stack wrote a dead letter, told apart by its bookkeeping headers.
+enum class dlq_format { outbox, spring, connect, unknown };
+std::string_view to_string(dlq_format f) noexcept;
+
+/// What a dead letter says about where it came from and why it failed, whichever stack wrote it.
+struct dlq_origin {
+  dlq_format format = dlq_format::unknown;
+  std::optional<std::string> topic;
+  std::optional<std::int64_t> partition;
+  std::optional<std::int64_t> offset;
+  std::optional<std::int64_t> timestamp_ms;
+  std::optional<std::string> consumer_group;
+  std::optional<std::string> error_class;
+  std::optional<std::string> error_message;
+  std::optional<std::int64_t> attempts;
+  std::optional<std::int64_t> first_failure_ms;
+  std::optional<std::int64_t> last_failure_ms;
+  std::int64_t replay_count = 0;  ///< dlq_replay_count, 0 when absent
+};
+
+/// Reads our `dlq_*` headers, else Spring Kafka's `kafka_dlt-*`, else Kafka Connect's `__connect.errors.*`.
+dlq_origin interpret(const dlq_record& r);
+
+/// The headers a replayed record carries: the originals in order without the dead-letter and retry
+/// bookkeeping (`dlq_*`, `retry_*`, `kafka_dlt-*`, `__connect.errors.*`), plus `dlq_replay_count`.
+std::vector<header> replay_headers(const dlq_record& r, std::int64_t previous_replay_count);
+
+/// An integer header value: decimal text, or Spring's big-endian binary (4 bytes int, 8 bytes long).
+std::optional<std::int64_t> header_number(std::string_view raw);
+
+/// The `dlq list` / `dlq replay` filters.
+struct dlq_filter {
+  std::optional<std::int64_t> since_ms;  ///< inclusive
+  std::optional<std::int64_t> until_ms;  ///< exclusive
+  std::optional<std::string> key;
+  std::optional<std::string> error_contains;
+
+  [[nodiscard]] bool matches(const dlq_record& r) const;
+};
+
+/// A point in time for --since/--until: RFC 3339 (`2026-11-23T10:00:00Z`, `...+02:00`, fractions) or a
+/// duration ago (`90s`, `15m`, `2h`, `7d`). Milliseconds since the epoch; nullopt when unparseable.
+std::optional<std::int64_t> parse_time(std::string_view text, std::chrono::system_clock::time_point now);
+
+/// Milliseconds since the epoch as RFC 3339 UTC with milliseconds.
+std::string format_time(std::int64_t ms);
+
+/// True when `s` is well-formed UTF-8.
+bool valid_utf8(std::string_view s) noexcept;
+
+/// Standard base64 with padding.
+std::string base64(std::string_view bytes);
+
+/// `s` made safe for one line of a terminal table: control characters escaped, cut to `max` characters.
+std::string printable(std::string_view s, std::size_t max);
+
+}  // namespace outbox::ctl
