@@ -1,5 +1,7 @@
 #include "outbox/config/consumer_config.hpp"
 
+#include "outbox/config/units.hpp"
+
 #include "common.hpp"
 #include "validators.hpp"
 
@@ -7,12 +9,109 @@
 #include <array>
 #include <limits>
 #include <stdexcept>
+#include <string>
 
 namespace outbox::config {
 namespace {
 
 constexpr std::int64_t k_max_attempts = 1000;
 constexpr std::int64_t k_max_window = 1'000'000;
+
+using std::chrono::milliseconds;
+using rep = milliseconds::rep;
+
+rep saturating_add(rep a, rep b) noexcept {
+  return a > std::numeric_limits<rep>::max() - b ? std::numeric_limits<rep>::max() : a + b;
+}
+
+/// The longest the in-process delays can add up to: the first `attempts` - 1 delays at their caps
+/// (exponential: min(max, initial * 2^i); decorrelated: max; fixed: initial; list and wechatpay: the listed
+/// delays), capped by `max_elapsed` because the schedule gives up before a delay would pass it.
+milliseconds in_process_worst_case(std::string_view schedule, milliseconds initial, milliseconds max,
+                                   std::int64_t attempts, const std::vector<milliseconds>& delays,
+                                   milliseconds max_elapsed) {
+  static const std::vector<milliseconds> wechatpay = {
+      std::chrono::seconds(15), std::chrono::seconds(15), std::chrono::seconds(30), std::chrono::minutes(3),
+      std::chrono::minutes(10), std::chrono::minutes(20), std::chrono::minutes(30), std::chrono::minutes(30),
+      std::chrono::minutes(30), std::chrono::minutes(60), std::chrono::hours(3),    std::chrono::hours(3),
+      std::chrono::hours(3),    std::chrono::hours(6),    std::chrono::hours(6)};
+  rep total = 0;
+  for (std::int64_t i = 0; i + 1 < attempts; ++i) {
+    rep d = 0;
+    if (schedule == "list" || schedule == "wechatpay") {
+      const auto& listed = schedule == "list" ? delays : wechatpay;
+      if (static_cast<std::size_t>(i) >= listed.size()) break;
+      d = listed[static_cast<std::size_t>(i)].count();
+    } else if (schedule == "fixed") {
+      d = initial.count();
+    } else if (schedule == "decorrelated") {
+      d = max.count();
+    } else {  // exponential
+      d = i >= 62 || initial.count() > (max.count() >> i) ? max.count() : std::min(max.count(), initial.count() << i);
+    }
+    total = saturating_add(total, d);
+  }
+  if (max_elapsed.count() > 0) total = std::min(total, max_elapsed.count());
+  return milliseconds(total);
+}
+
+/// A duration as people read it, e.g. `1d 13m40s`, `2m30s`, `250ms`.
+std::string readable(milliseconds d) {
+  if (d.count() == 0) return "0s";
+  rep ms = d.count();
+  std::string out;
+  const auto part = [&](rep factor, std::string_view unit) {
+    if (ms >= factor) {
+      out += std::to_string(ms / factor) + std::string(unit);
+      ms %= factor;
+    }
+  };
+  part(86'400'000, "d");
+  if (!out.empty() && ms > 0) out += ' ';
+  part(3'600'000, "h");
+  part(60'000, "m");
+  part(1000, "s");
+  part(1, "ms");
+  return out;
+}
+
+/// `d` rounded up to a whole day, hour, minute or second (whichever is the largest unit in it), as YAML takes it.
+std::string writable_at_least(milliseconds d) {
+  for (const rep factor : std::array<rep, 5>{86'400'000, 3'600'000, 60'000, 1000, 1}) {
+    if (d.count() >= factor || factor == 1) {
+      const rep whole = d.count() / factor + (d.count() % factor != 0 ? 1 : 0);
+      return format_duration(milliseconds(whole * factor));
+    }
+  }
+  return format_duration(d);
+}
+
+void check_retention_covers_retries(rule_context& ctx) {
+  const values& v = ctx.loaded();
+  const auto* retention = v.find<milliseconds>("dedupe.retention");
+  const auto* schedule = v.find<std::string>("retry.schedule");
+  const auto* initial = v.find<milliseconds>("retry.initial");
+  const auto* max = v.find<milliseconds>("retry.max");
+  const auto* attempts = v.find<std::int64_t>("retry.attempts");
+  const auto* delays = v.find<std::vector<milliseconds>>("retry.delays");
+  const auto* max_elapsed = v.find<milliseconds>("retry.max_elapsed");
+  const auto* topics = v.find<std::vector<milliseconds>>("retry.topics");
+  const auto* replay = v.find<milliseconds>("dlq.replay_window");
+  if (retention == nullptr || schedule == nullptr || initial == nullptr || max == nullptr || attempts == nullptr ||
+      delays == nullptr || max_elapsed == nullptr || topics == nullptr || replay == nullptr) {
+    return;  // a missing or invalid key is reported on its own
+  }
+  const milliseconds in_process = in_process_worst_case(*schedule, *initial, *max, *attempts, *delays, *max_elapsed);
+  rep tiers = 0;
+  for (const auto& t : *topics) tiers = saturating_add(tiers, t.count());
+  const milliseconds needed(saturating_add(saturating_add(in_process.count(), tiers), replay->count()));
+  if (*retention >= needed) return;
+  ctx.fail("dedupe.retention", readable(*retention) + " is shorter than the retry schedule (in-process " +
+                                   readable(in_process) + " + tiers " + readable(milliseconds(tiers)) +
+                                   ") plus dlq.replay_window " + readable(*replay) +
+                                   "; raise dedupe.retention to at least " + readable(needed) + " (e.g. " +
+                                   writable_at_least(needed) + ") or shorten the schedule");
+}
 
 schema make_consumer_schema() {
   schema s;
@@ -63,6 +162,10 @@ schema make_consumer_schema() {
                   .between(1, k_max_attempts)
                   .in_unit("attempts")
                   .describe("In-process, blocking attempts before the retry topics"),
+              duration_key("max_elapsed")
+                  .defaults("0s")
+                  .describe("In-process attempts stop once the next delay would end this long after the first "
+                            "failure; `0s` is no cap"),
               duration_list_key("delays").describe("The delays of `schedule: list`"),
               duration_list_key("topics").describe(
                   "Non-blocking tiers `<topic>.retry.<delay>` tried after the in-process attempts, then the DLQ"),
@@ -88,6 +191,11 @@ schema make_consumer_schema() {
                       .between(1, k_max_window)
                       .in_unit("records")
                       .describe("Records counted by the DLQ breaker"),
+                  duration_key("replay_window")
+                      .defaults("1d")
+                      .check(detail::positive(), "more than 0s")
+                      .describe("How long after dead-lettering a record may still be replayed; `dedupe.retention` "
+                                "must cover it"),
               })
           .describe("Dead-letter topic and its breaker"),
       detail::metrics_section("127.0.0.1:9188"),
@@ -124,6 +232,10 @@ schema make_consumer_schema() {
            ctx.fail("retry.initial", "is longer than retry.max; raise retry.max or lower retry.initial");
          }
        }},
+      {"`dedupe.retention` is at least the longest in-process retry time (the first `retry.attempts` - 1 delays "
+       "at their caps, at most `retry.max_elapsed`) plus the sum of `retry.topics` plus `dlq.replay_window`, so "
+       "a retried or replayed record is still recognised as a duplicate.",
+       check_retention_covers_retries},
   };
   return s;
 }
@@ -182,10 +294,12 @@ consumer_config from_values(values v) {
   c.retry.delays = v.get<std::vector<std::chrono::milliseconds>>("retry.delays");
   c.retry.topics = v.get<std::vector<std::chrono::milliseconds>>("retry.topics");
   c.retry.ordering = pick(v.get<std::string>("retry.ordering"), k_orderings);
+  c.retry.max_elapsed = v.get<std::chrono::milliseconds>("retry.max_elapsed");
 
   c.dlq.topic = v.get<std::string>("dlq.topic");
   c.dlq.max_ratio = v.get<double>("dlq.max_ratio");
   c.dlq.window = static_cast<int>(v.get<std::int64_t>("dlq.window"));
+  c.dlq.replay_window = v.get<std::chrono::milliseconds>("dlq.replay_window");
 
   c.metrics = detail::read_metrics(v);
   c.log = detail::read_log(v);

@@ -48,6 +48,7 @@ struct retry_config {
   std::vector<std::chrono::milliseconds> delays;  ///< schedule `list`
   std::vector<std::chrono::milliseconds> topics;  ///< non-blocking tiers `<topic>.retry.<delay>`
   retry_ordering ordering = retry_ordering::per_key;
+  std::chrono::milliseconds max_elapsed{};  ///< in-process attempts stop this long after the first failure; 0 = no cap
 };
 
 /// The `dlq:` section.
@@ -55,6 +56,7 @@ struct dlq_config {
   std::string topic;  ///< `{topic}` is the original topic
   double max_ratio = 0.5;
   int window = 0;
+  std::chrono::milliseconds replay_window{};  ///< how long after dead-lettering a record may still be replayed
 };
 
 /// A consumer service's config file (SPEC §5), validated; `tree` also holds the app's own sections.
