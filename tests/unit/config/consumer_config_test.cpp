@@ -66,6 +66,8 @@ TEST(config_consumer, spec_example_parses_to_the_expected_struct) {
   EXPECT_EQ(c.dlq.topic, "{topic}.dlq");
   EXPECT_DOUBLE_EQ(c.dlq.max_ratio, 0.5);
   EXPECT_EQ(c.dlq.window, 200);
+  EXPECT_EQ(c.dlq.replay_window, 24h);
+  EXPECT_EQ(c.retry.max_elapsed, 0ms);
   EXPECT_EQ(c.metrics.listen, "127.0.0.1:9188");
   EXPECT_EQ(c.log.level, outbox::log::level::info);
 }
@@ -84,6 +86,8 @@ TEST(config_consumer, defaults) {
   EXPECT_EQ(c.dlq.topic, "{topic}.dlq");
   EXPECT_DOUBLE_EQ(c.dlq.max_ratio, 0.5);
   EXPECT_EQ(c.dlq.window, 200);
+  EXPECT_EQ(c.dlq.replay_window, 24h) << "1d";
+  EXPECT_EQ(c.retry.max_elapsed, 0ms) << "no cap";
   EXPECT_EQ(c.metrics.listen, "127.0.0.1:9188");
 }
 
@@ -154,6 +158,78 @@ TEST(config_consumer, an_app_can_add_its_own_section) {
   EXPECT_EQ(error_line([&] { parse_consumer_config(k_minimal, "ledger.yaml", ledger); }),
             "ledger.yaml:1:1: ledger.dsn: is required");
   EXPECT_THROW(consumer_schema(std::vector<key_spec>{section("dedupe", {})}), std::logic_error);
+}
+
+TEST(config_consumer, max_elapsed_and_replay_window) {
+  const auto c = parse(with("retry: {max_elapsed: 10m}\ndlq: {replay_window: 3d}\n"));
+  EXPECT_EQ(c.retry.max_elapsed, 10min);
+  EXPECT_EQ(c.dlq.replay_window, 3 * 24h);
+  EXPECT_EQ(parse(with("retry: {max_elapsed: 0s}\n")).retry.max_elapsed, 0ms);
+  EXPECT_THAT(error_line([] { parse(with("retry: {max_elapsed: -1s}\n")); }),
+              HasSubstr("retry.max_elapsed: `-1s` is negative"));
+  EXPECT_THAT(error_line([] { parse(with("dlq: {replay_window: 0s}\n")); }),
+              HasSubstr("dlq.replay_window: must be longer than 0s"));
+}
+
+TEST(config_consumer, retention_must_cover_the_retry_schedule_and_the_replay_window) {
+  // fixed 30s x 5 delays = 2m30s in process; tiers 10s + 1m + 10m = 11m10s; replay 1d.
+  constexpr std::string_view schedule =
+      "retry:\n  schedule: fixed\n  initial: 30s\n  attempts: 6\n  topics: [10s, 1m, 10m]\n";
+  EXPECT_EQ(error_line([&] { parse(with("dedupe:\n  retention: 1h\n" + std::string(schedule))); }),
+            "ledger.yaml:5:3: dedupe.retention: 1h is shorter than the retry schedule (in-process 2m30s + tiers "
+            "11m10s) plus dlq.replay_window 1d; raise dedupe.retention to at least 1d 13m40s (e.g. 2d) or shorten "
+            "the schedule");
+  EXPECT_EQ(parse(with("dedupe:\n  retention: 87220s\n" + std::string(schedule))).dedupe.retention, 87220s)
+      << "exactly enough is enough";
+  EXPECT_THAT(error_line([&] { parse(with("dedupe:\n  retention: 87219s\n" + std::string(schedule))); }),
+              HasSubstr("dedupe.retention: 1d 13m39s is shorter"));
+  EXPECT_THAT(error_line([&] { parse(with(std::string(schedule) + "dlq: {replay_window: 7d}\n")); }),
+              HasSubstr("ledger.yaml:1:1: dedupe.retention: 7d is shorter than the retry schedule (in-process 2m30s "
+                        "+ tiers 11m10s) plus dlq.replay_window 7d; raise dedupe.retention to at least 7d 13m40s "
+                        "(e.g. 8d)"))
+      << "the default retention, reported at the top when the file has no dedupe section";
+  EXPECT_NO_THROW(parse(with(std::string(schedule) + "dlq: {replay_window: 6d}\n")));
+}
+
+TEST(config_consumer, retention_check_uses_each_schedule_worst_case) {
+  const auto in_process = [](std::string_view retry) {
+    const std::string line = error_line([&] { parse(with("dedupe: {retention: 1s}\nretry: " + std::string(retry))); });
+    const auto from = line.find("(in-process ");
+    const auto to = line.find(" + tiers");
+    return from == std::string::npos || to == std::string::npos ? line : line.substr(from + 12, to - from - 12);
+  };
+  EXPECT_EQ(in_process("{}"), "3s") << "exponential 200ms..30s, 5 attempts: 200 + 400 + 800 + 1600 ms";
+  EXPECT_EQ(in_process("{attempts: 10}"), "1m21s") << "... + 3.2s + 6.4s + 12.8s + 25.6s + 30s";
+  EXPECT_EQ(in_process("{attempts: 1}"), "0s");
+  EXPECT_EQ(in_process("{schedule: decorrelated, initial: 1s, max: 1m, attempts: 4}"), "3m") << "3 x max";
+  EXPECT_EQ(in_process("{schedule: fixed, initial: 250ms, attempts: 5}"), "1s");
+  EXPECT_EQ(in_process("{schedule: list, delays: [1m, 2m, 3m], attempts: 3}"), "3m") << "the first two";
+  EXPECT_EQ(in_process("{schedule: list, delays: [1m, 2m, 3m], attempts: 100}"), "6m") << "the whole list";
+  EXPECT_EQ(in_process("{schedule: wechatpay, attempts: 16}"), "1d 4m");
+  EXPECT_EQ(in_process("{schedule: wechatpay, attempts: 1000}"), "1d 4m");
+  EXPECT_EQ(in_process("{schedule: wechatpay}"), "4m") << "5 attempts: 15s 15s 30s 3m";
+  EXPECT_EQ(in_process("{schedule: wechatpay, attempts: 16, max_elapsed: 1h}"), "1h") << "capped by max_elapsed";
+  EXPECT_EQ(in_process("{initial: 1d, max: 1d, attempts: 1000}"), "999d") << "no overflow";
+
+  // The wechatpay preset in full, with the default replay window, needs more than 2d.
+  EXPECT_THAT(error_line([] { parse(with("dedupe: {retention: 2d}\nretry: {schedule: wechatpay, attempts: 16}\n")); }),
+              HasSubstr("raise dedupe.retention to at least 2d 4m (e.g. 3d)"));
+  EXPECT_NO_THROW(parse(with("dedupe: {retention: 3d}\nretry: {schedule: wechatpay, attempts: 16}\n")));
+}
+
+TEST(config_consumer, retention_check_stays_quiet_when_a_key_it_needs_is_invalid) {
+  EXPECT_THAT(test_util::error_lines([] { parse(with("dedupe: {retention: 1s}\nretry: {initial: soon}\n")); }),
+              ElementsAre(HasSubstr("retry.initial: `soon` is not a duration")));
+}
+
+TEST(config_consumer, shipped_ledger_configs_load) {
+  const std::vector<key_spec> ledger = {section("ledger", {string_key("dsn").required()})};
+  ::setenv("LEDGER_PG_DSN", "host=127.0.0.1 dbname=ledger", 1);
+  ::setenv("LEDGER_PG_PASSWORD", "pw", 1);
+  for (const char* file : {"/examples/payment-ledger/ledger.yaml", "/deploy/config/ledger.yaml"}) {
+    const auto c = load_consumer_config(std::string(OUTBOX_SOURCE_DIR) + file, ledger);
+    EXPECT_EQ(c.dedupe.retention, 7 * 24h) << file;
+  }
 }
 
 }  // namespace
