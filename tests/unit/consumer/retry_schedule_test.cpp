@@ -109,7 +109,7 @@ TEST(retry_schedule, exponential_full_jitter_is_uniform_with_mean_half_the_cap) 
     const double ratio = sum / k_samples / cap;
     EXPECT_NEAR(ratio, 0.5, 0.01) << "failures " << failures << ": mean/cap " << ratio;
     for (std::size_t b = 0; b < buckets.size(); ++b) {
-      EXPECT_NEAR(buckets[b], k_samples / 10, k_samples / 100) << "failures " << failures << ", decile " << b;
+      EXPECT_NEAR(buckets[b], k_samples / 10.0, k_samples / 100.0) << "failures " << failures << ", decile " << b;
     }
     ::testing::Test::RecordProperty("mean_over_cap_failures_" + std::to_string(failures), std::to_string(ratio));
   }
