@@ -216,7 +216,7 @@ int list(const dlq_options& opt) {
     const auto o = interpret(r);
     rows.push_back({std::to_string(r.partition), std::to_string(r.offset), format_time(r.timestamp_ms),
                     printable(original_of(o), 48), printable(r.key ? display_bytes(r.key) : "(null)", 24),
-                    printable(o.error_class.value_or("-"), 24), o.attempts ? std::to_string(*o.attempts) : "-",
+                    printable(o.error_class.value_or("-"), 48), o.attempts ? std::to_string(*o.attempts) : "-",
                     printable(o.error_message.value_or(""), 60)});
     return true;
   });
@@ -237,6 +237,7 @@ int list(const dlq_options& opt) {
       line += row[c];
       if (c + 1 < row.size()) line += std::string(width[c] - row[c].size() + 2, ' ');
     }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
     std::cout << line << "\n";
   };
   print_row(head);
@@ -277,8 +278,9 @@ int show(const dlq_options& opt) {
             << "key:            " << display_bytes(r->key) << "\n"
             << "headers (" << r->headers.size() << "):\n";
   for (const auto& h : r->headers) {
-    std::string shown = display_bytes(h.value);
-    if (h.value && !valid_utf8(*h.value)) {
+    std::string shown = h.value ? printable(display_bytes(h.value), std::string::npos) : "(null)";
+    // Spring Kafka writes partition, offset and timestamp headers as big-endian binary integers.
+    if (h.value && shown != *h.value) {
       if (const auto n = header_number(*h.value)) {
         shown = std::to_string(*n) + " (" + std::to_string(h.value->size()) + "-byte big-endian)";
       }

@@ -96,7 +96,7 @@ struct topic_reader::state : error_sink {
 };
 
 topic_reader::topic_reader(const std::string& brokers, std::string topic)
-    : m_state(std::make_unique<state>()), m_topic(std::move(topic)) {
+    : m_state(std::make_unique<state>()), m_brokers(brokers), m_topic(std::move(topic)) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   set(conf, "bootstrap.servers", brokers);
   // assign() with explicit offsets needs no group; the id only satisfies the consumer and is never used.
@@ -123,7 +123,7 @@ std::optional<int> topic_reader::partition_count(const std::string& topic) {
   const auto err = rd_kafka_metadata(rk, 0, t, &md, static_cast<int>(k_request_timeout.count()));
   rd_kafka_topic_destroy(t);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    throw kafka_failure("no metadata for topic " + topic + " within " +
+    throw kafka_failure("Kafka at " + m_brokers + " gave no metadata for topic " + topic + " within " +
                         std::to_string(k_request_timeout.count() / 1000) + " s: " + describe(err, *m_state) +
                         "; check --brokers and that Kafka is reachable");
   }
@@ -191,9 +191,9 @@ std::int64_t topic_reader::read_all(const std::function<bool(dlq_record&&)>& vis
         if (m->offset >= high) {
           keep_going = false;
         } else {
-          const bool last = m->offset + 1 >= high;
-          keep_going = visit(copy_out(m)) && !last;
-          if (!keep_going && !last) {
+          const bool more = visit(copy_out(m));
+          keep_going = more && m->offset + 1 < high;
+          if (!more) {
             rd_kafka_message_destroy(m);
             rd_kafka_assign(rk, nullptr);
             return total;

@@ -48,6 +48,7 @@ class topic_reader {
  private:
   struct state;
   std::unique_ptr<state> m_state;
+  std::string m_brokers;
   std::string m_topic;
   std::vector<int> m_partitions;
 };
