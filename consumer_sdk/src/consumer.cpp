@@ -2,6 +2,7 @@
 
 #include "outbox/base/error.hpp"
 #include "outbox/base/log.hpp"
+#include "outbox/config/units.hpp"
 #include "outbox/consumer/offset_tracker.hpp"
 #include "outbox/dedupe/postgres_inbox.hpp"
 
@@ -9,6 +10,12 @@
 #include <pqxx/pqxx>
 
 #include <algorithm>
+#include <charconv>
+#include <deque>
+#include <set>
+#include <optional>
+#include <random>
+#include <system_error>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -30,6 +37,7 @@ constexpr int k_poll_ms = 100;
 constexpr int k_records_between_timers = 64;
 constexpr milliseconds k_seek_timeout{5000};
 constexpr milliseconds k_revoke_commit_timeout{10000};
+constexpr milliseconds k_produce_timeout{10000};
 
 struct kafka_deleter {
   void operator()(rd_kafka_t* k) const { rd_kafka_destroy_flags(k, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE); }
@@ -112,6 +120,198 @@ void fill_record(rd_kafka_message_t* m, const std::string& topic, record& r) {
   r.timestamp_ms = rd_kafka_message_timestamp(m, &type);
 }
 
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+
+std::optional<std::int64_t> header_number(const record& r, std::string_view name) {
+  const auto h = r.header(name);
+  if (!h || h->empty()) return std::nullopt;
+  std::int64_t v = 0;
+  const auto [end, ec] = std::from_chars(h->data(), h->data() + h->size(), v);
+  if (ec != std::errc() || end != h->data() + h->size()) return std::nullopt;
+  return v;
+}
+
+/// The record's headers without the SDK's own retry bookkeeping (`retry_*`).
+std::vector<std::pair<std::string, std::string>> without_retry_headers(const record& r) {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(r.headers.size() + 12);
+  for (const auto& h : r.headers) {
+    if (!starts_with(h.first, "retry_")) out.push_back(h);
+  }
+  return out;
+}
+
+/// A dead-letter error message stays small: at most 1 KiB, cut on a UTF-8 character boundary.
+std::string cut_message(std::string_view m) {
+  constexpr std::size_t k_max = 1024;
+  if (m.size() <= k_max) return std::string(m);
+  std::size_t n = k_max;
+  while (n > 0 && (static_cast<unsigned char>(m[n]) & 0xC0U) == 0x80U) --n;
+  return std::string(m.substr(0, n));
+}
+
+/// Produces the SDK's own records (retry tiers, dead letters) and waits for each acknowledgement:
+/// the original offset is committed only after Kafka has the copy. Idempotent, acks=all.
+class side_producer {
+ public:
+  side_producer(const std::string& brokers, const std::vector<std::pair<std::string, std::string>>& properties) {
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    char err[512];
+    auto set = [&](const std::string& key, const std::string& value) {
+      return rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof err) == RD_KAFKA_CONF_OK;
+    };
+    set("bootstrap.servers", brokers);
+    for (const auto& [key, value] : properties) {
+      // Consumer-only settings do not apply here; security and client settings do.
+      if (starts_with(key, "group.") || starts_with(key, "enable.auto") || starts_with(key, "auto.") ||
+          starts_with(key, "session.") || starts_with(key, "partition.assignment") || starts_with(key, "max.poll") ||
+          starts_with(key, "fetch.") || starts_with(key, "isolation.")) {
+        continue;
+      }
+      set(key, value);
+    }
+    set("client.id", "outbox-consumer-retry");
+    set("enable.idempotence", "true");
+    set("acks", "all");
+    set("linger.ms", "0");
+    rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+      if (m->_private != nullptr) *static_cast<rd_kafka_resp_err_t*>(m->_private) = m->err;
+    });
+    rd_kafka_conf_set_log_cb(conf, [](const rd_kafka_t*, int level, const char* facility, const char* buf) {
+      log::write(level <= 3   ? log::level::error
+                 : level == 4 ? log::level::warn
+                              : log::level::debug,
+                 "kafka", buf, {{"facility", facility}});
+    });
+    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (rk == nullptr) {
+      rd_kafka_conf_destroy(conf);
+      throw outbox_error("config", std::string("cannot create the retry/dead-letter producer: ") + err);
+    }
+    m_kafka.reset(rk);
+  }
+
+  /// Sends one record and waits up to `timeout` for Kafka's answer; an error text on failure.
+  std::optional<std::string> send(const std::string& topic, const std::optional<std::string>& key,
+                                  const std::optional<std::string>& value,
+                                  const std::vector<std::pair<std::string, std::string>>& headers,
+                                  milliseconds timeout) {
+    rd_kafka_headers_t* hdrs = rd_kafka_headers_new(headers.size());
+    for (const auto& [name, v] : headers) {
+      rd_kafka_header_add(hdrs, name.data(), static_cast<ssize_t>(name.size()), v.data(),
+                          static_cast<ssize_t>(v.size()));
+    }
+    auto result = std::make_unique<rd_kafka_resp_err_t>(RD_KAFKA_RESP_ERR__IN_PROGRESS);
+    rd_kafka_vu_t vus[6];
+    vus[0].vtype = RD_KAFKA_VTYPE_TOPIC;
+    vus[0].u.cstr = topic.c_str();
+    vus[1].vtype = RD_KAFKA_VTYPE_KEY;
+    vus[1].u.mem = {key ? const_cast<char*>(key->data()) : nullptr, key ? key->size() : 0};
+    vus[2].vtype = RD_KAFKA_VTYPE_VALUE;
+    vus[2].u.mem = {value ? const_cast<char*>(value->data()) : nullptr, value ? value->size() : 0};
+    vus[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+    vus[3].u.i = RD_KAFKA_MSG_F_COPY;
+    vus[4].vtype = RD_KAFKA_VTYPE_HEADERS;
+    vus[4].u.headers = hdrs;
+    vus[5].vtype = RD_KAFKA_VTYPE_OPAQUE;
+    vus[5].u.ptr = result.get();
+    if (rd_kafka_error_t* e = rd_kafka_produceva(m_kafka.get(), vus, 6); e != nullptr) {
+      std::string why = std::string("cannot produce to ") + topic + ": " + rd_kafka_error_string(e);
+      rd_kafka_error_destroy(e);
+      rd_kafka_headers_destroy(hdrs);  // not taken over on failure
+      return why;
+    }
+    const auto deadline = clock::now() + timeout;
+    while (*result == RD_KAFKA_RESP_ERR__IN_PROGRESS && clock::now() < deadline) rd_kafka_poll(m_kafka.get(), 50);
+    if (*result == RD_KAFKA_RESP_ERR__IN_PROGRESS) {
+      // Still queued: the delivery report will write into `result` later, so it must outlive this call.
+      m_abandoned.push_back(std::move(result));
+      return "no acknowledgement from Kafka for " + topic + " within " + std::to_string(timeout.count()) + "ms";
+    }
+    if (*result != RD_KAFKA_RESP_ERR_NO_ERROR) return topic + ": " + rd_kafka_err2str(*result);
+    return std::nullopt;
+  }
+
+  /// Creates the topics that do not exist yet (broker defaults for partitions and replication).
+  void ensure_topics(const std::vector<std::string>& names, milliseconds timeout) {
+    if (names.empty()) return;
+    std::vector<rd_kafka_NewTopic_t*> topics;
+    char err[512];
+    for (const auto& n : names) topics.push_back(rd_kafka_NewTopic_new(n.c_str(), -1, -1, err, sizeof err));
+    queue_ptr q(rd_kafka_queue_new(m_kafka.get()));
+    rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(m_kafka.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_request_timeout(opts, static_cast<int>(timeout.count()), err, sizeof err);
+    rd_kafka_CreateTopics(m_kafka.get(), topics.data(), topics.size(), opts, q.get());
+    event_ptr ev(rd_kafka_queue_poll(q.get(), static_cast<int>(timeout.count()) + 1000));
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_NewTopic_destroy_array(topics.data(), topics.size());
+    if (!ev) {
+      log::warn("consumer", "could not create the retry and dead-letter topics in time; create them by hand");
+      return;
+    }
+    if (rd_kafka_event_error(ev.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      log::warn("consumer", "could not create the retry and dead-letter topics",
+                {{"error", rd_kafka_event_error_string(ev.get())}});
+      return;
+    }
+    std::size_t n = 0;
+    const rd_kafka_topic_result_t** results =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev.get()), &n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
+      if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log::info("consumer", "created topic", {{"topic", rd_kafka_topic_result_name(results[i])}});
+      } else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        log::warn("consumer", "could not create topic",
+                  {{"topic", rd_kafka_topic_result_name(results[i])}, {"error", rd_kafka_err2str(e)}});
+      }
+    }
+  }
+
+  ~side_producer() {
+    if (m_kafka) rd_kafka_flush(m_kafka.get(), 5000);
+  }
+  side_producer(const side_producer&) = delete;
+  side_producer& operator=(const side_producer&) = delete;
+
+ private:
+  struct producer_deleter {
+    void operator()(rd_kafka_t* k) const { rd_kafka_destroy(k); }
+  };
+  std::unique_ptr<rd_kafka_t, producer_deleter> m_kafka;
+  std::vector<std::unique_ptr<rd_kafka_resp_err_t>> m_abandoned;
+};
+
+/// The DLQ breaker: remembers which of the last `window` settled records were dead-lettered.
+class dlq_breaker {
+ public:
+  dlq_breaker(double max_ratio, int window)
+      : m_limit(max_ratio * window), m_ring(static_cast<std::size_t>(std::max(window, 1)), false) {}
+  /// True when dead-lettering one more record would make more than max_ratio of the window dead letters.
+  [[nodiscard]] bool would_trip() const noexcept {
+    const std::size_t after = m_count - (m_ring[m_next] ? 1 : 0) + 1;
+    return static_cast<double>(after) > m_limit;
+  }
+  void add(bool dead_lettered) noexcept {
+    if (m_ring[m_next]) --m_count;
+    m_ring[m_next] = dead_lettered;
+    if (dead_lettered) ++m_count;
+    m_next = (m_next + 1) % m_ring.size();
+  }
+  [[nodiscard]] std::size_t dead_letters() const noexcept { return m_count; }
+  [[nodiscard]] std::size_t window() const noexcept { return m_ring.size(); }
+
+ private:
+  double m_limit;
+  std::vector<bool> m_ring;
+  std::size_t m_next = 0;
+  std::size_t m_count = 0;
+};
+
 log::level from_syslog(int level) {
   // syslog levels: 0-3 error, 4 warning, 5-6 notice/info, 7 debug
   return level <= 3   ? log::level::error
@@ -141,7 +341,7 @@ class consumer_metrics {
                                "1 when the DLQ breaker halted consumption (too many records dead-lettered).")
                      .get()) {
     m_up.set(1);
-    m_halted.set(0);  // no breaker can trip yet: it arrives with the dead-letter topic
+    m_halted.set(0);
   }
   ~consumer_metrics() { m_up.set(0); }
   consumer_metrics(const consumer_metrics&) = delete;
@@ -150,11 +350,17 @@ class consumer_metrics {
   enum outcome_index { processed, duplicate, retried, dead_lettered, k_outcomes };
 
   void count(const std::string& topic, outcome_index o) { of(topic).outcomes[o]->inc(); }
-  void retry(const std::string& topic) {
-    auto& t = of(topic);
-    t.outcomes[retried]->inc();
-    t.in_process_retries->inc();
+  /// An attempt that ended in retry.
+  void retried_attempt(const std::string& topic) { of(topic).outcomes[retried]->inc(); }
+  /// A retry scheduled: `tier` is `in_process` or the tier's delay (`10s`).
+  void retry_in(const std::string& topic, const std::string& tier) {
+    if (tier == "in_process") {
+      of(topic).in_process_retries->inc();
+    } else {
+      m_retries.with({topic, tier}).inc();
+    }
   }
+  void halted(bool on) { m_halted.set(on ? 1 : 0); }
   void handler_time(const std::string& topic, double seconds) { of(topic).handler->observe(seconds); }
   void dedupe_time(double seconds) { m_dedupe.observe(seconds); }
 
@@ -192,7 +398,22 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 class consumer::impl {
  public:
   impl(consumer_options options, handler h, transactional_handler th)
-      : m_options(std::move(options)), m_handler(std::move(h)), m_tx_handler(std::move(th)) {
+      : m_options(std::move(options)),
+        m_handler(std::move(h)),
+        m_tx_handler(std::move(th)),
+        m_schedule(checked_policy(m_options.retry)),
+        m_breaker(m_options.dlq_max_ratio, m_options.dlq_window) {
+    if (m_options.dlq_window < 1 || !(m_options.dlq_max_ratio > 0 && m_options.dlq_max_ratio <= 1)) {
+      throw outbox_error("config", "dlq.window must be at least 1 and dlq.max_ratio in (0, 1]");
+    }
+    if (m_options.dlq_topic.empty()) throw outbox_error("config", "dlq.topic is empty; name the dead-letter topic");
+    m_per_key = m_options.per_key_ordering && !m_options.retry_topics.empty();
+    for (const auto& t : m_options.topics) {
+      if (!t.empty() && t.front() == '^') continue;  // a pattern: its retry tiers cannot be listed up front
+      for (std::size_t i = 0; i < m_options.retry_topics.size(); ++i) {
+        m_tier_of[retry_topic_name(t, m_options.retry_topics[i])] = {t, static_cast<int>(i)};
+      }
+    }
     if (m_options.group_id.empty()) throw outbox_error("config", "consumer.group_id is empty; set the consumer group");
     if (m_options.topics.empty()) throw outbox_error("config", "consumer.topics is empty; name at least one topic");
     if (!m_handler && !m_tx_handler)
@@ -240,11 +461,23 @@ class consumer::impl {
     s.duplicate = m_duplicate.load(std::memory_order_relaxed);
     s.retried = m_retried.load(std::memory_order_relaxed);
     s.fatal = m_fatal.load(std::memory_order_relaxed);
+    s.dead_lettered = m_dead_lettered.load(std::memory_order_relaxed);
+    s.parked = m_parked_count.load(std::memory_order_relaxed);
     s.commits = m_commits.load(std::memory_order_relaxed);
     return s;
   }
 
   bool assigned() const noexcept { return m_assigned_count.load(std::memory_order_relaxed) > 0; }
+  bool halted() const noexcept { return m_halted_flag.load(std::memory_order_relaxed); }
+
+  static retry_policy checked_policy(const retry_policy& p) {
+    try {
+      retry_schedule check(p);
+    } catch (const std::invalid_argument& e) {
+      throw outbox_error("config", std::string("retry: ") + e.what());
+    }
+    return p;
+  }
 
  private:
   enum class verdict { processed, duplicate, retry, fatal };
@@ -252,15 +485,39 @@ class consumer::impl {
   struct partition_ref {
     topic_partition tp;
     partition_offsets* offsets;
+    int tier;                     ///< -1 for a subscribed topic, k for retry tier k
+    const std::string* original;  ///< the original topic of a retry tier; null otherwise
   };
   struct attempt_result {
     verdict kind;
     std::string reason;
+    std::string error_class;  ///< of a fatal outcome; empty means `fatal`
   };
-  /// A record whose handler asked to retry; its partition is paused until it is resolved.
+  /// Where a record first arrived: a retry-tier copy carries it in `retry_original_*` headers.
+  struct origin_info {
+    std::string topic;
+    std::int32_t partition = 0;
+    std::int64_t offset = 0;
+    std::int64_t timestamp_ms = -1;
+    std::int64_t first_failure_ms = 0;  ///< 0 until an attempt failed
+  };
+  /// What to do with a record that is not simply done, once it is due.
+  enum class next_step { attempt, move };
+  /// A record that needs more than one step (retry, a tier, the DLQ); its partition is paused while it
+  /// waits, so later records of the partition wait behind it.
   struct waiting {
-    record rec;
-    int attempts = 0;
+    record rec;               ///< as the handler sees it: the original topic, partition and offset
+    std::int64_t offset = 0;  ///< its own offset in the partition it was read from
+    origin_info origin;
+    int tier = -1;     ///< -1: read from the original topic; k: read from retry tier k
+    int attempts = 0;  ///< handler attempts so far, all stages
+    int in_process_failures = 0;
+    next_step step = next_step::attempt;
+    int target = 0;           ///< for move: the tier to produce to; tiers.size() is the dead-letter topic
+    bool held = false;        ///< moved without an attempt: held behind an earlier record of its key
+    std::string error_class;  ///< for a dead letter
+    std::string reason;       ///< the last failure
+    std::uint64_t seed = 0;   ///< jitter of this record's in-process backoff
     clock::time_point due;
     bool resolved = false;  ///< finished; the partition still has to be moved past it and resumed
   };
@@ -310,15 +567,24 @@ class consumer::impl {
   }
 
   void subscribe() {
-    list_ptr topics = make_list(static_cast<int>(m_options.topics.size()));
+    // Retry tiers and dead-letter topics exist before the first record needs them, so that the
+    // subscription sees the tiers now rather than at the next metadata refresh.
+    // Dead-letter topics are created when the first record needs one (see dead_letter()).
+    std::vector<std::string> own_topics;
+    for (const auto& [tier, origin] : m_tier_of) own_topics.push_back(tier);
+    if (!own_topics.empty()) producer().ensure_topics(own_topics, k_produce_timeout);
+    list_ptr topics = make_list(static_cast<int>(m_options.topics.size() + m_tier_of.size()));
     for (const auto& t : m_options.topics)
       rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
+    for (const auto& [tier, origin] : m_tier_of)
+      rd_kafka_topic_partition_list_add(topics.get(), tier.c_str(), RD_KAFKA_PARTITION_UA);
     const rd_kafka_resp_err_t err = rd_kafka_subscribe(m_kafka.get(), topics.get());
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       throw outbox_error("kafka", std::string("cannot subscribe to consumer.topics: ") + rd_kafka_err2str(err));
     }
     std::string names;
     for (const auto& t : m_options.topics) names += (names.empty() ? "" : ",") + t;
+    for (const auto& [tier, origin] : m_tier_of) names += "," + tier;
     log::info(k_component, "subscribed",
               {{"group", m_options.group_id},
                {"topics", names},
@@ -355,6 +621,7 @@ class consumer::impl {
 
   int poll_timeout_ms() const {
     auto timeout = milliseconds(k_poll_ms);
+    if (m_halted) return k_poll_ms;
     const auto now = clock::now();
     for (const auto& [tp, w] : m_waiting) {
       timeout = std::min(timeout, std::chrono::duration_cast<milliseconds>(std::max(w.due - now, clock::duration{})));
@@ -376,16 +643,280 @@ class consumer::impl {
     // Already seen (a fetch that overlapped a seek): not processed twice.
     if (!ref->offsets->started(m->offset)) return;
     fill_record(m, ref->tp.topic, m_record);
-    const attempt_result res = attempt(m_record);
-    if (res.kind == verdict::retry) {
-      waiting w{m_record, 1, clock::now() + backoff(1), false};
-      note_retry(w, res.reason);
-      pause(ref->tp);
-      m_waiting.insert_or_assign(ref->tp, std::move(w));
+    if (ref->tier >= 0) {
+      from_tier(*ref, m->offset);
       return;
     }
-    settle(m_record, res);
-    ref->offsets->finished(m->offset);
+    if (m_per_key && m_record.key && !m_parked.empty() && m_parked.contains({m_record.topic, *m_record.key})) {
+      // An earlier record of this key waits in a retry tier: this one queues behind it, unattempted.
+      waiting w = make_waiting(m_record, m->offset);
+      w.step = next_step::move;
+      w.target = 0;
+      w.held = true;
+      continue_with(*ref, std::move(w));
+      return;
+    }
+    const attempt_result res = attempt(m_record);
+    if (res.kind == verdict::processed || res.kind == verdict::duplicate) {
+      settle(m_record, res);
+      ref->offsets->finished(m->offset);
+      return;
+    }
+    waiting w = make_waiting(m_record, m->offset);
+    w.attempts = 1;
+    after_attempt(w, res);
+    continue_with(*ref, std::move(w));
+  }
+
+  waiting make_waiting(const record& r, std::int64_t offset) {
+    waiting w;
+    w.rec = r;
+    w.offset = offset;
+    w.origin = origin_info{r.topic, r.partition, r.offset, r.timestamp_ms, 0};
+    const std::string_view id = r.event_id();
+    w.seed = jitter_seed(
+        id.empty() ? r.topic + "/" + std::to_string(r.partition) + "/" + std::to_string(r.offset) : std::string(id),
+        m_jitter_salt);
+    w.due = clock::now();
+    return w;
+  }
+
+  /// A record read from retry tier `ref.tier`: it runs when due (its partition paused until then).
+  void from_tier(const partition_ref& ref, std::int64_t offset) {
+    waiting w = make_waiting(m_record, offset);
+    w.tier = ref.tier;
+    w.origin.topic = std::string(m_record.header("retry_original_topic").value_or(*ref.original));
+    w.origin.partition = static_cast<std::int32_t>(header_number(m_record, "retry_original_partition").value_or(-1));
+    w.origin.offset = header_number(m_record, "retry_original_offset").value_or(-1);
+    w.origin.timestamp_ms = header_number(m_record, "retry_original_timestamp_ms").value_or(m_record.timestamp_ms);
+    w.origin.first_failure_ms = header_number(m_record, "retry_first_failure_ms").value_or(wall_ms());
+    w.attempts = static_cast<int>(header_number(m_record, "retry_attempt").value_or(0));
+    w.reason = std::string(m_record.header("retry_reason").value_or(""));
+    w.rec.topic = w.origin.topic;  // the handler sees the record it subscribed to
+    w.rec.partition = w.origin.partition;
+    w.rec.offset = w.origin.offset;
+    const std::int64_t due_ms = header_number(m_record, "retry_due_ms").value_or(0);
+    w.due = clock::now() + milliseconds(std::max<std::int64_t>(0, due_ms - wall_ms()));
+    w.step = next_step::attempt;
+    continue_with(ref, std::move(w));
+  }
+
+  /// Drives `w` as far as it goes now; if it has to wait, its partition is paused until it is due.
+  void continue_with(const partition_ref& ref, waiting w) {
+    if (drive(w)) {
+      ref.offsets->finished(w.offset);
+      return;
+    }
+    pause(ref.tp);
+    m_waiting.insert_or_assign(ref.tp, std::move(w));
+  }
+
+  /// Runs the due steps of `w`; true when it is finished (done, duplicate, parked in a tier, dead-lettered).
+  bool drive(waiting& w) {
+    while (!m_halted && clock::now() >= w.due) {
+      if (w.step == next_step::attempt) {
+        if (w.tier >= 0 && m_per_key && !first_of_key(w)) {
+          // Not its turn: an earlier record of its key is still parked. Back into the same tier, unattempted.
+          w.step = next_step::move;
+          w.target = w.tier;
+          w.held = true;
+          continue;
+        }
+        const attempt_result res = attempt(w.rec);
+        ++w.attempts;
+        if (res.kind == verdict::processed || res.kind == verdict::duplicate) {
+          settle(w.rec, res);
+          release_key(w);
+          return true;
+        }
+        after_attempt(w, res);
+        continue;
+      }
+      if (move(w)) return true;
+      if (!m_halted) w.due = clock::now() + milliseconds(1000);
+    }
+    return false;
+  }
+
+  /// Decides the next step after an attempt that ended in retry or fatal.
+  void after_attempt(waiting& w, const attempt_result& res) {
+    w.reason = res.reason;
+    if (w.origin.first_failure_ms == 0) w.origin.first_failure_ms = wall_ms();
+    w.held = false;
+    if (res.kind == verdict::fatal) {
+      w.step = next_step::move;
+      w.target = static_cast<int>(m_options.retry_topics.size());
+      w.error_class = res.error_class.empty() ? "fatal" : res.error_class;
+      return;
+    }
+    m_retried.fetch_add(1, std::memory_order_relaxed);
+    if (m_metrics) m_metrics->retried_attempt(w.origin.topic);
+    if (w.tier < 0) {
+      ++w.in_process_failures;
+      const milliseconds elapsed(wall_ms() - w.origin.first_failure_ms);
+      if (const auto delay = m_schedule.next_delay(w.in_process_failures, elapsed, w.seed)) {
+        w.step = next_step::attempt;
+        w.due = clock::now() + *delay;
+        if (m_metrics) m_metrics->retry_in(w.origin.topic, "in_process");
+        log::warn(k_component, "handler asked to retry; later records of the partition wait",
+                  {{"topic", w.origin.topic},
+                   {"partition", w.origin.partition},
+                   {"offset", w.origin.offset},
+                   {"event_id", w.rec.event_id()},
+                   {"attempt", w.attempts},
+                   {"retry_in_ms", static_cast<long long>(delay->count())},
+                   {"reason", w.reason}});
+        return;
+      }
+    }
+    w.step = next_step::move;
+    w.target = w.tier + 1;
+    w.error_class = "retry_exhausted";
+  }
+
+  /// Produces `w` to its target (a retry tier or the dead-letter topic); true once Kafka acknowledged it.
+  bool move(waiting& w) {
+    const auto tiers = static_cast<int>(m_options.retry_topics.size());
+    if (w.target < tiers) return park(w);
+    return dead_letter(w);
+  }
+
+  bool park(waiting& w) {
+    const milliseconds delay = m_options.retry_topics[static_cast<std::size_t>(w.target)];
+    const std::string topic = retry_topic_name(w.origin.topic, delay);
+    auto headers = without_retry_headers(w.rec);
+    headers.emplace_back("retry_attempt", std::to_string(w.attempts));
+    headers.emplace_back("retry_due_ms", std::to_string(wall_ms() + delay.count()));
+    headers.emplace_back("retry_original_topic", w.origin.topic);
+    headers.emplace_back("retry_original_partition", std::to_string(w.origin.partition));
+    headers.emplace_back("retry_original_offset", std::to_string(w.origin.offset));
+    headers.emplace_back("retry_original_timestamp_ms", std::to_string(w.origin.timestamp_ms));
+    headers.emplace_back("retry_first_failure_ms",
+                         std::to_string(w.origin.first_failure_ms > 0 ? w.origin.first_failure_ms : wall_ms()));
+    if (!w.reason.empty()) headers.emplace_back("retry_reason", cut_message(w.reason));
+    if (auto err = producer().send(topic, w.rec.key, w.rec.value, headers, k_produce_timeout)) {
+      log::warn(k_component, "cannot park a record in its retry topic yet; trying again",
+                {{"topic", topic}, {"offset", w.origin.offset}, {"error", *err}});
+      return false;
+    }
+    m_parked_count.fetch_add(1, std::memory_order_relaxed);
+    if (m_per_key && w.rec.key) {
+      auto& queue = m_parked[{w.origin.topic, *w.rec.key}];
+      const std::pair<std::int32_t, std::int64_t> id{w.origin.partition, w.origin.offset};
+      if (std::find(queue.begin(), queue.end(), id) == queue.end()) queue.push_back(id);
+    }
+    if (w.held) {
+      log::info(k_component, "record held behind an earlier record of its key",
+                {{"topic", topic}, {"key", w.rec.key.value_or("")}, {"offset", w.origin.offset}});
+    } else {
+      if (m_metrics) m_metrics->retry_in(w.origin.topic, config::format_duration(delay));
+      log::warn(k_component, "record parked in a retry topic",
+                {{"topic", topic},
+                 {"original_offset", w.origin.offset},
+                 {"event_id", w.rec.event_id()},
+                 {"attempts", w.attempts},
+                 {"due_in_ms", static_cast<long long>(delay.count())},
+                 {"reason", w.reason}});
+    }
+    return true;
+  }
+
+  bool dead_letter(waiting& w) {
+    if (m_breaker.would_trip()) {
+      halt(w);
+      return false;
+    }
+    const std::string topic = dlq_topic_for(w.origin.topic);
+    auto headers = without_retry_headers(w.rec);
+    const std::int64_t now = wall_ms();
+    headers.emplace_back("dlq_original_topic", w.origin.topic);
+    headers.emplace_back("dlq_original_partition", std::to_string(w.origin.partition));
+    headers.emplace_back("dlq_original_offset", std::to_string(w.origin.offset));
+    headers.emplace_back("dlq_original_timestamp_ms", std::to_string(w.origin.timestamp_ms));
+    headers.emplace_back("dlq_consumer_group", m_options.group_id);
+    headers.emplace_back("dlq_error_class", w.error_class.empty() ? "fatal" : w.error_class);
+    headers.emplace_back("dlq_error_message", cut_message(w.reason));
+    headers.emplace_back("dlq_attempts", std::to_string(w.attempts));
+    headers.emplace_back("dlq_first_failure_ms",
+                         std::to_string(w.origin.first_failure_ms > 0 ? w.origin.first_failure_ms : now));
+    headers.emplace_back("dlq_last_failure_ms", std::to_string(now));
+    auto err = producer().send(topic, w.rec.key, w.rec.value, headers, k_produce_timeout);
+    if (err && m_created_dlq.insert(topic).second) {
+      // Perhaps the broker does not create topics on its own: create the dead-letter topic, then send again.
+      producer().ensure_topics({topic}, k_produce_timeout);
+      err = producer().send(topic, w.rec.key, w.rec.value, headers, k_produce_timeout);
+    }
+    if (err) {
+      log::warn(k_component, "cannot dead-letter a record yet; trying again",
+                {{"topic", topic}, {"offset", w.origin.offset}, {"error", *err}});
+      return false;
+    }
+    m_breaker.add(true);
+    m_dead_lettered.fetch_add(1, std::memory_order_relaxed);
+    if (w.error_class != "retry_exhausted") m_fatal.fetch_add(1, std::memory_order_relaxed);
+    if (m_metrics) m_metrics->count(w.origin.topic, consumer_metrics::dead_lettered);
+    log::error(k_component, "giving up on a record: dead-lettered",
+               {{"topic", w.origin.topic},
+                {"partition", w.origin.partition},
+                {"offset", w.origin.offset},
+                {"event_id", w.rec.event_id()},
+                {"dlq_topic", topic},
+                {"error_class", w.error_class},
+                {"attempts", w.attempts},
+                {"reason", w.reason}});
+    release_key(w);
+    return true;
+  }
+
+  /// The breaker: stop taking records instead of dead-lettering everything after a bad deploy.
+  void halt(const waiting& w) {
+    if (m_halted) return;
+    m_halted = true;
+    m_halted_flag.store(true, std::memory_order_relaxed);
+    if (m_metrics) m_metrics->halted(true);
+    rd_kafka_topic_partition_list_t* assignment = nullptr;
+    if (rd_kafka_assignment(m_kafka.get(), &assignment) == RD_KAFKA_RESP_ERR_NO_ERROR && assignment != nullptr) {
+      list_ptr owned(assignment);
+      rd_kafka_pause_partitions(m_kafka.get(), owned.get());
+    }
+    log::error(k_component,
+               "DLQ breaker tripped: consumption halted instead of dead-lettering more; fix the cause, then restart",
+               {{"dead_lettered_in_window", m_breaker.dead_letters()},
+                {"window", m_breaker.window()},
+                {"max_ratio", m_options.dlq_max_ratio},
+                {"held_topic", w.origin.topic},
+                {"held_offset", w.origin.offset},
+                {"reason", w.reason}});
+  }
+
+  /// Per-key ordering: may `w` run now? Yes unless an earlier record of its key is still parked.
+  bool first_of_key(const waiting& w) const {
+    if (!w.rec.key) return true;
+    const auto it = m_parked.find({w.origin.topic, *w.rec.key});
+    if (it == m_parked.end() || it->second.empty()) return true;
+    return it->second.front() == std::make_pair(w.origin.partition, w.origin.offset);
+  }
+
+  void release_key(const waiting& w) {
+    if (!w.rec.key || m_parked.empty()) return;
+    const auto it = m_parked.find({w.origin.topic, *w.rec.key});
+    if (it == m_parked.end()) return;
+    auto& q = it->second;
+    q.erase(std::remove(q.begin(), q.end(), std::make_pair(w.origin.partition, w.origin.offset)), q.end());
+    if (q.empty()) m_parked.erase(it);
+  }
+
+  side_producer& producer() {
+    if (!m_producer) m_producer = std::make_unique<side_producer>(m_options.brokers, m_options.properties);
+    return *m_producer;
+  }
+
+  std::string dlq_topic_for(const std::string& topic) const {
+    std::string out = m_options.dlq_topic;
+    for (auto at = out.find("{topic}"); at != std::string::npos; at = out.find("{topic}", at + topic.size())) {
+      out.replace(at, 7, topic);
+    }
+    return out;
   }
 
   /// The assigned partition a message belongs to, cached by topic handle and partition; nullptr if not assigned.
@@ -396,31 +927,28 @@ class consumer::impl {
     topic_partition tp{rd_kafka_topic_name(m->rkt), m->partition};
     partition_offsets* offsets = m_offsets.offsets(tp);
     if (offsets == nullptr) return nullptr;
-    return &m_refs.emplace(key, partition_ref{std::move(tp), offsets}).first->second;
+    int tier = -1;
+    const std::string* original = nullptr;
+    if (const auto t = m_tier_of.find(tp.topic); t != m_tier_of.end()) {
+      tier = t->second.second;
+      original = &t->second.first;
+    }
+    return &m_refs.emplace(key, partition_ref{std::move(tp), offsets, tier, original}).first->second;
   }
 
   void run_due_retries() {
     for (auto it = m_waiting.begin(); it != m_waiting.end() && !m_stop.load(std::memory_order_relaxed);) {
       waiting& w = it->second;
-      if (clock::now() < w.due) {
-        ++it;
-        continue;
-      }
       if (!w.resolved) {
-        attempt_result res = attempt(w.rec);
-        if (res.kind == verdict::retry) {
-          ++w.attempts;
-          w.due = clock::now() + backoff(w.attempts);
-          note_retry(w, res.reason);
+        if (!drive(w)) {
           ++it;
           continue;
         }
-        settle(w.rec, res);
-        m_offsets.finished(it->first, w.rec.offset);
+        m_offsets.finished(it->first, w.offset);
         w.resolved = true;
       }
       // Move the fetch position just past the record (later ones were dropped while paused), then resume.
-      if (seek_and_resume(it->first, w.rec.offset + 1)) {
+      if (seek_and_resume(it->first, w.offset + 1)) {
         it = m_waiting.erase(it);
       } else {
         w.due = clock::now() + milliseconds(k_poll_ms);
@@ -429,51 +957,15 @@ class consumer::impl {
     }
   }
 
-  milliseconds backoff(int attempts) const {
-    milliseconds d = std::max(m_options.retry_initial, milliseconds(1));
-    for (int i = 1; i < attempts && d < m_options.retry_max; ++i) d *= 2;
-    return std::min(d, m_options.retry_max);
-  }
-
-  void note_retry(const waiting& w, const std::string& reason) {
-    m_retried.fetch_add(1, std::memory_order_relaxed);
-    if (m_metrics) m_metrics->retry(w.rec.topic);
-    const auto in = std::chrono::duration_cast<milliseconds>(w.due - clock::now()).count();
-    log::warn(k_component, "handler asked to retry; later records of the partition wait",
-              {{"topic", w.rec.topic},
-               {"partition", w.rec.partition},
-               {"offset", w.rec.offset},
-               {"event_id", w.rec.event_id()},
-               {"attempt", w.attempts},
-               {"retry_in_ms", in},
-               {"reason", reason}});
-  }
-
+  /// Counts a record that is done: processed, or a duplicate of one already processed.
   void settle(const record& r, const attempt_result& res) {
-    switch (res.kind) {
-      case verdict::processed:
-        m_processed.fetch_add(1, std::memory_order_relaxed);
-        if (m_metrics) m_metrics->count(r.topic, consumer_metrics::processed);
-        break;
-      case verdict::duplicate:
-        m_duplicate.fetch_add(1, std::memory_order_relaxed);
-        if (m_metrics) m_metrics->count(r.topic, consumer_metrics::duplicate);
-        break;
-      case verdict::fatal:
-        m_fatal.fetch_add(1, std::memory_order_relaxed);
-        // Counted as dead_lettered: the record is given up on. Until the DLQ topic exists it is only logged.
-        if (m_metrics) m_metrics->count(r.topic, consumer_metrics::dead_lettered);
-        log::error(k_component,
-                   "giving up on a record: fatal outcome; no dead-letter topic yet, so it is logged, counted and "
-                   "committed past",
-                   {{"topic", r.topic},
-                    {"partition", r.partition},
-                    {"offset", r.offset},
-                    {"event_id", r.event_id()},
-                    {"reason", res.reason}});
-        break;
-      case verdict::retry:
-        break;
+    m_breaker.add(false);
+    if (res.kind == verdict::processed) {
+      m_processed.fetch_add(1, std::memory_order_relaxed);
+      if (m_metrics) m_metrics->count(r.topic, consumer_metrics::processed);
+    } else {
+      m_duplicate.fetch_add(1, std::memory_order_relaxed);
+      if (m_metrics) m_metrics->count(r.topic, consumer_metrics::duplicate);
     }
   }
 
@@ -482,20 +974,21 @@ class consumer::impl {
   static attempt_result from_outcome(const outcome& o) {
     switch (o.kind) {
       case outcome_kind::done:
-        return {verdict::processed, {}};
+        return {verdict::processed, {}, {}};
       case outcome_kind::retry:
-        return {verdict::retry, o.reason};
+        return {verdict::retry, o.reason, {}};
       case outcome_kind::fatal:
-        return {verdict::fatal, o.reason};
+        return {verdict::fatal, o.reason, o.error_class};
     }
-    return {verdict::retry, o.reason};
+    return {verdict::retry, o.reason, {}};
   }
 
   attempt_result attempt_plain(const record& r) {
     dedupe::store* store = m_options.dedupe.get();
     const std::string_view id = r.event_id();
     if (store != nullptr) {
-      if (id.empty()) return {verdict::fatal, "record has no event_id header, so it cannot be deduplicated"};
+      if (id.empty())
+        return {verdict::fatal, "record has no event_id header, so it cannot be deduplicated", "missing_event_id"};
       try {
         const auto t0 = std::chrono::steady_clock::now();
         const auto claimed = store->claim(m_options.group_id, id);
@@ -504,12 +997,12 @@ class consumer::impl {
           case dedupe::claim_result::claimed:
             break;
           case dedupe::claim_result::duplicate:
-            return {verdict::duplicate, {}};
+            return {verdict::duplicate, {}, {}};
           case dedupe::claim_result::in_progress:
-            return {verdict::retry, "another worker holds the claim on this event id (lease not expired)"};
+            return {verdict::retry, "another worker holds the claim on this event id (lease not expired)", {}};
         }
       } catch (const std::exception& e) {
-        return {verdict::retry, std::string("dedupe store claim failed: ") + e.what()};
+        return {verdict::retry, std::string("dedupe store claim failed: ") + e.what(), {}};
       }
     }
     outcome o;
@@ -539,7 +1032,8 @@ class consumer::impl {
 
   attempt_result attempt_in_transaction(const record& r) {
     const std::string_view id = r.event_id();
-    if (id.empty()) return {verdict::fatal, "record has no event_id header, so the inbox cannot deduplicate it"};
+    if (id.empty())
+      return {verdict::fatal, "record has no event_id header, so the inbox cannot deduplicate it", "missing_event_id"};
     try {
       if (!m_db) m_db = std::make_unique<pqxx::connection>(m_options.inbox->dsn);
       pqxx::work tx(*m_db);
@@ -548,7 +1042,7 @@ class consumer::impl {
       if (m_metrics) m_metrics->dedupe_time(seconds_since(c0));
       if (!claimed) {
         tx.abort();
-        return {verdict::duplicate, {}};
+        return {verdict::duplicate, {}, {}};
       }
       outcome o;
       const auto t0 = std::chrono::steady_clock::now();
@@ -566,14 +1060,15 @@ class consumer::impl {
       return from_outcome(o);
     } catch (const pqxx::broken_connection& e) {
       m_db.reset();
-      return {verdict::retry, std::string("PostgreSQL connection lost: ") + e.what()};
+      return {verdict::retry, std::string("PostgreSQL connection lost: ") + e.what(), {}};
     } catch (const pqxx::in_doubt_error& e) {
       m_db.reset();
       return {verdict::retry,
-              std::string("commit in doubt (the next attempt finds the inbox row if it committed): ") + e.what()};
+              std::string("commit in doubt (the next attempt finds the inbox row if it committed): ") + e.what(),
+              {}};
     } catch (const std::exception& e) {
       if (m_db && !m_db->is_open()) m_db.reset();
-      return {verdict::retry, std::string("transaction failed: ") + e.what()};
+      return {verdict::retry, std::string("transaction failed: ") + e.what(), {}};
     }
   }
 
@@ -687,6 +1182,7 @@ class consumer::impl {
       } else {
         rd_kafka_assign(rk, parts);
       }
+      if (m_halted) rd_kafka_pause_partitions(rk, parts);  // the breaker tripped: take nothing new either
       m_assigned_count.fetch_add(static_cast<int>(tps.size()), std::memory_order_relaxed);
       log::info(k_component, "partitions assigned", {{"partitions", describe(tps)}});
       return;
@@ -750,7 +1246,11 @@ class consumer::impl {
     }
     const consumer_stats s = stats();
     log::info(k_component, "stopped",
-              {{"processed", s.processed}, {"duplicate", s.duplicate}, {"retried", s.retried}, {"fatal", s.fatal}});
+              {{"processed", s.processed},
+               {"duplicate", s.duplicate},
+               {"retried", s.retried},
+               {"parked", s.parked},
+               {"dead_lettered", s.dead_lettered}});
   }
 
   consumer_options m_options;
@@ -762,6 +1262,19 @@ class consumer::impl {
   queue_ptr m_commit_queue;
   offset_tracker m_offsets;
   std::map<topic_partition, waiting> m_waiting;
+  retry_schedule m_schedule;
+  bool m_per_key = false;
+  std::uint64_t m_jitter_salt = std::random_device{}();
+  std::map<std::string, std::pair<std::string, int>> m_tier_of;  // retry tier topic -> (original topic, tier)
+  /// Per-key ordering: (original topic, key) -> original (partition, offset) of its parked records, oldest first.
+  std::map<std::pair<std::string, std::string>, std::deque<std::pair<std::int32_t, std::int64_t>>> m_parked;
+  std::unique_ptr<side_producer> m_producer;  // created on the first retry-tier or dead-letter record
+  std::set<std::string> m_created_dlq;        // dead-letter topics this consumer tried to create
+  dlq_breaker m_breaker;
+  bool m_halted = false;
+  std::atomic<bool> m_halted_flag{false};
+  std::atomic<std::uint64_t> m_dead_lettered{0};
+  std::atomic<std::uint64_t> m_parked_count{0};
   std::map<std::pair<const rd_kafka_topic_t*, std::int32_t>, partition_ref> m_refs;  // cleared on every rebalance
   record m_record;                                                                   // reused for every first attempt
   int m_outstanding_commits = 0;
@@ -791,5 +1304,19 @@ void consumer::stop() noexcept { m_impl->stop(); }
 
 consumer_stats consumer::stats() const noexcept { return m_impl->stats(); }
 bool consumer::assigned() const noexcept { return m_impl->assigned(); }
+bool consumer::halted() const noexcept { return m_impl->halted(); }
+
+retry_policy default_retry_policy() {
+  retry_policy p;
+  p.kind = schedule_kind::exponential;
+  p.initial = milliseconds(200);
+  p.max = std::chrono::seconds(30);
+  p.max_attempts = 5;
+  return p;
+}
+
+std::string retry_topic_name(const std::string& topic, std::chrono::milliseconds delay) {
+  return topic + ".retry." + config::format_duration(delay);
+}
 
 }  // namespace outbox::consumer

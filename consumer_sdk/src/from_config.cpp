@@ -10,8 +10,12 @@ consumer_options from_config(const config::consumer_config& c) {
   o.group_id = c.consumer.group_id;
   o.topics = c.consumer.topics;
   o.properties.assign(c.consumer.properties.begin(), c.consumer.properties.end());
-  o.retry_initial = c.retry.initial;
-  o.retry_max = c.retry.max;
+  o.retry = policy_from_config(c.retry);
+  o.retry_topics = c.retry.topics;
+  o.per_key_ordering = c.retry.ordering == config::retry_ordering::per_key;
+  o.dlq_topic = c.dlq.topic;
+  o.dlq_max_ratio = c.dlq.max_ratio;
+  o.dlq_window = c.dlq.window;
   switch (c.dedupe.store) {
     case config::dedupe_store::memory: {
       dedupe::memory_options m;

@@ -18,6 +18,8 @@ outcome outcome_from_exception(const std::exception_ptr& e) noexcept {
   try {
     try {
       std::rethrow_exception(e);
+    } catch (const deserialization_error& d) {
+      return outcome::fatal(d.what(), "deserialization");
     } catch (const fatal_error& f) {
       return outcome::fatal(f.what());
     } catch (const std::exception& other) {
@@ -27,7 +29,7 @@ outcome outcome_from_exception(const std::exception_ptr& e) noexcept {
     }
   } catch (...) {
     // Building the outcome itself failed (out of memory): retrying is the only safe answer.
-    return outcome{outcome_kind::retry, {}};
+    return outcome{outcome_kind::retry, {}, {}};
   }
 }
 

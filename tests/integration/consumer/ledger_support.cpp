@@ -41,7 +41,8 @@ void ledger_fixture::TearDown() {
 
 void ledger_fixture::create_topic(int partitions) { test::kafka_create_topic(m_topic, partitions); }
 
-std::string ledger_fixture::write_config(const std::string& properties, const std::string& name) const {
+std::string ledger_fixture::write_config(const std::string& properties, const std::string& name,
+                                         const std::string& retry_and_dlq) const {
   const std::string path = m_dir + "/" + name;
   std::ofstream out(path);
   out << "consumer:\n"
@@ -52,9 +53,7 @@ std::string ledger_fixture::write_config(const std::string& properties, const st
       << "dedupe:\n"
       << "  store: postgres\n"
       << "  dsn: \"" << m_dsn << "\"\n"
-      << "retry:\n"
-      << "  initial: 50ms\n"
-      << "  max: 500ms\n"
+      << (retry_and_dlq.empty() ? "retry:\n  initial: 50ms\n  max: 500ms\n  attempts: 1000\n" : retry_and_dlq)
       << "log:\n"
       << "  level: info\n"
       << "metrics:\n"

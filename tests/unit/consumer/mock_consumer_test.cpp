@@ -119,8 +119,8 @@ class mock_consumer : public ::testing::Test {
     o.brokers = m_brokers;
     o.group_id = group;
     o.topics = {topic};
-    o.retry_initial = 10ms;
-    o.retry_max = 40ms;
+    o.retry.initial = 10ms;
+    o.retry.max = 40ms;
     o.commit_interval = 100ms;
     o.stop_timeout = 10s;
     o.properties = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
@@ -221,8 +221,9 @@ TEST_F(mock_consumer, stop_during_a_retry_commits_only_what_came_before) {
   create_topic("stuck", 1);
   fill("stuck", 1, 10);
   auto o = options("stuck", "g4");
-  o.retry_initial = 5ms;
-  o.retry_max = 5ms;
+  o.retry.initial = 5ms;
+  o.retry.max = 5ms;
+  o.retry.max_attempts = 0;  // retry in process until stopped
   running_consumer c(std::move(o), [&](const record& r) {
     return r.offset == 5 ? outcome::retry("account unknown") : outcome::done();
   });

@@ -2,6 +2,7 @@
 
 #include "outbox/consumer/outcome.hpp"
 #include "outbox/consumer/record.hpp"
+#include "outbox/consumer/retry_schedule.hpp"
 #include "outbox/metrics/registry.hpp"
 #include "outbox/dedupe/store.hpp"
 
@@ -36,6 +37,9 @@ struct inbox_options {
   std::chrono::milliseconds retention = std::chrono::hours(24 * 7);
 };
 
+/// 5 in-process attempts, exponential backoff with full jitter from 200ms, at most 30s apart.
+retry_policy default_retry_policy();
+
 /// Everything a consumer needs; build it by hand or with from_config().
 struct consumer_options {
   std::string brokers;
@@ -45,15 +49,28 @@ struct consumer_options {
   std::unique_ptr<dedupe::store> dedupe;  ///< optional: skip records whose event_id is already done
   std::optional<inbox_options> inbox;     ///< required by (and only used with) a transactional_handler
 
-  std::chrono::milliseconds retry_initial = std::chrono::milliseconds(200);  ///< first in-process backoff
-  std::chrono::milliseconds retry_max = std::chrono::seconds(30);            ///< longest in-process backoff
-  std::chrono::milliseconds commit_interval = std::chrono::seconds(1);       ///< how often finished offsets go out
-  std::chrono::milliseconds stop_timeout = std::chrono::seconds(30);         ///< bound on commit and close after stop()
-  std::chrono::milliseconds cleanup_interval = std::chrono::minutes(1);      ///< dedupe retention cleanup cadence
-  std::size_t cleanup_batch = 1000;                                          ///< rows/entries per cleanup call
+  /// In-process, blocking attempts: the delays between them and, in `max_attempts`, how many there are
+  /// (0: retry in process until the record is done or fatal, and never move it to a retry topic).
+  retry_policy retry = default_retry_policy();
+  /// Non-blocking tiers after the in-process attempts: a record that still fails is produced to
+  /// `<topic>.retry.<delay>` and tried again when due; after the last tier it is dead-lettered.
+  std::vector<std::chrono::milliseconds> retry_topics;
+  /// While a key has a record parked in a retry tier, later records of that key are parked behind it.
+  bool per_key_ordering = true;
+  /// Dead-letter topic; `{topic}` is the original topic. Fatal and exhausted records go there.
+  std::string dlq_topic = "{topic}.dlq";
+  double dlq_max_ratio = 0.5;  ///< the breaker halts consumption when more than this share of ...
+  int dlq_window = 200;        ///< ... the last this many records would be dead-lettered
+  std::chrono::milliseconds commit_interval = std::chrono::seconds(1);   ///< how often finished offsets go out
+  std::chrono::milliseconds stop_timeout = std::chrono::seconds(30);     ///< bound on commit and close after stop()
+  std::chrono::milliseconds cleanup_interval = std::chrono::minutes(1);  ///< dedupe retention cleanup cadence
+  std::size_t cleanup_batch = 1000;                                      ///< rows/entries per cleanup call
   /// When set, outbox_consumer_* metrics (SPEC §5) are registered here; it must outlive the consumer.
   metrics::registry* metrics = nullptr;
 };
+
+/// The name of retry tier `delay` for `topic`: `<topic>.retry.<delay>`, e.g. `payments.retry.10s`.
+std::string retry_topic_name(const std::string& topic, std::chrono::milliseconds delay);
 
 /// Builds options from a loaded consumer config: Kafka settings, retry backoff, and the dedupe store
 /// (`memory`, `sqlite`, `redis` as `dedupe`; `postgres` as `inbox`).
@@ -61,11 +78,13 @@ consumer_options from_config(const config::consumer_config& c);
 
 /// How many records ended which way since start (the future `outbox_consumer_messages_total`).
 struct consumer_stats {
-  std::uint64_t processed = 0;  ///< handler said done
-  std::uint64_t duplicate = 0;  ///< skipped: the dedupe store or inbox already had the event id
-  std::uint64_t retried = 0;    ///< attempts that ended in retry
-  std::uint64_t fatal = 0;      ///< records given up on (would be dead-lettered): logged and committed past
-  std::uint64_t commits = 0;    ///< offset commits the broker confirmed
+  std::uint64_t processed = 0;      ///< handler said done
+  std::uint64_t duplicate = 0;      ///< skipped: the dedupe store or inbox already had the event id
+  std::uint64_t retried = 0;        ///< attempts that ended in retry
+  std::uint64_t fatal = 0;          ///< records the handler called fatal (dead-lettered at once)
+  std::uint64_t dead_lettered = 0;  ///< records produced to the dead-letter topic (fatal or retries exhausted)
+  std::uint64_t parked = 0;         ///< records produced to a retry tier (after failing, or held behind their key)
+  std::uint64_t commits = 0;        ///< offset commits the broker confirmed
 };
 
 /// A Kafka consumer-group member that runs a handler on every record and commits offsets only after the
@@ -89,6 +108,8 @@ class consumer {
   [[nodiscard]] consumer_stats stats() const noexcept;
   /// True while this member holds at least one partition; safe from any thread.
   [[nodiscard]] bool assigned() const noexcept;
+  /// True once the DLQ breaker halted consumption; only a restart resumes. Safe from any thread.
+  [[nodiscard]] bool halted() const noexcept;
 
  private:
   class impl;

@@ -11,7 +11,7 @@ namespace outbox::consumer {
 enum class outcome_kind {
   done,   ///< the effect is applied (or deliberately nothing to do): commit past the record
   retry,  ///< try the same record again later; later records of its partition wait
-  fatal,  ///< retrying cannot help (bad input): logged, counted and committed past (a DLQ comes later)
+  fatal,  ///< retrying cannot help (bad input): produced to the dead-letter topic and committed past
 };
 
 std::string_view to_string(outcome_kind k) noexcept;
@@ -20,10 +20,14 @@ std::string_view to_string(outcome_kind k) noexcept;
 struct outcome {
   outcome_kind kind = outcome_kind::done;
   std::string reason;
+  /// For fatal outcomes, the dead-letter `dlq_error_class`; empty means `fatal`.
+  std::string error_class;
 
   static outcome done() { return {}; }
-  static outcome retry(std::string why) { return {outcome_kind::retry, std::move(why)}; }
-  static outcome fatal(std::string why) { return {outcome_kind::fatal, std::move(why)}; }
+  static outcome retry(std::string why) { return {outcome_kind::retry, std::move(why), {}}; }
+  static outcome fatal(std::string why, std::string error_class = {}) {
+    return {outcome_kind::fatal, std::move(why), std::move(error_class)};
+  }
 };
 
 /// Thrown by a handler for a failure that retrying cannot fix; derive your own fatal errors from it.
@@ -38,7 +42,8 @@ class deserialization_error : public fatal_error {
   using fatal_error::fatal_error;
 };
 
-/// Maps an exception thrown by a handler: `fatal_error` and its subclasses are fatal, anything else retries.
+/// Maps an exception thrown by a handler: `fatal_error` and its subclasses are fatal (`deserialization_error`
+/// with error class `deserialization`), anything else retries.
 outcome outcome_from_exception(const std::exception_ptr& e) noexcept;
 
 }  // namespace outbox::consumer
