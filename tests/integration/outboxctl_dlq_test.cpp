@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -50,15 +51,16 @@ std::string big_endian(std::uint64_t v, int bytes) {
 /// Writes dead letters exactly as given (partition, timestamp, headers), waiting for every delivery.
 class dlq_writer {
  public:
-  dlq_writer() {
+  explicit dlq_writer(const std::string& brokers = require_services().kafka_brokers) {
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     char err[512];
-    rd_kafka_conf_set(conf, "bootstrap.servers", require_services().kafka_brokers.c_str(), err, sizeof err);
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err);
     rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof err);
     m_producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (m_producer == nullptr) throw std::runtime_error(err);
   }
   ~dlq_writer() { rd_kafka_destroy(m_producer); }
+  [[nodiscard]] rd_kafka_t* handle() const { return m_producer; }
   dlq_writer(const dlq_writer&) = delete;
   dlq_writer& operator=(const dlq_writer&) = delete;
 
@@ -399,6 +401,36 @@ TEST_F(outboxctl_dlq, unreachable_brokers_and_missing_topics_exit_1) {
   const auto missing = ctl({"dlq", "replay", "--brokers", m_brokers, "--topic", unique_name("absent") + ".dlq"});
   EXPECT_EQ(missing.exit_code, 1) << missing.output;
   EXPECT_NE(missing.output.find("does not exist"), std::string::npos) << missing.output;
+}
+
+// A failed delivery, forced with librdkafka's mock cluster (its brokers listen on real local ports, so the
+// outboxctl process can reach them): exit 1 and the record is named.
+TEST(outboxctl_dlq_mock, a_failed_delivery_exits_1_naming_the_record) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  rd_kafka_conf_set(conf, "bootstrap.servers", "", err, sizeof err);
+  rd_kafka_t* owner = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  ASSERT_NE(owner, nullptr) << err;
+  rd_kafka_mock_cluster_t* cluster = rd_kafka_mock_cluster_new(owner, 1);
+  ASSERT_NE(cluster, nullptr);
+  const std::string brokers = rd_kafka_mock_cluster_bootstraps(cluster);
+  ASSERT_EQ(rd_kafka_mock_topic_create(cluster, "orders", 1, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_EQ(rd_kafka_mock_topic_create(cluster, "orders.dlq", 1, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  {
+    dlq_writer w(brokers);
+    w.write("orders.dlq", 0, "k1", "v1", our_headers("orders", 0, 3, "fatal", "boom"), now_ms());
+    w.flush();
+  }
+  // Every produce request from now on is refused with a non-retriable error.
+  for (int i = 0; i < 20; ++i) {
+    rd_kafka_mock_push_request_errors(cluster, 0 /* Produce */, 1, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  }
+  const auto r =
+      run_command({OUTBOX_OUTBOXCTL_BIN, "dlq", "replay", "--brokers", brokers, "--topic", "orders.dlq"}, 120s);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("delivery failed: partition 0 offset 0 -> orders"), std::string::npos) << r.output;
+  rd_kafka_mock_cluster_destroy(cluster);
+  rd_kafka_destroy(owner);
 }
 
 }  // namespace
