@@ -409,7 +409,7 @@ int dlq(const std::vector<std::string>& args) {
               << k_dlq_usage;
     return k_exit_usage;
   }
-  const std::string command = args[0];
+  const std::string& command = args[0];
   dlq_options opt;
   try {
     opt = parse_options(command, {args.begin() + 1, args.end()});

@@ -248,7 +248,7 @@ std::optional<dlq_record> topic_reader::read_one(int partition, std::int64_t off
 
 struct replay_producer::state : error_sink {
   kafka_ptr producer;
-  std::deque<std::string> labels;
+  std::deque<std::string> labels;  ///< one per record sent; a deque keeps their addresses stable
   std::vector<std::string> failures;
   std::size_t outstanding = 0;
 };
@@ -264,10 +264,10 @@ replay_producer::replay_producer(const std::string& brokers) : m_state(std::make
   set(conf, "message.timeout.ms", "60000");
   rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t* /*rk*/, const rd_kafka_message_t* m, void* opaque) {
     auto* s = static_cast<state*>(static_cast<error_sink*>(opaque));
-    const auto index = reinterpret_cast<std::uintptr_t>(m->_private);
+    const auto* what = static_cast<const std::string*>(m->_private);
     --s->outstanding;
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      s->failures.push_back(s->labels.at(index) + ": " + rd_kafka_err2str(m->err));
+      s->failures.push_back(*what + ": " + rd_kafka_err2str(m->err));
     }
   });
   m_state->producer = make_client(RD_KAFKA_PRODUCER, conf, m_state.get());
@@ -283,11 +283,11 @@ replay_producer::~replay_producer() {
 void replay_producer::send(const std::string& topic, std::optional<int> partition, const dlq_record& r,
                            const std::vector<header>& headers, std::string label) {
   rd_kafka_t* rk = m_state->producer.get();
-  const auto index = m_state->labels.size();
-  m_state->labels.push_back(std::move(label));
+  const std::string& what = m_state->labels.emplace_back(std::move(label));
   rd_kafka_headers_t* hdrs = rd_kafka_headers_new(headers.size());
   for (const auto& h : headers) {
-    rd_kafka_header_add(hdrs, h.name.c_str(), -1, h.value ? h.value->data() : nullptr, h.value ? h.value->size() : 0);
+    rd_kafka_header_add(hdrs, h.name.c_str(), -1, h.value ? h.value->data() : nullptr,
+                        h.value ? static_cast<ssize_t>(h.value->size()) : 0);
   }
   rd_kafka_vu_t vu[7];
   vu[0].vtype = RD_KAFKA_VTYPE_TOPIC;
@@ -305,7 +305,7 @@ void replay_producer::send(const std::string& topic, std::optional<int> partitio
   vu[5].vtype = RD_KAFKA_VTYPE_HEADERS;
   vu[5].u.headers = hdrs;
   vu[6].vtype = RD_KAFKA_VTYPE_OPAQUE;
-  vu[6].u.ptr = reinterpret_cast<void*>(static_cast<std::uintptr_t>(index));
+  vu[6].u.ptr = const_cast<std::string*>(&what);
   for (;;) {
     rd_kafka_error_t* error = rd_kafka_produceva(rk, vu, 7);
     if (error == nullptr) {
@@ -320,7 +320,7 @@ void replay_producer::send(const std::string& topic, std::optional<int> partitio
       continue;
     }
     rd_kafka_headers_destroy(hdrs);
-    m_state->failures.push_back(m_state->labels[index] + ": " + why);
+    m_state->failures.push_back(what + ": " + why);
     break;
   }
   rd_kafka_poll(rk, 0);

@@ -68,7 +68,7 @@ class dlq_writer {
              const std::optional<std::string>& value, const header_list& headers, std::int64_t timestamp_ms) {
     rd_kafka_headers_t* hdrs = rd_kafka_headers_new(headers.size());
     for (const auto& [name, v] : headers) {
-      rd_kafka_header_add(hdrs, name.c_str(), -1, v ? v->data() : nullptr, v ? v->size() : 0);
+      rd_kafka_header_add(hdrs, name.c_str(), -1, v ? v->data() : nullptr, v ? static_cast<ssize_t>(v->size()) : 0);
     }
     rd_kafka_vu_t vu[7];
     vu[0].vtype = RD_KAFKA_VTYPE_TOPIC;
@@ -137,7 +137,7 @@ class outboxctl_dlq : public ::testing::Test {
     for (auto& h : our_headers(m_orig, 1, 10, "fatal", "amount is negative")) a.push_back(h);
     a.emplace_back("retry_attempt", "3");
     a.emplace_back("retry_original_topic", m_orig);
-    w.write(m_dlq, 0, "k1", "v1", a, now - 3 * 3'600'000);  // partition 0 offset 0
+    w.write(m_dlq, 0, "k1", "v1", a, now - std::int64_t{3} * 3'600'000);  // partition 0 offset 0
 
     auto b = header_list{{"event_id", "e2"}, {"empty", std::nullopt}};
     for (auto& h : our_headers(m_orig, 0, 11, "retry_exhausted", "account a9 unknown")) b.push_back(h);
@@ -245,6 +245,12 @@ TEST_F(outboxctl_dlq, list_filters_by_key_error_text_and_time) {
   EXPECT_EQ(keys_of(list_json({"--since", "4h", "--until", rfc3339(now_ms() - 7'200'000)})),
             std::set<std::string>{"k1"});
   EXPECT_EQ(keys_of(list_json({"--since", "1h", "--error-contains", "unknown"})), std::set<std::string>{"k2"});
+  // RFC 3339 with a zone offset and a fraction: one hour ago, written in UTC+02:00.
+  const std::int64_t hour_ago = now_ms() - 3'600'000;
+  const std::string in_plus_two = rfc3339(hour_ago + 7'200'000);
+  const std::string with_offset = in_plus_two.substr(0, in_plus_two.size() - 1) + ".250+02:00";
+  EXPECT_EQ(keys_of(list_json({"--since", with_offset})), (std::set<std::string>{"k2", "k3", "k4", "k5"}));
+  EXPECT_EQ(keys_of(list_json({"--until=" + with_offset})), std::set<std::string>{"k1"});
 }
 
 TEST_F(outboxctl_dlq, show_prints_one_record_fully) {
