@@ -2,12 +2,15 @@
 // clean stop and bad config.
 #include "ledger_support.hpp"
 #include "outbox/test/environment.hpp"
+#include "outbox/test/kafka.hpp"
+#include "outbox/test/process.hpp"
 #include "outbox/test/postgres.hpp"
 
 #include <gtest/gtest.h>
 #include <httplib.h>
 
 #include <csignal>
+#include <nlohmann/json.hpp>
 #include <fstream>
 
 namespace outbox::consumer_test {
@@ -102,6 +105,60 @@ TEST_F(payment_ledger, credits_each_callback_once_retries_unknown_accounts_and_s
   EXPECT_EQ(inbox_rows(), 46);
   EXPECT_EQ(ledger->stop(SIGTERM, 30s), 0) << ledger->log();
   EXPECT_EQ(balances(), expected);
+}
+
+TEST_F(payment_ledger, unknown_accounts_go_through_the_tiers_to_the_dlq_and_a_replay_credits_them_once) {
+  create_topic(3);
+  create_accounts({"a1"});
+  test_producer producer(test::require_services().kafka_brokers);
+  std::int64_t late_total = 0;
+  for (int i = 0; i < 3; ++i) {
+    producer.send(to_record(m_topic, {"late-" + std::to_string(i), "a9", 100 + i}));  // a9 does not exist yet
+    late_total += 100 + i;
+  }
+  producer.send(to_record(m_topic, {"ok-1", "a1", 500}));
+  auto bad = to_record(m_topic, {"bad-json", "a1", 1});
+  bad.value = "{not json";
+  producer.send(bad);
+  producer.send(to_record(m_topic, {"bad-negative", "a1", -5}));
+  producer.flush();
+
+  const std::string config = write_config("{}", "ledger.yaml",
+                                          "retry:\n  initial: 20ms\n  max: 50ms\n  attempts: 2\n"
+                                          "  topics: [1s, 2s]\n");
+  auto ledger = start_ledger(config, "ledger.log");
+  const std::string dlq = m_topic + ".dlq";
+  ASSERT_TRUE(test::wait_until([&] { return test::kafka_record_count(dlq) == 5; }, 90s)) << ledger->log();
+  EXPECT_EQ(balances(), (std::map<std::string, std::int64_t>{{"a1", 500}}));
+
+  const std::string brokers = test::require_services().kafka_brokers;
+  const auto listed =
+      test::run_command({OUTBOX_OUTBOXCTL_BIN, "dlq", "list", "--brokers", brokers, "--topic", dlq, "--json"}, 60s);
+  ASSERT_EQ(listed.exit_code, 0) << listed.output;
+  const auto records = nlohmann::json::parse(listed.output.substr(listed.output.find('[')), nullptr, false);
+  ASSERT_TRUE(records.is_array()) << listed.output;
+  std::map<std::string, int> classes;
+  for (const auto& r : records) ++classes[r.value("error_class", "")];
+  EXPECT_EQ(classes, (std::map<std::string, int>{{"retry_exhausted", 3}, {"deserialization", 1}, {"fatal", 1}}))
+      << listed.output;
+
+  // The cause is fixed: the account exists now. Replay what failed for it, twice: the inbox applies it once.
+  create_accounts({"a9"});
+  for (int run = 0; run < 2; ++run) {
+    const auto replayed = test::run_command({OUTBOX_OUTBOXCTL_BIN, "dlq", "replay", "--brokers", brokers, "--topic",
+                                             dlq, "--error-contains", "unknown account"},
+                                            60s);
+    ASSERT_EQ(replayed.exit_code, 0) << replayed.output;
+    EXPECT_NE(replayed.output.find("replayed 3"), std::string::npos) << replayed.output;
+  }
+  producer.send(to_record(m_topic, {"marker-a9", "a9", 1}));  // same key, same partition: after the replays
+  producer.flush();
+  const std::map<std::string, std::int64_t> expected{{"a1", 500}, {"a9", late_total + 1}};
+  ASSERT_TRUE(test::wait_until([&] { return balances() == expected; }, 60s)) << ledger->log();
+  EXPECT_EQ(inbox_rows(), 5) << "ok-1, three late callbacks once each, the marker";
+  EXPECT_EQ(ledger->stop(SIGTERM, 30s), 0) << ledger->log();
+  EXPECT_EQ(balances(), expected);
+  EXPECT_EQ(test::kafka_record_count(dlq), 5) << "nothing new was dead-lettered";
 }
 
 TEST_F(payment_ledger, bad_config_exits_2_and_names_the_key) {
