@@ -2,6 +2,7 @@
 #include "outbox/consumer/consumer.hpp"
 #include "outbox/test/environment.hpp"
 #include "outbox/test/kafka.hpp"
+#include "running_consumer.hpp"
 #include "test_producer.hpp"
 
 #include <gtest/gtest.h>
@@ -15,34 +16,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-/// A consumer running on its own thread; stopped and joined on destruction.
-class running_consumer {
- public:
-  running_consumer(consumer_options o, handler h) : m_consumer(std::move(o), std::move(h)) {
-    m_thread = std::thread([this] {
-      try {
-        m_consumer.run();
-      } catch (const std::exception& e) {
-        m_error = e.what();
-      }
-    });
-  }
-  ~running_consumer() { stop(); }
-  running_consumer(const running_consumer&) = delete;
-  running_consumer& operator=(const running_consumer&) = delete;
-
-  consumer& get() { return m_consumer; }
-  void stop() {
-    m_consumer.stop();
-    if (m_thread.joinable()) m_thread.join();
-    EXPECT_EQ(m_error, "");
-  }
-
- private:
-  consumer m_consumer;
-  std::thread m_thread;
-  std::string m_error;
-};
+using consumer_test::running_consumer;
 
 consumer_options options(const std::string& topic, const std::string& group) {
   consumer_options o;

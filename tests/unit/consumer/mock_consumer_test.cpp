@@ -2,6 +2,7 @@
 // deterministic and without services.
 #include "outbox/consumer/consumer.hpp"
 #include "outbox/dedupe/store.hpp"
+#include "running_consumer.hpp"
 #include "test_producer.hpp"
 
 #include <gtest/gtest.h>
@@ -54,37 +55,7 @@ struct call_log {
   }
 };
 
-/// A consumer running on its own thread; stopped and joined on destruction.
-class running_consumer {
- public:
-  running_consumer(consumer_options o, handler h) : m_consumer(std::move(o), std::move(h)) {
-    m_thread = std::thread([this] {
-      try {
-        m_consumer.run();
-      } catch (const std::exception& e) {
-        m_error = e.what();
-      }
-    });
-  }
-  ~running_consumer() { stop(); }
-  running_consumer(const running_consumer&) = delete;
-  running_consumer& operator=(const running_consumer&) = delete;
-
-  consumer& get() { return m_consumer; }
-  /// Stops and joins; returns how long run() took to return after the request.
-  std::chrono::milliseconds stop() {
-    const auto t0 = std::chrono::steady_clock::now();
-    m_consumer.stop();
-    if (m_thread.joinable()) m_thread.join();
-    EXPECT_EQ(m_error, "");
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
-  }
-
- private:
-  consumer m_consumer;
-  std::thread m_thread;
-  std::string m_error;
-};
+using consumer_test::running_consumer;
 
 class mock_consumer : public ::testing::Test {
  protected:
