@@ -240,6 +240,7 @@ class side_producer {
   void ensure_topics(const std::vector<std::string>& names, milliseconds timeout) {
     if (names.empty()) return;
     std::vector<rd_kafka_NewTopic_t*> topics;
+    topics.reserve(names.size());
     char err[512];
     for (const auto& n : names) topics.push_back(rd_kafka_NewTopic_new(n.c_str(), -1, -1, err, sizeof err));
     queue_ptr q(rd_kafka_queue_new(m_kafka.get()));
