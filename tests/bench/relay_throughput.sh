@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end relay throughput: N outbox rows already committed in the slot, timed from relay start
 # until the slot's confirmed_flush_lsn passes them (every record acknowledged by Kafka). The
-# reference, in the same run, is kcat producing N records of the same size with the same producer
-# settings (idempotent, acks=all, lz4, linger 5 ms); the ratio is what to compare across machines.
+# references, in the same run, are kcat producing N records of the same size with the same producer
+# settings (idempotent, acks=all, lz4, linger 5 ms), and pg_recvlogical draining a second pgoutput
+# slot that holds the same rows (the source side's ceiling); the ratios are what to compare across
+# machines. The relay's own CPU time per event is printed too.
 #
 #   tests/bench/relay_throughput.sh [N] [ROWS_PER_TRANSACTION]      (services must be running)
 set -euo pipefail
@@ -20,7 +22,8 @@ dir=$(mktemp -d)
 pg() { psql "$OUTBOX_PG_DSN" -v ON_ERROR_STOP=1 -qtAX "$@"; }
 cleanup() {
   [ -n "${relay_pid:-}" ] && kill -9 "$relay_pid" 2>/dev/null || true
-  pg -c "SELECT pg_drop_replication_slot('$tag') FROM pg_replication_slots WHERE slot_name = '$tag'" >/dev/null 2>&1 || true
+  pg -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+    WHERE slot_name IN ('$tag', '${tag}_src')" >/dev/null 2>&1 || true
   pg -c "DROP PUBLICATION IF EXISTS ${tag}_pub; DROP TABLE IF EXISTS ${tag}_outbox" >/dev/null 2>&1 || true
   rm -rf "$dir"
 }
@@ -49,6 +52,8 @@ relay_pid=$!
 wait_for "pg -c \"SELECT 1 FROM pg_replication_slots WHERE slot_name = '$tag' AND active\" | grep -q 1" 30 \
   || { cat "$dir/setup.log"; die "relay did not start"; }
 kill -TERM "$relay_pid"; wait "$relay_pid" || true; relay_pid=
+# The source-side reference: a second slot on the same publication sees the same rows.
+pg -c "SELECT pg_create_logical_replication_slot('${tag}_src', 'pgoutput')" >/dev/null
 
 log "inserting $n rows in transactions of $per_tx"
 pg >/dev/null <<SQL
@@ -73,7 +78,14 @@ done
 t1=$(date +%s.%N)
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$relay_pid/status" 2>/dev/null || echo 0)
 [ "${hwm:-0}" -gt "$peak_kib" ] && peak_kib=$hwm
+# utime + stime, in clock ticks (fields 14 and 15; the command name holds no spaces here)
+cpu_ticks=$(awk '{print $14 + $15}' "/proc/$relay_pid/stat")
 kill -TERM "$relay_pid"; wait "$relay_pid" || true; relay_pid=
+
+ts0=$(date +%s.%N)
+pg_recvlogical -d "$OUTBOX_PG_DSN" --slot "${tag}_src" --start --no-loop -E "$target" -f /dev/null \
+  -o proto_version=1 -o "publication_names=${tag}_pub"
+ts1=$(date +%s.%N)
 
 # Reference: the same number of records of the same size, produced by kcat (librdkafka).
 python3 - "$n" "$value_bytes" >"$dir/records.txt" <<'PY'
@@ -87,12 +99,16 @@ kcat -P -b "$OUTBOX_KAFKA_BROKERS" -t "${tag}_reference" -K $'\t' -z lz4 \
   -X enable.idempotence=true -X acks=all -X linger.ms=5 -X partitioner=murmur2_random <"$dir/records.txt"
 t3=$(date +%s.%N)
 
-python3 - "$n" "$t0" "$t1" "$t2" "$t3" "$peak_kib" "$value_bytes" "$per_tx" <<'PY'
+python3 - "$n" "$t0" "$t1" "$t2" "$t3" "$peak_kib" "$value_bytes" "$per_tx" "$ts0" "$ts1" "$cpu_ticks" \
+  "$(getconf CLK_TCK)" <<'PY'
 import sys
 n = int(sys.argv[1]); t0, t1, t2, t3 = map(float, sys.argv[2:6]); peak = int(sys.argv[6])
-relay, ref = n / (t1 - t0), n / (t3 - t2)
+ts0, ts1 = float(sys.argv[9]), float(sys.argv[10]); cpu_s = int(sys.argv[11]) / int(sys.argv[12])
+relay, ref, source = n / (t1 - t0), n / (t3 - t2), n / (ts1 - ts0)
 print(f"events: {n} ({sys.argv[8]} per transaction, ~{sys.argv[7]} B values)")
 print(f"relay:  {relay:,.0f} events/s end to end (slot -> Kafka acked -> LSN confirmed), peak RSS {peak / 1024:.1f} MiB")
 print(f"kcat:   {ref:,.0f} records/s (same size and producer settings)")
-print(f"ratio:  {relay / ref:.2f} of the bare producer")
+print(f"source: {source:,.0f} rows/s (pg_recvlogical draining a pgoutput slot with the same rows)")
+print(f"ratio:  {relay / ref:.2f} of the bare producer, {relay / source:.2f} of the bare source")
+print(f"relay CPU: {cpu_s:.2f} s, {cpu_s / n * 1e6:.1f} us/event ({cpu_s / (t1 - t0):.0%} of one core while relaying)")
 PY
