@@ -38,6 +38,7 @@ constexpr int k_records_between_timers = 64;
 constexpr milliseconds k_seek_timeout{5000};
 constexpr milliseconds k_revoke_commit_timeout{10000};
 constexpr milliseconds k_produce_timeout{10000};
+constexpr milliseconds k_parked_grace{30000};
 
 struct kafka_deleter {
   void operator()(rd_kafka_t* k) const { rd_kafka_destroy_flags(k, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE); }
@@ -502,6 +503,13 @@ class consumer::impl {
     std::int64_t timestamp_ms = -1;
     std::int64_t first_failure_ms = 0;  ///< 0 until an attempt failed
   };
+  /// A record parked in a retry tier, for per-key ordering: its original position, and when to stop
+  /// waiting for it.
+  struct parked_entry {
+    std::int32_t partition;
+    std::int64_t offset;
+    clock::time_point expires;
+  };
   /// What to do with a record that is not simply done, once it is due.
   enum class next_step { attempt, move };
   /// A record that needs more than one step (retry, a tier, the DLQ); its partition is paused while it
@@ -648,7 +656,7 @@ class consumer::impl {
       from_tier(*ref, m->offset);
       return;
     }
-    if (m_per_key && m_record.key && !m_parked.empty() && m_parked.contains({m_record.topic, *m_record.key})) {
+    if (m_per_key && m_record.key && !m_parked.empty() && parked_queue(m_record.topic, *m_record.key) != nullptr) {
       // An earlier record of this key waits in a retry tier: this one queues behind it, unattempted.
       waiting w = make_waiting(m_record, m->offset);
       w.step = next_step::move;
@@ -802,9 +810,18 @@ class consumer::impl {
     }
     m_parked_count.fetch_add(1, std::memory_order_relaxed);
     if (m_per_key && w.rec.key) {
+      // The copy may land on a tier partition another instance owns; if nothing here resolves it by the
+      // time it should have run, the entry lapses rather than holding the key forever.
+      const auto expires = clock::now() + 2 * delay + k_parked_grace;
       auto& queue = m_parked[{w.origin.topic, *w.rec.key}];
-      const std::pair<std::int32_t, std::int64_t> id{w.origin.partition, w.origin.offset};
-      if (std::find(queue.begin(), queue.end(), id) == queue.end()) queue.push_back(id);
+      const auto it = std::find_if(queue.begin(), queue.end(), [&](const parked_entry& e) {
+        return e.partition == w.origin.partition && e.offset == w.origin.offset;
+      });
+      if (it == queue.end()) {
+        queue.push_back(parked_entry{w.origin.partition, w.origin.offset, expires});
+      } else {
+        it->expires = expires;
+      }
     }
     if (w.held) {
       log::info(k_component, "record held behind an earlier record of its key",
@@ -891,11 +908,31 @@ class consumer::impl {
   }
 
   /// Per-key ordering: may `w` run now? Yes unless an earlier record of its key is still parked.
-  bool first_of_key(const waiting& w) const {
+  bool first_of_key(const waiting& w) {
     if (!w.rec.key) return true;
-    const auto it = m_parked.find({w.origin.topic, *w.rec.key});
-    if (it == m_parked.end() || it->second.empty()) return true;
-    return it->second.front() == std::make_pair(w.origin.partition, w.origin.offset);
+    const auto* queue = parked_queue(w.origin.topic, *w.rec.key);
+    if (queue == nullptr) return true;
+    return queue->front().partition == w.origin.partition && queue->front().offset == w.origin.offset;
+  }
+
+  /// The parked records of a key, oldest first, after dropping lapsed ones; null when none is left.
+  std::deque<parked_entry>* parked_queue(const std::string& topic, const std::string& key) {
+    const auto it = m_parked.find({topic, key});
+    if (it == m_parked.end()) return nullptr;
+    auto& q = it->second;
+    const auto now = clock::now();
+    while (!q.empty() && q.front().expires < now) {
+      log::warn(k_component,
+                "per-key order no longer held for a key: its parked record was not seen again here in time "
+                "(its retry partition may belong to another instance)",
+                {{"topic", topic}, {"key", key}, {"original_offset", q.front().offset}});
+      q.pop_front();
+    }
+    if (q.empty()) {
+      m_parked.erase(it);
+      return nullptr;
+    }
+    return &q;
   }
 
   void release_key(const waiting& w) {
@@ -903,7 +940,11 @@ class consumer::impl {
     const auto it = m_parked.find({w.origin.topic, *w.rec.key});
     if (it == m_parked.end()) return;
     auto& q = it->second;
-    q.erase(std::remove(q.begin(), q.end(), std::make_pair(w.origin.partition, w.origin.offset)), q.end());
+    q.erase(std::remove_if(q.begin(), q.end(),
+                           [&](const parked_entry& e) {
+                             return e.partition == w.origin.partition && e.offset == w.origin.offset;
+                           }),
+            q.end());
     if (q.empty()) m_parked.erase(it);
   }
 
@@ -1192,6 +1233,9 @@ class consumer::impl {
     // records); what is finished is committed, unless the partitions are already someone else's.
     const bool lost = rd_kafka_assignment_lost(rk) != 0 || err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS;
     for (const auto& tp : tps) m_waiting.erase(tp);
+    // Parked records of revoked tier partitions are someone else's now: per-key order starts over.
+    if (std::any_of(tps.begin(), tps.end(), [&](const topic_partition& tp) { return m_tier_of.contains(tp.topic); }))
+      m_parked.clear();
     if (!lost) commit(&tps, clock::now() + std::min(m_options.stop_timeout, k_revoke_commit_timeout));
     for (const auto& tp : tps) m_offsets.revoke(tp);
     if (cooperative) {
@@ -1268,7 +1312,7 @@ class consumer::impl {
   std::uint64_t m_jitter_salt = std::random_device{}();
   std::map<std::string, std::pair<std::string, int>> m_tier_of;  // retry tier topic -> (original topic, tier)
   /// Per-key ordering: (original topic, key) -> original (partition, offset) of its parked records, oldest first.
-  std::map<std::pair<std::string, std::string>, std::deque<std::pair<std::int32_t, std::int64_t>>> m_parked;
+  std::map<std::pair<std::string, std::string>, std::deque<parked_entry>> m_parked;
   std::unique_ptr<side_producer> m_producer;  // created on the first retry-tier or dead-letter record
   std::set<std::string> m_created_dlq;        // dead-letter topics this consumer tried to create
   dlq_breaker m_breaker;
