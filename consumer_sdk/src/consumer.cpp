@@ -38,6 +38,7 @@ constexpr int k_records_between_timers = 64;
 constexpr milliseconds k_seek_timeout{5000};
 constexpr milliseconds k_revoke_commit_timeout{10000};
 constexpr milliseconds k_produce_timeout{10000};
+constexpr milliseconds k_delivery_timeout{30000};
 constexpr milliseconds k_parked_grace{30000};
 
 struct kafka_deleter {
@@ -179,6 +180,9 @@ class side_producer {
     set("enable.idempotence", "true");
     set("acks", "all");
     set("linger.ms", "0");
+    // send() waits for the definitive delivery report, so this bounds how long a retry or dead-letter
+    // copy can hold the processing thread.
+    set("message.timeout.ms", std::to_string(k_delivery_timeout.count()));
     rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m, void*) {
       if (m->_private != nullptr) *static_cast<rd_kafka_resp_err_t*>(m->_private) = m->err;
     });
@@ -196,7 +200,9 @@ class side_producer {
     m_kafka.reset(rk);
   }
 
-  /// Sends one record and waits up to `timeout` for Kafka's answer; an error text on failure.
+  /// Sends one record and waits for Kafka's definitive answer (bounded by message.timeout.ms); an error text
+  /// on failure. Never gives up before librdkafka does: a copy abandoned while still queued could land later
+  /// and be sent again, a duplicate dead letter.
   std::optional<std::string> send(const std::string& topic, const std::optional<std::string>& key,
                                   const std::optional<std::string>& value,
                                   const std::vector<std::pair<std::string, std::string>>& headers,
@@ -226,12 +232,12 @@ class side_producer {
       rd_kafka_headers_destroy(hdrs);  // not taken over on failure
       return why;
     }
-    const auto deadline = clock::now() + timeout;
+    const auto deadline = clock::now() + std::max(timeout, k_delivery_timeout + milliseconds(5000));
     while (*result == RD_KAFKA_RESP_ERR__IN_PROGRESS && clock::now() < deadline) rd_kafka_poll(m_kafka.get(), 50);
     if (*result == RD_KAFKA_RESP_ERR__IN_PROGRESS) {
       // Still queued: the delivery report will write into `result` later, so it must outlive this call.
       m_abandoned.push_back(std::move(result));
-      return "no acknowledgement from Kafka for " + topic + " within " + std::to_string(timeout.count()) + "ms";
+      return "no delivery report from Kafka for " + topic + " in time";
     }
     if (*result != RD_KAFKA_RESP_ERR_NO_ERROR) return topic + ": " + rd_kafka_err2str(*result);
     return std::nullopt;
