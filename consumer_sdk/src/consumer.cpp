@@ -2,6 +2,7 @@
 
 #include "outbox/base/error.hpp"
 #include "outbox/base/log.hpp"
+#include "outbox/base/text.hpp"
 #include "outbox/config/units.hpp"
 #include "outbox/consumer/offset_tracker.hpp"
 #include "outbox/dedupe/postgres_inbox.hpp"
@@ -126,15 +127,9 @@ std::int64_t wall_ms() {
   return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
-
 std::optional<std::int64_t> header_number(const record& r, std::string_view name) {
   const auto h = r.header(name);
-  if (!h || h->empty()) return std::nullopt;
-  std::int64_t v = 0;
-  const auto [end, ec] = std::from_chars(h->data(), h->data() + h->size(), v);
-  if (ec != std::errc() || end != h->data() + h->size()) return std::nullopt;
-  return v;
+  return h ? parse_int64(*h) : std::nullopt;
 }
 
 /// The record's headers without the SDK's own retry bookkeeping (`retry_*`).
@@ -142,7 +137,7 @@ std::vector<std::pair<std::string, std::string>> without_retry_headers(const rec
   std::vector<std::pair<std::string, std::string>> out;
   out.reserve(r.headers.size() + 12);
   for (const auto& h : r.headers) {
-    if (!starts_with(h.first, "retry_")) out.push_back(h);
+    if (!std::string_view(h.first).starts_with("retry_")) out.push_back(h);
   }
   return out;
 }
@@ -169,9 +164,10 @@ class side_producer {
     set("bootstrap.servers", brokers);
     for (const auto& [key, value] : properties) {
       // Consumer-only settings do not apply here; security and client settings do.
-      if (starts_with(key, "group.") || starts_with(key, "enable.auto") || starts_with(key, "auto.") ||
-          starts_with(key, "session.") || starts_with(key, "partition.assignment") || starts_with(key, "max.poll") ||
-          starts_with(key, "fetch.") || starts_with(key, "isolation.")) {
+      static constexpr std::array<std::string_view, 8> k_consumer_only{
+          "group.", "enable.auto", "auto.", "session.", "partition.assignment", "max.poll", "fetch.", "isolation."};
+      if (std::any_of(k_consumer_only.begin(), k_consumer_only.end(),
+                      [name = std::string_view(key)](std::string_view prefix) { return name.starts_with(prefix); })) {
         continue;
       }
       set(key, value);
@@ -409,7 +405,7 @@ class consumer::impl {
       : m_options(std::move(options)),
         m_handler(std::move(h)),
         m_tx_handler(std::move(th)),
-        m_schedule(checked_policy(m_options.retry)),
+        m_schedule(make_schedule(m_options.retry)),
         m_breaker(m_options.dlq_max_ratio, m_options.dlq_window) {
     if (m_options.dlq_window < 1 || !(m_options.dlq_max_ratio > 0 && m_options.dlq_max_ratio <= 1)) {
       throw outbox_error("config", "dlq.window must be at least 1 and dlq.max_ratio in (0, 1]");
@@ -476,15 +472,14 @@ class consumer::impl {
   }
 
   bool assigned() const noexcept { return m_assigned_count.load(std::memory_order_relaxed) > 0; }
-  bool halted() const noexcept { return m_halted_flag.load(std::memory_order_relaxed); }
+  bool halted() const noexcept { return m_halted.load(std::memory_order_relaxed); }
 
-  static retry_policy checked_policy(const retry_policy& p) {
+  static retry_schedule make_schedule(const retry_policy& p) {
     try {
-      retry_schedule check(p);
+      return retry_schedule(p);
     } catch (const std::invalid_argument& e) {
       throw outbox_error("config", std::string("retry: ") + e.what());
     }
-    return p;
   }
 
  private:
@@ -894,9 +889,7 @@ class consumer::impl {
 
   /// The breaker: stop taking records instead of dead-lettering everything after a bad deploy.
   void halt(const waiting& w) {
-    if (m_halted) return;
-    m_halted = true;
-    m_halted_flag.store(true, std::memory_order_relaxed);
+    if (m_halted.exchange(true, std::memory_order_relaxed)) return;
     if (m_metrics) m_metrics->halted(true);
     rd_kafka_topic_partition_list_t* assignment = nullptr;
     if (rd_kafka_assignment(m_kafka.get(), &assignment) == RD_KAFKA_RESP_ERR_NO_ERROR && assignment != nullptr) {
@@ -1322,8 +1315,7 @@ class consumer::impl {
   std::unique_ptr<side_producer> m_producer;  // created on the first retry-tier or dead-letter record
   std::set<std::string> m_created_dlq;        // dead-letter topics this consumer tried to create
   dlq_breaker m_breaker;
-  bool m_halted = false;
-  std::atomic<bool> m_halted_flag{false};
+  std::atomic<bool> m_halted{false};  // set by the DLQ breaker; read by other threads (readiness)
   std::atomic<std::uint64_t> m_dead_lettered{0};
   std::atomic<std::uint64_t> m_parked_count{0};
   std::map<std::pair<const rd_kafka_topic_t*, std::int32_t>, partition_ref> m_refs;  // cleared on every rebalance

@@ -2,6 +2,7 @@
 #include "commands.hpp"
 #include "dlq_kafka.hpp"
 #include "dlq_record.hpp"
+#include "outbox/base/text.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -46,13 +47,11 @@ struct dlq_options {
 };
 
 std::int64_t parse_integer(const std::string& flag, const std::string& text, std::int64_t min) {
-  std::int64_t v = 0;
-  const auto* end = text.data() + text.size();
-  const auto [p, ec] = std::from_chars(text.data(), end, v);
-  if (text.empty() || ec != std::errc() || p != end || v < min) {
+  const auto v = parse_int64(text);
+  if (!v || *v < min) {
     throw usage_error(flag + ": '" + text + "' is not " + (min > 0 ? "a positive" : "a non-negative") + " integer");
   }
-  return v;
+  return *v;
 }
 
 double parse_rate(const std::string& text) {

@@ -1,22 +1,15 @@
 #include "dlq_record.hpp"
 
+#include "outbox/base/text.hpp"
+
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <charconv>
 #include <ctime>
 
 namespace outbox::ctl {
 namespace {
-
-bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
-
-std::optional<std::int64_t> decimal(std::string_view s) {
-  std::int64_t v = 0;
-  const auto* end = s.data() + s.size();
-  const auto [p, ec] = std::from_chars(s.data(), end, v);
-  if (ec != std::errc() || p != end || s.empty()) return std::nullopt;
-  return v;
-}
 
 std::optional<std::int64_t> number_header(const dlq_record& r, std::string_view name) {
   const auto v = r.find(name);
@@ -32,8 +25,8 @@ std::optional<std::string> first_of(const dlq_record& r, std::initializer_list<s
 }
 
 bool is_bookkeeping(std::string_view name) {
-  return starts_with(name, "dlq_") || starts_with(name, "retry_") || starts_with(name, "kafka_dlt-") ||
-         starts_with(name, "__connect.errors.");
+  return name.starts_with("dlq_") || name.starts_with("retry_") || name.starts_with("kafka_dlt-") ||
+         name.starts_with("__connect.errors.");
 }
 
 }  // namespace
@@ -63,7 +56,7 @@ std::optional<std::int64_t> header_number(std::string_view raw) {
   const bool text = !raw.empty() && std::all_of(raw.begin(), raw.end(), [](char c) {
     return std::isdigit(static_cast<unsigned char>(c)) != 0 || c == '-';
   });
-  if (text) return decimal(raw);
+  if (text) return parse_int64(raw);
   if (raw.size() == 4 || raw.size() == 8) {
     std::uint64_t v = 0;
     for (const char c : raw) v = (v << 8) | static_cast<unsigned char>(c);
@@ -75,23 +68,27 @@ std::optional<std::int64_t> header_number(std::string_view raw) {
 
 dlq_origin interpret(const dlq_record& r) {
   dlq_origin o;
-  if (auto t = r.find("dlq_original_topic")) {
-    o.format = dlq_format::outbox;
-    o.topic = t;
-    o.partition = number_header(r, "dlq_original_partition");
-    o.offset = number_header(r, "dlq_original_offset");
-    o.timestamp_ms = number_header(r, "dlq_original_timestamp_ms");
-  } else if (auto st = r.find("kafka_dlt-original-topic")) {
-    o.format = dlq_format::spring;
-    o.topic = st;
-    o.partition = number_header(r, "kafka_dlt-original-partition");
-    o.offset = number_header(r, "kafka_dlt-original-offset");
-    o.timestamp_ms = number_header(r, "kafka_dlt-original-timestamp");
-  } else if (auto ct = r.find("__connect.errors.topic")) {
-    o.format = dlq_format::connect;
-    o.topic = ct;
-    o.partition = number_header(r, "__connect.errors.partition");
-    o.offset = number_header(r, "__connect.errors.offset");
+  // Where each format keeps the original coordinates (Connect records no timestamp).
+  struct origin_headers {
+    dlq_format format;
+    std::string_view topic, partition, offset, timestamp;
+  };
+  static constexpr std::array<origin_headers, 3> k_formats{{
+      {dlq_format::outbox, "dlq_original_topic", "dlq_original_partition", "dlq_original_offset",
+       "dlq_original_timestamp_ms"},
+      {dlq_format::spring, "kafka_dlt-original-topic", "kafka_dlt-original-partition", "kafka_dlt-original-offset",
+       "kafka_dlt-original-timestamp"},
+      {dlq_format::connect, "__connect.errors.topic", "__connect.errors.partition", "__connect.errors.offset", ""},
+  }};
+  for (const auto& f : k_formats) {
+    if (auto t = r.find(f.topic)) {
+      o.format = f.format;
+      o.topic = std::move(t);
+      o.partition = number_header(r, f.partition);
+      o.offset = number_header(r, f.offset);
+      if (!f.timestamp.empty()) o.timestamp_ms = number_header(r, f.timestamp);
+      break;
+    }
   }
   if (o.topic && o.topic->empty()) o.topic.reset();
   o.consumer_group = first_of(r, {"dlq_consumer_group", "kafka_dlt-original-consumer-group"});
@@ -101,7 +98,7 @@ dlq_origin interpret(const dlq_record& r) {
   o.attempts = number_header(r, "dlq_attempts");
   o.first_failure_ms = number_header(r, "dlq_first_failure_ms");
   o.last_failure_ms = number_header(r, "dlq_last_failure_ms");
-  if (auto c = r.find("dlq_replay_count")) o.replay_count = decimal(*c).value_or(0);
+  if (auto c = r.find("dlq_replay_count")) o.replay_count = parse_int64(*c).value_or(0);
   return o;
 }
 
@@ -134,7 +131,7 @@ std::optional<std::int64_t> parse_time(std::string_view text, std::chrono::syste
   // A duration ago: digits and one unit.
   const char unit = text.back();
   if (text.size() >= 2 && std::string_view("smhd").find(unit) != std::string_view::npos) {
-    if (const auto n = decimal(text.substr(0, text.size() - 1)); n && *n >= 0) {
+    if (const auto n = parse_int64(text.substr(0, text.size() - 1)); n && *n >= 0) {
       const std::int64_t scale = unit == 's' ? 1000 : unit == 'm' ? 60'000 : unit == 'h' ? 3'600'000 : 86'400'000;
       return now_ms - *n * scale;
     }
@@ -146,7 +143,7 @@ std::optional<std::int64_t> parse_time(std::string_view text, std::chrono::syste
       s[16] != ':') {
     return std::nullopt;
   }
-  auto field = [&](std::size_t pos, std::size_t len) { return decimal(std::string_view(s).substr(pos, len)); };
+  auto field = [&](std::size_t pos, std::size_t len) { return parse_int64(std::string_view(s).substr(pos, len)); };
   const auto year = field(0, 4);
   const auto month = field(5, 2);
   const auto day = field(8, 2);
@@ -175,8 +172,8 @@ std::optional<std::int64_t> parse_time(std::string_view text, std::chrono::syste
   if (zone == "Z" || zone == "z") {
     offset_s = 0;
   } else if (zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && zone[3] == ':') {
-    const auto oh = decimal(zone.substr(1, 2));
-    const auto om = decimal(zone.substr(4, 2));
+    const auto oh = parse_int64(zone.substr(1, 2));
+    const auto om = parse_int64(zone.substr(4, 2));
     if (!oh || !om || *oh > 23 || *om > 59) return std::nullopt;
     offset_s = (*oh * 3600 + *om * 60) * (zone[0] == '-' ? -1 : 1);
   } else {

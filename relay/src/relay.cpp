@@ -217,11 +217,13 @@ class relay::loop {
       m_received = std::max(m_received, ka->wal_end);
       const lsn_t before = m_tracker.confirmable();
       m_tracker.observe_server_position(ka->wal_end);
-      log::debug(k_component, "keepalive",
-                 {{"wal_end", format_lsn(ka->wal_end)},
-                  {"open_transactions", m_tracker.open_transactions()},
-                  {"confirmable_before", format_lsn(before)},
-                  {"confirmable", format_lsn(m_tracker.confirmable())}});
+      if (log::enabled(log::level::debug)) {
+        log::debug(k_component, "keepalive",
+                   {{"wal_end", format_lsn(ka->wal_end)},
+                    {"open_transactions", m_tracker.open_transactions()},
+                    {"confirmable_before", format_lsn(before)},
+                    {"confirmable", format_lsn(m_tracker.confirmable())}});
+      }
       if (ka->reply_requested) send_status(false);
       return;
     }
