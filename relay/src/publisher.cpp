@@ -1,6 +1,9 @@
 #include "outbox/relay/publisher.hpp"
 
 #include "outbox/base/log.hpp"
+#include "outbox/kafka/client.hpp"
+#include "outbox/kafka/errors.hpp"
+#include "outbox/kafka/produce.hpp"
 
 #include <fcntl.h>
 #include <librdkafka/rdkafka.h>
@@ -19,77 +22,38 @@ struct publisher::tag {
   std::int64_t commit_time_ms;
 };
 
-retry_class classify_kafka_error(int code) {
-  switch (static_cast<rd_kafka_resp_err_t>(code)) {
-    case RD_KAFKA_RESP_ERR_NO_ERROR:
-    case RD_KAFKA_RESP_ERR__TRANSPORT:
-    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
-    case RD_KAFKA_RESP_ERR__RESOLVE:
-    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
-    case RD_KAFKA_RESP_ERR__TIMED_OUT:
-    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
-    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
-    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
-    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
-    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
-    case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
-    case RD_KAFKA_RESP_ERR_BROKER_NOT_AVAILABLE:
-    case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
-    case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
-      return retry_class::retryable;
-    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
-      // The record may or may not have been written before the timeout.
-      return retry_class::in_doubt;
-    default:
-      return retry_class::fatal;
-  }
-}
-
 publisher::publisher(const std::string& brokers, const std::vector<std::pair<std::string, std::string>>& properties,
                      std::size_t max_inflight_messages, delivery_handler on_delivery, state_handler on_state)
     : m_on_delivery(std::move(on_delivery)), m_on_state(std::move(on_state)) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  char err[512];
-  auto set = [&](const std::string& key, const std::string& value, const char* origin) {
-    if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      throw outbox_error("config", std::string(origin) + key + ": " + err);
-    }
-  };
+  kafka::conf_builder b;
   // Safety defaults first; sink.properties are applied after them, unchanged.
-  set("bootstrap.servers", brokers, "sink.brokers: ");
-  set("enable.idempotence", "true", "");
-  set("acks", "all", "");
-  set("partitioner", "murmur2_random", "");
+  b.set("bootstrap.servers", brokers, "sink.brokers: ");
+  b.set("enable.idempotence", "true");
+  b.set("acks", "all");
+  b.set("partitioner", "murmur2_random");
   // Never give up on a record while brokers are merely unreachable: waited out, not dropped.
-  set("message.timeout.ms", "0", "");
-  set("linger.ms", "5", "");
-  set("compression.type", "lz4", "");
-  set("queue.buffering.max.messages", std::to_string(std::max<std::size_t>(max_inflight_messages + 1024, 100000)), "");
-  set("queue.buffering.max.kbytes", "2097151", "");
-  set("client.id", "outbox-relay", "");
-  for (const auto& [key, value] : properties) set(key, value, "sink.properties.");
+  b.set("message.timeout.ms", "0");
+  b.set("linger.ms", "5");
+  b.set("compression.type", "lz4");
+  b.set("queue.buffering.max.messages", std::to_string(std::max<std::size_t>(max_inflight_messages + 1024, 100000)));
+  b.set("queue.buffering.max.kbytes", "2097151");
+  b.set("client.id", "outbox-relay");
+  b.set_all(properties, "sink.properties.");
+  b.log_lines();
+  rd_kafka_conf_t* conf = b.get();
   rd_kafka_conf_set_opaque(conf, this);
   rd_kafka_conf_set_dr_msg_cb(
       conf, [](rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque) { on_delivery_report(rk, m, opaque); });
-  rd_kafka_conf_set_log_cb(conf, [](const rd_kafka_t* /*rk*/, int level, const char* facility, const char* buf) {
-    // syslog levels; librdkafka reports transient connection failures at 3, so 0-4 are warnings.
-    const log::level l = level <= 4 ? log::level::warn : level <= 6 ? log::level::info : log::level::debug;
-    log::write(l, "kafka", buf, {{"facility", facility}});
-  });
   rd_kafka_conf_set_error_cb(
       conf, [](rd_kafka_t* rk, int e, const char* reason, void* opaque) { on_error(rk, e, reason, opaque); });
 
-  if (::pipe2(m_wakeup, O_NONBLOCK | O_CLOEXEC) != 0) {
-    rd_kafka_conf_destroy(conf);
-    throw outbox_error("kafka", "cannot create the wakeup pipe");
-  }
-  m_producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-  if (m_producer == nullptr) {
-    rd_kafka_conf_destroy(conf);
+  if (::pipe2(m_wakeup, O_NONBLOCK | O_CLOEXEC) != 0) throw outbox_error("kafka", "cannot create the wakeup pipe");
+  try {
+    m_producer = b.create(RD_KAFKA_PRODUCER, "the Kafka producer").release();
+  } catch (...) {
     ::close(m_wakeup[0]);
     ::close(m_wakeup[1]);
-    throw outbox_error("config", std::string("cannot create the Kafka producer: ") + err);
+    throw;
   }
   rd_kafka_queue_t* main_queue = rd_kafka_queue_get_main(m_producer);
   // librdkafka writes to the pipe when its main queue goes from empty to non-empty.
@@ -113,39 +77,21 @@ publisher::~publisher() {
 
 void publisher::produce(const kafka_record& record, std::uint64_t event_id, std::uint32_t route,
                         std::int64_t commit_time_ms) {
-  rd_kafka_headers_t* headers = rd_kafka_headers_new(record.headers.size());
-  for (const auto& [name, value] : record.headers) {
-    rd_kafka_header_add(headers, name.data(), static_cast<ssize_t>(name.size()), value.data(),
-                        static_cast<ssize_t>(value.size()));
-  }
+  kafka::headers_ptr headers = kafka::make_headers(record.headers);
   auto t = std::make_unique<tag>(tag{event_id, record.byte_size(), route, commit_time_ms});
-  rd_kafka_vu_t vus[6];
-  vus[0].vtype = RD_KAFKA_VTYPE_TOPIC;
-  vus[0].u.cstr = record.topic.c_str();
-  vus[1].vtype = RD_KAFKA_VTYPE_KEY;
-  vus[1].u.mem = {const_cast<char*>(record.key.data()), record.key.size()};
-  vus[2].vtype = RD_KAFKA_VTYPE_VALUE;
-  if (record.value) {
-    vus[2].u.mem = {const_cast<char*>(record.value->data()), record.value->size()};
-  } else {
-    vus[2].u.mem = {nullptr, 0};
-  }
-  vus[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
-  vus[3].u.i = RD_KAFKA_MSG_F_COPY;
-  vus[4].vtype = RD_KAFKA_VTYPE_HEADERS;
-  vus[4].u.headers = headers;
-  vus[5].vtype = RD_KAFKA_VTYPE_OPAQUE;
-  vus[5].u.ptr = t.get();
-  rd_kafka_error_t* e = rd_kafka_produceva(m_producer, vus, 6);
-  if (e != nullptr) {
-    const std::string reason = rd_kafka_error_string(e);
-    const auto code = rd_kafka_error_code(e);
-    rd_kafka_error_destroy(e);
-    rd_kafka_headers_destroy(headers);  // not taken over on failure
+  kafka::outgoing out;
+  out.topic = record.topic;
+  out.key = record.key;
+  if (record.value) out.value = *record.value;
+  out.headers = headers.get();
+  out.opaque = t.get();
+  if (const kafka::error_ptr e = kafka::produce(m_producer, out)) {
     throw outbox_error("kafka.produce",
-                       "librdkafka refused the record for topic " + record.topic + " key " + record.key + ": " + reason,
-                       classify_kafka_error(code));
+                       "librdkafka refused the record for topic " + record.topic + " key " + record.key + ": " +
+                           rd_kafka_error_string(e.get()),
+                       kafka::classify(rd_kafka_error_code(e.get())));
   }
+  static_cast<void>(headers.release());  // taken over by librdkafka
   ++m_inflight_messages;
   m_inflight_bytes += t->bytes;
   static_cast<void>(t.release());  // owned by librdkafka until the delivery report
@@ -199,7 +145,7 @@ void publisher::on_delivery_report(rd_kafka_s* /*rk*/, const void* message, void
     d.failure = error{"kafka.delivery",
                       "Kafka rejected the record for topic " + std::string(rd_kafka_topic_name(m->rkt)) + " key " +
                           key + ": " + rd_kafka_err2str(m->err),
-                      classify_kafka_error(m->err)};
+                      kafka::classify(m->err)};
   } else if (self->m_brokers_down) {
     self->m_brokers_down = false;
     self->m_on_state(true, "delivery succeeded");

@@ -26,9 +26,6 @@ struct delivery {
   error failure;  ///< when !ok: names topic, key and the broker's error
 };
 
-/// Whether a librdkafka error code is worth waiting out; the one place Kafka errors are classified.
-retry_class classify_kafka_error(int rd_kafka_resp_err);
-
 /// The Kafka side of the relay: an idempotent librdkafka producer (acks=all, murmur2_random).
 /// Used by the event-loop thread only; delivery reports are served by `poll()` on that thread.
 class publisher {
