@@ -128,7 +128,9 @@ schema make_consumer_schema() {
                       .required()
                       .check(detail::topic_list(), "non-empty")
                       .describe("Topics to consume; `^regex` subscribes by pattern"),
-                  string_map_key("properties").describe("librdkafka consumer properties, passed unchanged"),
+                  string_map_key("properties")
+                      .secret_entries(detail::kafka_secret_properties())
+                      .describe("librdkafka consumer properties, passed unchanged"),
               })
           .describe("Kafka consumer"),
       section("dedupe",

@@ -8,7 +8,7 @@ namespace outbox::relay {
 
 void lsn_tracker::begin(lsn_t final_lsn) {
   if (m_open) throw std::logic_error("lsn_tracker: Begin at " + format_lsn(final_lsn) + " while a transaction is open");
-  m_transactions.push_back(transaction{final_lsn, m_next_id, m_next_id, 0, false});
+  m_transactions.push_back(transaction{final_lsn, final_lsn, m_next_id, m_next_id, 0, false});
   m_open = true;
 }
 
@@ -50,6 +50,16 @@ void lsn_tracker::ack(event_id id) {
                              [](event_id value, const transaction& tx) { return value < tx.first_id; });
   --it;
   if (--it->pending == 0 && it == m_transactions.begin()) advance();
+}
+
+std::optional<std::pair<lsn_t, std::uint64_t>> lsn_tracker::locate(event_id id) const {
+  if (id < m_first_tracked_id || id >= m_next_id) return std::nullopt;
+  auto it = std::upper_bound(m_transactions.begin(), m_transactions.end(), id,
+                             [](event_id value, const transaction& tx) { return value < tx.first_id; });
+  if (it == m_transactions.begin()) return std::nullopt;
+  --it;
+  if (id >= it->end_id) return std::nullopt;
+  return std::make_pair(it->final_lsn, id - it->first_id);
 }
 
 void lsn_tracker::observe_server_position(lsn_t wal_end) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <charconv>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -16,5 +17,11 @@ namespace outbox {
   if (text.empty() || ec != std::errc() || p != end) return std::nullopt;
   return v;
 }
+
+/// True when `s` is well-formed UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
+[[nodiscard]] bool valid_utf8(std::string_view s) noexcept;
+
+/// The length of the well-formed UTF-8 sequence starting at `s[i]`, or 0 when there is none.
+[[nodiscard]] std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept;
 
 }  // namespace outbox

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <optional>
+#include <utility>
 
 namespace outbox::relay {
 
@@ -41,10 +43,18 @@ class lsn_tracker {
   [[nodiscard]] std::size_t inflight_events() const noexcept { return m_inflight; }
   /// Transactions still tracked: the open one and committed ones not yet confirmable (0 when idle).
   [[nodiscard]] std::size_t open_transactions() const noexcept { return m_transactions.size(); }
+  /// Events from the oldest one not yet confirmable to the newest (acknowledged or not): what the tracker holds in
+  /// memory, one byte each. The relay stops reading when this grows too large (one record stuck on a sick partition
+  /// while the others flow).
+  [[nodiscard]] std::size_t tracked_events() const noexcept { return m_acked.size(); }
+  /// Where an unconfirmed event is: the Begin final LSN of its transaction and its position inside it (0-based);
+  /// nullopt for an unknown id.
+  [[nodiscard]] std::optional<std::pair<lsn_t, std::uint64_t>> locate(event_id id) const;
 
  private:
   /// Events [first_id, end_id) of one transaction (or of several merged ones, with the last one's end LSN).
   struct transaction {
+    lsn_t final_lsn;  ///< from Begin
     lsn_t end_lsn;
     event_id first_id;
     event_id end_id;
