@@ -23,7 +23,8 @@ key_spec log_section() {
 }
 
 std::vector<std::string> kafka_secret_properties() {
-  return {"*password*", "*secret*", "ssl.key.*", "ssl_key", "ssl.keystore.*", "sasl.password", "sasl.oauthbearer.*", "sasl.kerberos.keytab"};
+  return {"*password*",     "*secret*",      "ssl.key.*",          "ssl_key",
+          "ssl.keystore.*", "sasl.password", "sasl.oauthbearer.*", "sasl.kerberos.keytab"};
 }
 
 metrics_config read_metrics(const values& v) { return metrics_config{v.get<std::string>("metrics.listen")}; }

@@ -84,8 +84,9 @@ schema make_relay_schema() {
                   .describe("Time allowed to open a connection to PostgreSQL (libpq `connect_timeout`)"),
               duration_key("tcp_user_timeout")
                   .defaults("30s")
-                  .describe("Unacknowledged data on a PostgreSQL connection for this long breaks it (TCP_USER_TIMEOUT); "
-                            "`0s` keeps the system default"),
+                  .describe(
+                      "Unacknowledged data on a PostgreSQL connection for this long breaks it (TCP_USER_TIMEOUT); "
+                      "`0s` keeps the system default"),
               duration_key("statement_timeout")
                   .defaults("30s")
                   .check(detail::positive(), "more than 0s")
@@ -295,7 +296,8 @@ std::string unsafe_property(std::string_view key, std::string_view text) {
   }
   if (key == "acks" || key == "request.required.acks") {
     if (text != "all" && text != "-1") {
-      return "acks=" + std::string(text) + " lets a leader failure drop records the relay already confirmed to "
+      return "acks=" + std::string(text) +
+             " lets a leader failure drop records the relay already confirmed to "
              "PostgreSQL (only `all` is safe)";
     }
   }
@@ -309,7 +311,8 @@ std::string unsafe_property(std::string_view key, std::string_view text) {
     return "lets a record refused by the broker leave a gap while later records of its key are written";
   }
   if (key == "partitioner" && text != "murmur2_random") {
-    return "partitioner=" + std::string(text) + " puts keys on other partitions than the Java client "
+    return "partitioner=" + std::string(text) +
+           " puts keys on other partitions than the Java client "
            "(murmur2_random), so producers in other languages would not keep per-key order with the relay";
   }
   if (key == "max.in.flight.requests.per.connection" || key == "max.in.flight") {

@@ -54,11 +54,10 @@ void backfill_reader::open_table(std::size_t i) {
   const auto& facts = m_facts[m_spec.tables[i]];
   std::string cols;
   for (const auto& [name, type] : facts.columns) cols += "t." + m_session.quote_ident(name) + "::text, ";
-  std::string sql = "DECLARE outbox_backfill_" + std::to_string(i) + " NO SCROLL CURSOR FOR SELECT " + cols +
-                    "t.xmin::text, ";
-  sql += m_spec.commit_timestamps
-             ? "(extract(epoch FROM pg_xact_commit_timestamp(t.xmin)) * 1000)::bigint::text "
-             : "NULL::text ";
+  std::string sql =
+      "DECLARE outbox_backfill_" + std::to_string(i) + " NO SCROLL CURSOR FOR SELECT " + cols + "t.xmin::text, ";
+  sql += m_spec.commit_timestamps ? "(extract(epoch FROM pg_xact_commit_timestamp(t.xmin)) * 1000)::bigint::text "
+                                  : "NULL::text ";
   sql += "FROM " + quote_qualified(m_session, t.schema, t.table) +
          " t, (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS r) ref";
   if (!m_spec.visible_in.empty()) {
@@ -98,7 +97,8 @@ void backfill_reader::run() {
           if (m_stopping) return;
           --m_requests;
         }
-        pg_rows rows = m_session.exec("FETCH " + std::to_string(m_batch_rows) + " FROM outbox_backfill_" + std::to_string(i));
+        pg_rows rows =
+            m_session.exec("FETCH " + std::to_string(m_batch_rows) + " FROM outbox_backfill_" + std::to_string(i));
         const bool table_done = static_cast<std::size_t>(rows.size()) < m_batch_rows;
         const bool last = table_done && i + 1 == m_spec.tables.size();
         m_on_batch(backfill_batch{m_spec.tables[i], rel, std::move(rows), last});

@@ -19,10 +19,10 @@ namespace outbox::relay {
 
 /// Which rows a backfill reads.
 struct backfill_spec {
-  std::vector<std::size_t> tables;   ///< indexes into source.tables
-  std::string import_snapshot;       ///< an exported snapshot to import ("" = a fresh REPEATABLE READ snapshot)
-  std::string visible_in;            ///< pg_snapshot text: only rows whose inserting transaction it sees ("" = all)
-  bool commit_timestamps = false;    ///< track_commit_timestamp is on: order by commit time first
+  std::vector<std::size_t> tables;  ///< indexes into source.tables
+  std::string import_snapshot;      ///< an exported snapshot to import ("" = a fresh REPEATABLE READ snapshot)
+  std::string visible_in;           ///< pg_snapshot text: only rows whose inserting transaction it sees ("" = all)
+  bool commit_timestamps = false;   ///< track_commit_timestamp is on: order by commit time first
 };
 
 /// One batch of rows of one table, as text, with the relation they belong to.

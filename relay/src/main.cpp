@@ -80,8 +80,7 @@ int check(const config::relay_config& c) {
   }
   std::cout << "kafka: " << c.sink.brokers << "\n";
   try {
-    relay::publisher p(
-        c.sink, 1000, [](const relay::delivery&) {}, {});
+    relay::publisher p(c.sink, 1000, [](const relay::delivery&) {}, {});
     for (const auto& b : p.describe_cluster(std::chrono::seconds(10))) std::cout << "  broker: " << b << "\n";
   } catch (const std::exception& e) {
     std::cout << "  PROBLEM: " << e.what() << "\n";

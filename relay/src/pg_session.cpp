@@ -136,7 +136,8 @@ void pg_session::abandon() noexcept { m_abandoned = true; }
 bool pg_session::wait_socket(bool for_write, std::chrono::steady_clock::time_point deadline) {
   const int fd = PQsocket(m_conn);
   while (!abandoned()) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     pollfd p{fd, static_cast<short>(for_write ? POLLOUT : POLLIN), 0};
     const int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), k_poll_slice_ms)));
@@ -156,13 +157,14 @@ void pg_session::connect(std::chrono::milliseconds timeout) {
   keys.push_back(nullptr);
   vals.push_back(nullptr);
   m_conn = PQconnectStartParams(keys.data(), vals.data(), 0);
-  if (m_conn == nullptr) throw outbox_error("source", "cannot allocate a PostgreSQL connection", retry_class::retryable);
+  if (m_conn == nullptr)
+    throw outbox_error("source", "cannot allocate a PostgreSQL connection", retry_class::retryable);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto fail = [&](const std::string& why, retry_class rc) {
     close();
-    throw outbox_error("source", "cannot open the " + m_what + " to PostgreSQL (" + log::redact_dsn(m_params.describe()) +
-                                     "): " + why,
-                       rc);
+    throw outbox_error(
+        "source", "cannot open the " + m_what + " to PostgreSQL (" + log::redact_dsn(m_params.describe()) + "): " + why,
+        rc);
   };
   if (PQstatus(m_conn) == CONNECTION_BAD) {
     const std::string why = trimmed(PQerrorMessage(m_conn));
@@ -271,14 +273,16 @@ std::string pg_session::quote_literal(std::string_view text) const {
     out += c;
   }
   out += '\'';
-  return backslash ? "E" + [&] {
-    std::string escaped;
-    for (const char c : out) {
-      if (c == '\\') escaped += '\\';
-      escaped += c;
-    }
-    return escaped;
-  }() : out;
+  return backslash ? "E" +
+                         [&] {
+                           std::string escaped;
+                           for (const char c : out) {
+                             if (c == '\\') escaped += '\\';
+                             escaped += c;
+                           }
+                           return escaped;
+                         }()
+                   : out;
 }
 
 std::string quote_qualified(const pg_session& s, std::string_view schema, std::string_view table) {

@@ -84,7 +84,7 @@ rd_kafka_topic_t* publisher::topic_handle(std::string_view topic) {
 }
 
 produce_result publisher::produce(const record_view& record, std::uint64_t event_id, std::uint32_t source,
-                                  std::int64_t commit_time_ms, std::string* why) {
+                                  std::int64_t commit_time_ms, std::string* why, rd_kafka_resp_err_t* code) {
   rd_kafka_topic_t* topic = topic_handle(record.topic);
   if (topic == nullptr) {
     if (why != nullptr) *why = std::string("librdkafka cannot use topic ") + std::string(record.topic);
@@ -101,10 +101,18 @@ produce_result publisher::produce(const record_view& record, std::uint64_t event
   out.headers = headers.get();
   out.opaque = reinterpret_cast<void*>(static_cast<std::uintptr_t>(seq + 1));
   if (const kafka::error_ptr e = kafka::produce(m_producer, out)) {
-    const auto code = rd_kafka_error_code(e.get());
-    if (code == RD_KAFKA_RESP_ERR__QUEUE_FULL) return produce_result::queue_full;
+    const auto err = rd_kafka_error_code(e.get());
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return produce_result::queue_full;
+    if (code != nullptr) *code = err;
     if (why != nullptr) {
-      *why = "librdkafka refused the record for topic " + std::string(record.topic) + ": " + rd_kafka_error_string(e.get());
+      *why = "librdkafka refused the record for topic " + std::string(record.topic) + " (key \"" +
+             std::string(record.key.substr(0, 100)) + "\", " + std::to_string(record.byte_size()) +
+             " bytes): " + rd_kafka_error_string(e.get());
+      if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+        *why +=
+            " (more than the producer's message.max.bytes; raise sink.properties.message.max.bytes together with "
+            "the topic's max.message.bytes, or keep events smaller)";
+      }
     }
     return produce_result::refused;
   }
@@ -162,14 +170,14 @@ void publisher::on_delivery_report(rd_kafka_t* /*rk*/, const rd_kafka_message_t*
   e.done = true;
   --self->m_inflight_messages;
   self->m_inflight_bytes -= e.bytes;
-  const delivery d{e.event_id,
-                   e.bytes,
-                   e.source,
-                   e.commit_time_ms,
-                   rd_kafka_topic_name(m->rkt),
-                   m->key != nullptr ? std::string_view(static_cast<const char*>(m->key), m->key_len)
-                                     : std::string_view(),
-                   m->err};
+  const delivery d{
+      e.event_id,
+      e.bytes,
+      e.source,
+      e.commit_time_ms,
+      rd_kafka_topic_name(m->rkt),
+      m->key != nullptr ? std::string_view(static_cast<const char*>(m->key), m->key_len) : std::string_view(),
+      m->err};
   while (!self->m_ring.empty() && self->m_ring.front().done) {
     self->m_ring.pop_front();
     ++self->m_ring_base;

@@ -359,9 +359,9 @@ class relay::loop {
       return;
     }
     m_metrics.reconnects.inc();
-    schedule_reconnect(m_phase == phase::streaming ? "PostgreSQL connection lost; reconnecting"
-                                                   : "cannot reach PostgreSQL; retrying",
-                       e.message);
+    schedule_reconnect(
+        m_phase == phase::streaming ? "PostgreSQL connection lost; reconnecting" : "cannot reach PostgreSQL; retrying",
+        e.message);
   }
 
   void release_pg_socket() {
@@ -374,15 +374,13 @@ class relay::loop {
 
   // ---- PostgreSQL: streaming -------------------------------------------------------------------------------
 
-  [[nodiscard]] bool reading_paused() const {
-    return m_read_stopped || m_pending.has_value() || over_limits();
-  }
+  [[nodiscard]] bool reading_paused() const { return m_read_stopped || m_pending.has_value() || over_limits(); }
 
   [[nodiscard]] bool over_limits() const {
     const auto max_messages = static_cast<std::size_t>(m_config.relay.max_inflight_messages);
     return m_publisher->inflight_messages() >= max_messages ||
            m_publisher->inflight_bytes() >= m_config.relay.max_inflight_bytes ||
-           m_tracker.tracked_events() >= 4 * max_messages ||
+           m_publisher->tracked_records() >= 4 * max_messages ||
            m_rows.backlog() >= static_cast<std::size_t>(m_config.relay.max_delete_backlog);
   }
 
@@ -516,8 +514,9 @@ class relay::loop {
       if (prefix && m.prefix == prefix->prefix) {
         // It may come from a transaction that rolled back, or arrive before its transaction commits.
         m_metrics.invalid_record("non_transactional_message", "skipped");
-        log::error(k_component, "refused a non-transactional logical message with the outbox prefix; it is not "
-                                "published, because it may belong to a transaction that rolled back",
+        log::error(k_component,
+                   "refused a non-transactional logical message with the outbox prefix; it is not "
+                   "published, because it may belong to a transaction that rolled back",
                    {{"prefix", prefix->prefix},
                     {"lsn", format_lsn(m.lsn)},
                     {"fix", "emit outbox events with pg_logical_emit_message(true, ...)"}});
@@ -577,25 +576,26 @@ class relay::loop {
   void on_invalid(const invalid_record& why, MakeDeadLetter&& make, std::optional<std::uint64_t> event_id = {}) {
     if (m_config.sink.on_invalid_record == config::invalid_record_policy::halt) {
       m_metrics.invalid_record(why.reason, "halted");
-      halt(why.message + " [" + why.reason + "]; the relay stopped before it and confirmed nothing past it. Fix the "
+      halt(why.message + " [" + why.reason +
+           "]; the relay stopped before it and confirmed nothing past it. Fix the "
            "producing application; to go on past such records, set sink.on_invalid_record: dead_letter");
       return;
     }
     m_metrics.invalid_record(why.reason, "dead_lettered");
     log::warn(k_component, "dead-lettered an invalid record",
               {{"reason", why.reason}, {"error", why.message}, {"topic", m_config.sink.dead_letter_topic}});
-    pending_record p;
+    // Built in place: the views point into the owned record, which must not move.
+    pending_record& p = m_pending.emplace();
     p.owned = make();
     for (const auto& [n, v] : p.owned->headers) p.owned_headers.push_back({n, v});
-    p.view = record_view{p.owned->topic, p.owned->key,
-                         p.owned->value ? std::optional<std::string_view>(*p.owned->value) : std::nullopt,
-                         p.owned_headers};
-    p.source = m_phase == phase::backfilling ? static_cast<std::uint32_t>(m_batch ? m_batch->table : 0)
-                                             : message_source();
+    p.view =
+        record_view{p.owned->topic, p.owned->key,
+                    p.owned->value ? std::optional<std::string_view>(*p.owned->value) : std::nullopt, p.owned_headers};
+    p.source =
+        m_phase == phase::backfilling ? static_cast<std::uint32_t>(m_batch ? m_batch->table : 0) : message_source();
     p.commit_ms = m_tx ? m_tx->commit_time_ms : now_ms();
     p.backfill = m_phase == phase::backfilling;
     p.event_id = event_id;
-    m_pending = std::move(p);
     try_pending();
   }
 
@@ -636,7 +636,8 @@ class relay::loop {
     }
     if (!p.event_id) p.event_id = p.backfill ? (k_backfill_bit | ++m_backfill_ids) : m_tracker.add_event();
     std::string why;
-    const produce_result r = m_publisher->produce(p.view, *p.event_id, p.source, p.commit_ms, &why);
+    rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR_NO_ERROR;
+    const produce_result r = m_publisher->produce(p.view, *p.event_id, p.source, p.commit_ms, &why, &code);
     if (r == produce_result::queue_full) {
       m_metrics.publish_error("queue_full");
       return false;  // retried after deliveries free room
@@ -647,7 +648,7 @@ class relay::loop {
         halt("the relay's dead-letter topic " + m_config.sink.dead_letter_topic + " refused a dead letter: " + why);
         return false;
       }
-      const invalid_record invalid{"refused", "", why};
+      const invalid_record invalid{code == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ? "too_large" : "refused", "", why};
       const record_view view = p.view;
       const std::string table = source_name(p.source);
       const dead_letter_origin from{table, m_tx ? m_tx->commit_lsn : m_start_lsn, m_tx ? m_tx->xid : 0};
@@ -674,8 +675,9 @@ class relay::loop {
   void on_topic_limits(const std::string& topic, const topic_limits& limits) {
     m_limits_requested.erase(topic);
     if (!limits.error.empty()) {
-      log::warn("kafka", "could not read the topic's max.message.bytes; records are checked against the producer's "
-                         "limit only",
+      log::warn("kafka",
+                "could not read the topic's max.message.bytes; records are checked against the producer's "
+                "limit only",
                 {{"topic", topic}, {"error", limits.error}});
     }
     m_topic_limits[topic] = limits;
@@ -703,7 +705,8 @@ class relay::loop {
     std::string names;
     for (const auto i : spec.tables) names += (names.empty() ? "" : ",") + m_config.source.tables[i].qualified_name();
     log::info(k_component, "backfill: publishing the rows already in the tables, then streaming",
-              {{"tables", names}, {"slot_lsn", format_lsn(m_start_lsn)},
+              {{"tables", names},
+               {"slot_lsn", format_lsn(m_start_lsn)},
                {"resumed", spec.visible_in.empty() ? "no" : "yes"}});
     m_backfill = std::make_unique<backfill_reader>(
         side_params(m_config.source), m_config.source.connect_timeout, m_config, m_report.tables, spec,
@@ -756,8 +759,8 @@ class relay::loop {
                                ? tuple_value{tuple_value::kind::null, {}}
                                : tuple_value{tuple_value::kind::text, m_batch->rows.text(row, c)});
       }
-      const auto xid = static_cast<std::uint32_t>(std::strtoul(std::string(m_batch->rows.text(row, columns)).c_str(),
-                                                               nullptr, 10));
+      const auto xid =
+          static_cast<std::uint32_t>(std::strtoul(std::string(m_batch->rows.text(row, columns)).c_str(), nullptr, 10));
       const std::int64_t ts = m_batch->rows.is_null(row, columns + 1)
                                   ? m_backfill_time_ms
                                   : std::atoll(std::string(m_batch->rows.text(row, columns + 1)).c_str());
@@ -777,8 +780,7 @@ class relay::loop {
       }
       if (r.what != routed::outcome::record) continue;
       const bool deletes = m_config.source.tables[m_batch->table].delete_after_publish;
-      publish(*r.record, static_cast<std::uint32_t>(m_batch->table), deletes ? r.row_id : std::string_view(), ts,
-              true);
+      publish(*r.record, static_cast<std::uint32_t>(m_batch->table), deletes ? r.row_id : std::string_view(), ts, true);
     }
     if (m_pending || m_phase != phase::backfilling || !m_batch) return;
     const bool last = m_batch->last;
@@ -826,8 +828,10 @@ class relay::loop {
         m_stream->start(m_config.source.slot, m_config.source.publication, m_start_lsn,
                         m_config.source.logical_messages.has_value());
         asio::post(m_io, [this] {
-          if (!m_stopping) begin_streaming();
-          else maybe_finish_shutdown();
+          if (!m_stopping)
+            begin_streaming();
+          else
+            maybe_finish_shutdown();
         });
       } catch (const outbox_error& e) {
         asio::post(m_io, [this, err = e.value()] { on_source_error(err); });
@@ -854,7 +858,8 @@ class relay::loop {
     if (up) {
       log::info("kafka", "brokers reachable again", {{"side", "kafka"}, {"reason", why}});
     } else {
-      log::warn("kafka", "Kafka brokers unreachable; records are held and retried", {{"side", "kafka"}, {"reason", why}});
+      log::warn("kafka", "Kafka brokers unreachable; records are held and retried",
+                {{"side", "kafka"}, {"reason", why}});
     }
   }
 
@@ -905,8 +910,9 @@ class relay::loop {
                          d.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
     if (refused && m_config.sink.on_invalid_record == config::invalid_record_policy::halt) {
       m_metrics.invalid_record(error_reason(d.err), "halted");
-      halt(what + "; the relay stopped before it and confirmed nothing past it. Fix the topic (or its "
-                  "max.message.bytes, ACLs), or set sink.on_invalid_record: dead_letter");
+      halt(what +
+           "; the relay stopped before it and confirmed nothing past it. Fix the topic (or its "
+           "max.message.bytes, ACLs), or set sink.on_invalid_record: dead_letter");
       return;
     }
     if (refused && !backfill) {
@@ -954,7 +960,8 @@ class relay::loop {
     if (m_finished) return;
     m_metrics.inflight_messages.set(static_cast<double>(m_publisher->inflight_messages()));
     m_metrics.inflight_bytes.set(static_cast<double>(m_publisher->inflight_bytes()));
-    if (m_stream && m_tracker.confirmable() != m_last_confirmed && clock::now() - m_last_status_sent >= k_min_confirm_gap) {
+    if (m_stream && m_tracker.confirmable() != m_last_confirmed &&
+        clock::now() - m_last_status_sent >= k_min_confirm_gap) {
       send_status(false);
     }
     flush_deletes(false);
@@ -1001,8 +1008,7 @@ class relay::loop {
     if (m_phase == phase::streaming && m_stream) {
       const auto quiet = now - m_last_message;
       const bool reading = !reading_paused();
-      const milliseconds probe_every =
-          std::clamp(m_stream_timeout / 10, milliseconds(1000), milliseconds(5000));
+      const milliseconds probe_every = std::clamp(m_stream_timeout / 10, milliseconds(1000), milliseconds(5000));
       // Liveness: the server answers a status update that asks for a reply; silence for stream_timeout while we
       // read means the connection is dead even if TCP has not noticed.
       if (reading && quiet > m_stream_timeout) {
@@ -1032,7 +1038,8 @@ class relay::loop {
       start_slot_watch();
     }
     if (m_watch_busy && now - m_watch_started > 2 * k_slot_watch_interval) {
-      if (m_postgres_ok.load()) log::warn("source", "PostgreSQL does not answer the side connection", {{"side", "postgresql"}});
+      if (m_postgres_ok.load())
+        log::warn("source", "PostgreSQL does not answer the side connection", {{"side", "postgresql"}});
       m_postgres_ok = false;
       m_metrics.postgres_up.set(0);
     }
@@ -1045,7 +1052,9 @@ class relay::loop {
             write_heartbeat(s, m_config);
             asio::post(m_io, [this] { m_metrics.heartbeats.inc(); });
           },
-          [](const outbox_error& e) { log::warn("relay", "heartbeat failed", {{"side", "postgresql"}, {"error", e.what()}}); });
+          [](const outbox_error& e) {
+            log::warn("relay", "heartbeat failed", {{"side", "postgresql"}, {"error", e.what()}});
+          });
     }
     flush_deletes(true);
     if (m_halted && now - m_last_halt_log >= k_halt_log_interval) {
@@ -1121,7 +1130,9 @@ class relay::loop {
           delete_rows(s, m_config.source.tables[table], id_type, *ids);
           asio::post(m_io, [this] { on_deleted(true, {}); });
         },
-        [this](const outbox_error& e) { asio::post(m_io, [this, what = std::string(e.what())] { on_deleted(false, what); }); });
+        [this](const outbox_error& e) {
+          asio::post(m_io, [this, what = std::string(e.what())] { on_deleted(false, what); });
+        });
     m_metrics.delete_backlog.set(static_cast<double>(m_rows.backlog()));
   }
 
@@ -1135,7 +1146,9 @@ class relay::loop {
       m_next_delete_attempt = clock::now() + m_delete_backoff;
       // Left for the next attempt: a row not deleted yet is never published twice because of it.
       log::warn(k_component, "deleting published rows failed; will retry",
-                {{"side", "postgresql"}, {"backlog", m_rows.backlog()}, {"retry_in_ms", m_delete_backoff.count()},
+                {{"side", "postgresql"},
+                 {"backlog", m_rows.backlog()},
+                 {"retry_in_ms", m_delete_backoff.count()},
                  {"error", why}});
     }
     m_metrics.delete_backlog.set(static_cast<double>(m_rows.backlog()));

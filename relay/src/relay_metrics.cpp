@@ -17,14 +17,16 @@ relay_metrics::relay_metrics(metrics::registry& reg, const config::relay_config&
       inflight_messages(
           reg.add_gauge("outbox_relay_inflight_messages", "Records handed to Kafka, not yet acknowledged.").get()),
       inflight_bytes(reg.add_gauge("outbox_relay_inflight_bytes", "Bytes of records not yet acknowledged.").get()),
-      confirmed_lsn(reg.add_gauge("outbox_relay_confirmed_lsn", "Last LSN confirmed to PostgreSQL, as a number.").get()),
+      confirmed_lsn(
+          reg.add_gauge("outbox_relay_confirmed_lsn", "Last LSN confirmed to PostgreSQL, as a number.").get()),
       commit_to_ack(reg.add_histogram("outbox_relay_commit_to_ack_seconds",
                                       "From the transaction's commit to Kafka's acknowledgement.", {},
                                       metrics::latency_buckets())
                         .get()),
       leader(reg.add_gauge("outbox_relay_leader", "1 on the instance that streams the slot.").get()),
-      stalled(reg.add_gauge("outbox_relay_stalled", "1 when WAL moves but nothing was confirmed for relay.stall_timeout.")
-                  .get()),
+      stalled(
+          reg.add_gauge("outbox_relay_stalled", "1 when WAL moves but nothing was confirmed for relay.stall_timeout.")
+              .get()),
       halted(reg.add_gauge("outbox_relay_halted",
                            "1 when the relay stopped on something only an operator can fix (a bad record with "
                            "sink.on_invalid_record: halt, a lost slot, a DDL change); the log says what.")
@@ -52,12 +54,14 @@ relay_metrics::relay_metrics(metrics::registry& reg, const config::relay_config&
       m_invalid(reg.add_counter("outbox_relay_invalid_records_total",
                                 "Rows or envelopes the relay could not publish, by reason and what it did with them.",
                                 {"reason", "action"})),
-      m_lag(reg.add_gauge("outbox_relay_replication_lag_bytes", "Server WAL position minus the slot's "
-                                                                "confirmed_flush_lsn; NaN when unknown.")
+      m_lag(reg.add_gauge("outbox_relay_replication_lag_bytes",
+                          "Server WAL position minus the slot's "
+                          "confirmed_flush_lsn; NaN when unknown.")
                 .get()),
-      m_retained(reg.add_gauge("outbox_relay_slot_retained_wal_bytes",
-                               "WAL the slot keeps on the server (current position minus restart_lsn); NaN when unknown.")
-                     .get()),
+      m_retained(
+          reg.add_gauge("outbox_relay_slot_retained_wal_bytes",
+                        "WAL the slot keeps on the server (current position minus restart_lsn); NaN when unknown.")
+              .get()),
       m_wal_status(reg.add_gauge("outbox_relay_slot_wal_status",
                                  "1 for the slot's current wal_status (reserved, extended, unreserved, lost).",
                                  {"status"})),
@@ -67,11 +71,13 @@ relay_metrics::relay_metrics(metrics::registry& reg, const config::relay_config&
                      .get()),
       m_slot_active(reg.add_gauge("outbox_relay_slot_active", "1 while a walsender uses the slot.").get()),
       m_slot_invalidated(
-          reg.add_gauge("outbox_relay_slot_invalidated", "1 when PostgreSQL can no longer stream from the slot.").get()),
+          reg.add_gauge("outbox_relay_slot_invalidated", "1 when PostgreSQL can no longer stream from the slot.")
+              .get()),
       m_slot_failover(reg.add_gauge("outbox_relay_slot_failover",
                                     "1 when the slot is a failover slot (PostgreSQL 17+), synchronized to standbys.")
                           .get()),
-      m_slot_synced(reg.add_gauge("outbox_relay_slot_synced", "1 when the slot was synchronized from a primary.").get()) {
+      m_slot_synced(
+          reg.add_gauge("outbox_relay_slot_synced", "1 when the slot was synchronized from a primary.").get()) {
   for (const auto& t : c.source.tables) m_source_names.push_back(t.qualified_name());
   m_source_names.push_back("message:" + (c.source.logical_messages ? c.source.logical_messages->prefix : ""));
   // Every reason starts at 0, so a rate over the first error is not lost.

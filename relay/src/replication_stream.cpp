@@ -63,10 +63,11 @@ created_slot replication_stream::create_slot(std::string_view slot, bool export_
 void replication_stream::start(std::string_view slot, std::string_view publication, lsn_t from, bool messages) {
   PGconn* conn = m_session.raw();
   if (conn == nullptr) throw broken(conn, "START_REPLICATION");
-  std::string options = "proto_version '1', publication_names " + m_session.quote_literal(m_session.quote_ident(publication));
+  std::string options =
+      "proto_version '1', publication_names " + m_session.quote_literal(m_session.quote_ident(publication));
   if (messages) options += ", messages 'true'";
-  const std::string sql = "START_REPLICATION SLOT " + m_session.quote_ident(slot) + " LOGICAL " + format_lsn(from) +
-                          " (" + options + ")";
+  const std::string sql =
+      "START_REPLICATION SLOT " + m_session.quote_ident(slot) + " LOGICAL " + format_lsn(from) + " (" + options + ")";
   // START_REPLICATION answers with CopyBoth, which pg_session::exec does not take: send it and wait here.
   if (PQsendQuery(conn, sql.c_str()) != 1) throw broken(conn, "sending START_REPLICATION failed");
   while (PQflush(conn) == 1) {
@@ -131,10 +132,10 @@ replication_stream::read_result replication_stream::read(server_message& out) {
       retry_class rc = state != nullptr ? classify_sqlstate(state) : retry_class::retryable;
       if (rc == retry_class::in_doubt) rc = retry_class::retryable;
       PQclear(res);
-      throw outbox_error("replication",
-                         "replication stream ended: " + message +
-                             (state != nullptr ? std::string(" (SQLSTATE ") + state + ")" : ""),
-                         rc);
+      throw outbox_error(
+          "replication",
+          "replication stream ended: " + message + (state != nullptr ? std::string(" (SQLSTATE ") + state + ")" : ""),
+          rc);
     }
     if (res != nullptr) PQclear(res);
     return read_result::ended;

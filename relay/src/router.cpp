@@ -181,8 +181,7 @@ struct router::event_fields {
   }
 };
 
-router::router(const config::relay_config& c)
-    : m_tables(c.source.tables), m_template(c.sink.topic_template) {
+router::router(const config::relay_config& c) : m_tables(c.source.tables), m_template(c.sink.topic_template) {
   if (c.source.logical_messages) {
     m_message_prefix = c.source.logical_messages->prefix;
     m_message_outbox_table = "message:" + *m_message_prefix;
@@ -232,10 +231,12 @@ std::optional<std::string> router::on_relation(const relation& rel) {
     const auto& t = m_tables[r.table];
     return "outbox table " + r.name + " (OID " + std::to_string(rel.oid) + ") is now called " + name +
            ". The relay stopped before its first row under the new name and confirmed nothing past it. If the "
-           "application now writes to " + name + ", set source.tables[" + t.qualified_name() + "].name to " + name +
+           "application now writes to " +
+           name + ", set source.tables[" + t.qualified_name() + "].name to " + name +
            " and restart. If the table was swapped for a new one (ALTER TABLE ... RENAME, then CREATE TABLE), add the "
-           "new table to the publication (ALTER PUBLICATION ... ADD TABLE " + t.qualified_name() +
-           "), restart with --backfill-table " + t.qualified_name() + " to publish the rows written to it meanwhile";
+           "new table to the publication (ALTER PUBLICATION ... ADD TABLE " +
+           t.qualified_name() + "), restart with --backfill-table " + t.qualified_name() +
+           " to publish the rows written to it meanwhile";
   }
   if (r.table == no_column) {
     const auto idx = table_index(rel.schema, rel.name);
@@ -262,7 +263,8 @@ std::optional<std::string> router::on_relation(const relation& rel) {
       const std::string key = "source.tables[" + route.qualified_name() + "].columns." + std::string(k_field_names[f]);
       return "outbox table " + name + " has no column " + in_quotes(col) + " (mapped by " + key +
              ") any more: it was renamed or dropped. The relay stopped before the first row without it and confirmed "
-             "nothing past it. Map " + key + " to the column's new name (or add the column back) and restart";
+             "nothing past it. Map " +
+             key + " to the column's new name (or add the column back) and restart";
     }
   }
   return std::nullopt;
@@ -305,18 +307,21 @@ routed router::build_record(event_fields& ev, std::size_t source, std::string_vi
                             std::string_view outbox_table) {
   auto bad_text = [&](std::string_view field_name, std::string_view v, bool id) -> std::optional<routed> {
     if (!valid_utf8(v)) {
-      return invalid("not_utf8", std::string(field_name),
-                     ev.where() + ": " + std::string(field_name) + " is not valid UTF-8; fix the producing application");
+      return invalid(
+          "not_utf8", std::string(field_name),
+          ev.where() + ": " + std::string(field_name) + " is not valid UTF-8; fix the producing application");
     }
     if (id && v.find('\0') != std::string_view::npos) {
-      return invalid("bad_id", std::string(field_name), ev.where() + ": " + std::string(field_name) + " holds a NUL byte");
+      return invalid("bad_id", std::string(field_name),
+                     ev.where() + ": " + std::string(field_name) + " holds a NUL byte");
     }
     return std::nullopt;
   };
   if (ev.id.empty()) {
     return invalid("empty_id", "id",
-                   ev.where() + ": the event id is empty, so consumers could not tell this event from any other; give "
-                                "every event a unique id (a uuid)");
+                   ev.where() +
+                       ": the event id is empty, so consumers could not tell this event from any other; give "
+                       "every event a unique id (a uuid)");
   }
   if (ev.id.size() > k_max_event_id_bytes) {
     return invalid("id_too_long", "id",
@@ -390,10 +395,14 @@ routed router::route_insert(const relation& rel, std::span<const tuple_value> va
     routed r;
     r.what = routed::outcome::stop;
     r.stop_reason = "the publication sends rows of table " + rel.schema + "." + rel.name + " (OID " +
-                    std::to_string(rel.oid) + "), which is not in source.tables; the relay never drops a row, so it "
-                    "stopped before this one (commit LSN " + format_lsn(tx.commit_lsn) + ") and confirmed nothing "
+                    std::to_string(rel.oid) +
+                    "), which is not in source.tables; the relay never drops a row, so it "
+                    "stopped before this one (commit LSN " +
+                    format_lsn(tx.commit_lsn) +
+                    ") and confirmed nothing "
                     "past it. Add the table to source.tables, or take it out of the publication (ALTER PUBLICATION ... "
-                    "DROP TABLE " + rel.schema + "." + rel.name + ") if it is not an outbox table";
+                    "DROP TABLE " +
+                    rel.schema + "." + rel.name + ") if it is not an outbox table";
     return r;
   }
   const resolved_relation& res = it->second;
@@ -434,8 +443,9 @@ routed router::route_insert(const relation& rel, std::span<const tuple_value> va
     const tuple_value* v = nullptr;
     if (auto b = value_of(f, v)) return std::move(*b);
     if (v->k == tuple_value::kind::null) {
-      return bad(f, "null_field", "is NULL; every outbox row needs it: make the column NOT NULL and fix the producing "
-                                  "application");
+      return bad(f, "null_field",
+                 "is NULL; every outbox row needs it: make the column NOT NULL and fix the producing "
+                 "application");
     }
     *targets[f] = v->data;
   }
@@ -461,16 +471,19 @@ routed router::route_insert(const relation& rel, std::span<const tuple_value> va
     const std::uint32_t t = res.type_oid[headers_f];
     if (t != pg_types::jsonb && t != pg_types::json && t != pg_types::text && t != pg_types::varchar) {
       return bad(headers_f, "bad_type",
-                 "has type " + pg_types::type_name(t) + "; a headers column must be jsonb, json or text holding a "
-                 "JSON object");
+                 "has type " + pg_types::type_name(t) +
+                     "; a headers column must be jsonb, json or text holding a "
+                     "JSON object");
     }
     const tuple_value* h = nullptr;
     if (auto b = value_of(headers_f, h)) return std::move(*b);
     if (h->k == tuple_value::kind::text && h->data != "{}") {
       std::string why;
       if (!json_scan::object(h->data, ev.header_members, why)) {
-        return bad(headers_f, "bad_headers", "is " + why + "; store a JSON object of headers such as "
-                                             "{\"trace_id\": \"…\"}");
+        return bad(headers_f, "bad_headers",
+                   "is " + why +
+                       "; store a JSON object of headers such as "
+                       "{\"trace_id\": \"…\"}");
       }
     }
   }

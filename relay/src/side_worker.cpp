@@ -1,6 +1,5 @@
 #include "side_worker.hpp"
 
-
 namespace outbox::relay {
 
 side_worker::side_worker(std::string name, conn_params params, std::chrono::milliseconds connect_timeout)

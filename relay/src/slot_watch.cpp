@@ -10,7 +10,8 @@ std::string heartbeat_prefix(const config::relay_config& c) {
   return (c.source.logical_messages ? c.source.logical_messages->prefix : std::string("outbox")) + "-heartbeat";
 }
 
-slot_watch_result watch_slot(pg_session& s, const config::relay_config& c, const std::vector<table_facts>& started_with) {
+slot_watch_result watch_slot(pg_session& s, const config::relay_config& c,
+                             const std::vector<table_facts>& started_with) {
   slot_watch_result out;
   out.slot = read_slot(s, c);
   if (out.slot.exists) {
@@ -35,17 +36,29 @@ slot_watch_result watch_slot(pg_session& s, const config::relay_config& c, const
     const std::string started = std::to_string(started_with[i].oid);
     const std::string name = t.qualified_name();
     const std::string fix = " The rows written to it since are not in the slot's stream. ALTER PUBLICATION " +
-                            c.source.publication + " ADD TABLE " + name + " if it is missing there, then restart "
-                            "with --backfill-table " + name + " to publish the rows the table holds now.";
+                            c.source.publication + " ADD TABLE " + name +
+                            " if it is missing there, then restart "
+                            "with --backfill-table " +
+                            name + " to publish the rows the table holds now.";
     if (r.empty()) {
-      out.publication_problem = "outbox table " + name + " (OID " + started + ") no longer exists: it was dropped or "
-                                "renamed while the relay streamed." + fix;
+      out.publication_problem = "outbox table " + name + " (OID " + started +
+                                ") no longer exists: it was dropped or "
+                                "renamed while the relay streamed." +
+                                fix;
       break;
     }
     if (r.text(0, 0) != started) {
+      std::string old_table;
+      const auto old = s.exec("SELECT oid::regclass::text FROM pg_class WHERE oid = $1::oid", {started});
+      if (!old.empty()) {
+        old_table = " The table the relay started with is now called " + std::string(old.text(0, 0)) +
+                    "; if it is still in the publication and no longer an outbox, ALTER PUBLICATION " +
+                    c.source.publication + " DROP TABLE " + std::string(old.text(0, 0)) + ".";
+      }
       out.publication_problem = "outbox table " + name + " is a new table (OID " + std::string(r.text(0, 0)) +
                                 ", the relay started with OID " + started +
-                                "): it was dropped and recreated, or swapped by a rename, while the relay streamed." + fix;
+                                "): it was dropped and recreated, or swapped by a rename, while the relay streamed." +
+                                fix + old_table;
       break;
     }
     if (!r.boolean(0, 1)) {
@@ -59,7 +72,8 @@ slot_watch_result watch_slot(pg_session& s, const config::relay_config& c, const
 
 void write_heartbeat(pg_session& s, const config::relay_config& c) {
   const auto now_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   s.exec("SELECT pg_logical_emit_message(false, $1, $2)",
          {heartbeat_prefix(c), "{\"ts_ms\":" + std::to_string(now_ms) + "}"});
 }

@@ -22,7 +22,8 @@ struct slot_watch_result {
 
 /// Reads the slot's health and checks that every configured table is still the one the relay started with (same
 /// OID) and still in the publication. Runs on a side connection; throws outbox_error when PostgreSQL does not answer.
-slot_watch_result watch_slot(pg_session& s, const config::relay_config& c, const std::vector<table_facts>& started_with);
+slot_watch_result watch_slot(pg_session& s, const config::relay_config& c,
+                             const std::vector<table_facts>& started_with);
 
 /// Writes one heartbeat: a non-transactional logical message with prefix `<prefix>-heartbeat`, which moves the slot on
 /// an idle database and is never published.

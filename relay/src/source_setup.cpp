@@ -89,8 +89,8 @@ void check_tables(pg_session& s, const config::relay_config& c, source_report& r
       }
     }
     if (!s.exec("SELECT has_table_privilege($1::oid, 'SELECT')", params{oid}).boolean(0, 0)) {
-      report.problems.push_back("role " + user + " may not SELECT from " + name + ": GRANT SELECT ON " + name +
-                                " TO " + user);
+      report.problems.push_back("role " + user + " may not SELECT from " + name + ": GRANT SELECT ON " + name + " TO " +
+                                user);
     }
     if (t.delete_after_publish && !s.exec("SELECT has_table_privilege($1::oid, 'DELETE')", params{oid}).boolean(0, 0)) {
       report.problems.push_back(key + ".delete_after_publish is on but the role may not DELETE from " + name +
@@ -143,7 +143,8 @@ void check_publication(pg_session& s, const config::relay_config& c, bool create
     report.problems.push_back("publication " + pub_name +
                               " is FOR ALL TABLES: the relay would receive the rows of every table and stops at the "
                               "first row of a table that is not in source.tables (it never drops one); give the relay "
-                              "a publication of its own: " + create_publication_sql(s, c));
+                              "a publication of its own: " +
+                              create_publication_sql(s, c));
     return;
   }
   const bool via_root = pub.boolean(0, 2);
@@ -162,8 +163,9 @@ void check_publication(pg_session& s, const config::relay_config& c, bool create
     if (configured == c.source.tables.end()) continue;
     if (!published.is_null(r, 3)) {
       report.problems.push_back("publication " + pub_name + " filters the rows of " + name + " (WHERE " +
-                                std::string(published.text(r, 3)) +
-                                "): filtered rows would never reach Kafka; " + alter + " SET TABLE without the WHERE, "
+                                std::string(published.text(r, 3)) + "): filtered rows would never reach Kafka; " +
+                                alter +
+                                " SET TABLE without the WHERE, "
                                 "or give the relay a publication of its own");
     }
     if (!published.is_null(r, 2)) {
@@ -180,8 +182,8 @@ void check_publication(pg_session& s, const config::relay_config& c, bool create
           return std::any_of(t.columns.begin(), t.columns.end(), [&](const auto& c2) { return c2.first == col; });
         });
         if (in_table && cols.count(col) == 0) {
-          report.problems.push_back("publication " + pub_name + " publishes only some columns of " + name +
-                                    ", not " + col + " (" + k_fields[f] + "): add it to the column list (" + alter +
+          report.problems.push_back("publication " + pub_name + " publishes only some columns of " + name + ", not " +
+                                    col + " (" + k_fields[f] + "): add it to the column list (" + alter +
                                     " SET TABLE " + name + " (...)) or publish every column");
         }
       }
@@ -210,7 +212,8 @@ void check_publication(pg_session& s, const config::relay_config& c, bool create
       if (!configured) {
         report.problems.push_back("publication " + pub_name + " also publishes table " + name +
                                   ", which is not in source.tables: the relay would stop at its first row (it never "
-                                  "drops one). Add it to source.tables, or " + alter + " DROP TABLE " + name);
+                                  "drops one). Add it to source.tables, or " +
+                                  alter + " DROP TABLE " + name);
       }
     }
   }
@@ -287,10 +290,11 @@ slot_facts read_slot(pg_session& s, const config::relay_config& c) {
 }
 
 std::optional<source_state> read_state(pg_session& s, const config::relay_config& c) {
-  const auto r = s.exec("SELECT system_identifier, timeline, database, slot_created_lsn::text, backfill, "
-                        "COALESCE(backfill_snapshot, ''), backfill_tables, updated_at::text FROM " +
-                            quote_qualified(s, c.source.state_schema, c.source.state_table) + " WHERE slot_name = $1",
-                        params{c.source.slot});
+  const auto r = s.exec(
+      "SELECT system_identifier, timeline, database, slot_created_lsn::text, backfill, "
+      "COALESCE(backfill_snapshot, ''), backfill_tables, updated_at::text FROM " +
+          quote_qualified(s, c.source.state_schema, c.source.state_table) + " WHERE slot_name = $1",
+      params{c.source.slot});
   if (r.empty()) return std::nullopt;
   source_state st;
   st.slot = c.source.slot;
@@ -315,7 +319,8 @@ void write_state(pg_session& s, const config::relay_config& c, const source_stat
              "backfill_tables = EXCLUDED.backfill_tables, relay_version = EXCLUDED.relay_version, updated_at = now()",
          params{st.slot, st.system_identifier, std::to_string(st.timeline), st.database,
                 st.slot_created_lsn ? std::optional<std::string>(format_lsn(*st.slot_created_lsn)) : std::nullopt,
-                st.backfill, st.backfill_snapshot.empty() ? std::nullopt : std::optional<std::string>(st.backfill_snapshot),
+                st.backfill,
+                st.backfill_snapshot.empty() ? std::nullopt : std::optional<std::string>(st.backfill_snapshot),
                 st.backfill_tables, std::string(OUTBOX_RELAY_VERSION)});
 }
 
@@ -353,9 +358,8 @@ source_report inspect_source(pg_session& s, const config::relay_config& c, bool 
   check_publication(s, c, create_missing, report);
 
   // The state table: which slot this relay publishes from, so that a lost slot is never silently recreated.
-  const auto exists =
-      s.exec("SELECT to_regclass($1) IS NOT NULL",
-             params{quote_qualified(s, c.source.state_schema, c.source.state_table)});
+  const auto exists = s.exec("SELECT to_regclass($1) IS NOT NULL",
+                             params{quote_qualified(s, c.source.state_schema, c.source.state_table)});
   report.state_table_exists = exists.boolean(0, 0);
   if (!report.state_table_exists && create_missing && report.ok()) {
     try {
@@ -364,19 +368,35 @@ source_report inspect_source(pg_session& s, const config::relay_config& c, bool 
       log::info("source", "state table created", {{"table", c.source.state_table_name()}});
     } catch (const outbox_error& e) {
       report.problems.push_back("cannot create the relay's state table " + c.source.state_table_name() + " (" +
-                                e.what() + "): create it once as a role that may, and grant the relay's role SELECT, "
-                                "INSERT, UPDATE, DELETE on it: " + state_table_ddl(c) + "; or set source.state_table "
+                                e.what() +
+                                "): create it once as a role that may, and grant the relay's role SELECT, "
+                                "INSERT, UPDATE, DELETE on it: " +
+                                state_table_ddl(c) +
+                                "; or set source.state_table "
                                 "to a schema where the relay may create tables");
     }
   }
   if (report.state_table_exists) {
-    report.state = read_state(s, c);
+    try {
+      report.state = read_state(s, c);
+      const auto may_write = s.exec("SELECT has_table_privilege($1, 'INSERT, UPDATE, DELETE')",
+                                    params{quote_qualified(s, c.source.state_schema, c.source.state_table)});
+      if (!may_write.boolean(0, 0)) {
+        report.problems.push_back("role " + user + " may not write the relay's state table " +
+                                  c.source.state_table_name() + ": GRANT SELECT, INSERT, UPDATE, DELETE ON " +
+                                  c.source.state_table_name() + " TO " + user);
+      }
+    } catch (const outbox_error& e) {
+      report.problems.push_back("cannot read the relay's state table " + c.source.state_table_name() + " (" + e.what() +
+                                "): GRANT SELECT, INSERT, UPDATE, DELETE ON " + c.source.state_table_name() + " TO " +
+                                user);
+    }
     report.facts.emplace_back(
-        "state", report.state ? c.source.state_table_name() + " (slot " + report.state->slot + " on system " +
-                                    report.state->system_identifier + ", timeline " +
-                                    std::to_string(report.state->timeline) + ", backfill " + report.state->backfill +
-                                    ", since " + report.state->updated_at + ")"
-                              : c.source.state_table_name() + " (no row for slot " + c.source.slot + " yet)");
+        "state", report.state
+                     ? c.source.state_table_name() + " (slot " + report.state->slot + " on system " +
+                           report.state->system_identifier + ", timeline " + std::to_string(report.state->timeline) +
+                           ", backfill " + report.state->backfill + ", since " + report.state->updated_at + ")"
+                     : c.source.state_table_name() + " (no row for slot " + c.source.slot + " yet)");
   } else {
     report.facts.emplace_back("state", c.source.state_table_name() + " (missing; the relay creates it)");
   }
@@ -403,7 +423,8 @@ source_report inspect_source(pg_session& s, const config::relay_config& c, bool 
     if (slot.synced) line += ", synced";
     report.facts.emplace_back("slot", line + ")");
     if (slot.wal_status == "unreserved") {
-      report.warnings.push_back("slot " + slot_name + " is about to lose WAL it needs (wal_status unreserved, "
+      report.warnings.push_back("slot " + slot_name +
+                                " is about to lose WAL it needs (wal_status unreserved, "
                                 "max_slot_wal_keep_size reached): the relay must catch up now");
     }
   }

@@ -55,8 +55,8 @@ source_plan open_source(const config::relay_config& c, const run_options& opts, 
   if (opts.recreate_slot) {
     if (slot.exists) {
       if (slot.active) {
-        throw outbox_error("source", "--recreate-slot: slot " + slot_name + " is in use by process " +
-                                         slot.active_pid + "; stop the other relay first");
+        throw outbox_error("source", "--recreate-slot: slot " + slot_name + " is in use by process " + slot.active_pid +
+                                         "; stop the other relay first");
       }
       side.exec("SELECT pg_drop_replication_slot($1)", {slot_name});
       plan.notes.push_back("dropped slot " + slot_name + " (--recreate-slot)");
@@ -82,9 +82,11 @@ source_plan open_source(const config::relay_config& c, const run_options& opts, 
       throw outbox_error("source",
                          "replication slot " + slot_name + " is gone, but the relay published from it before (system " +
                              state->system_identifier + ", timeline " + std::to_string(state->timeline) + ", since " +
-                             state->updated_at + "). A new slot would start at \"now\" and skip every event "
+                             state->updated_at +
+                             "). A new slot would start at \"now\" and skip every event "
                              "committed since the old slot's last confirmed position, so the relay does not make "
-                             "one." + ways_out(c),
+                             "one." +
+                             ways_out(c),
                          retry_class::fatal);
     }
     // First start (or a start that stopped before its slot existed): record intent first, then the slot.
@@ -116,7 +118,8 @@ source_plan open_source(const config::relay_config& c, const run_options& opts, 
                          "replication slot " + slot_name + " was invalidated (wal_status " + slot.wal_status +
                              (slot.invalidation_reason.empty() ? "" : ", " + slot.invalidation_reason) +
                              "): PostgreSQL removed WAL it still needed, so events after its confirmed position are "
-                             "lost to it." + ways_out(c),
+                             "lost to it." +
+                             ways_out(c),
                          retry_class::fatal);
     }
     if (!state) {
@@ -133,7 +136,8 @@ source_plan open_source(const config::relay_config& c, const run_options& opts, 
                                std::to_string(state->timeline) + " (a promotion), and " + slot_name +
                                " is not a failover slot synchronized from the old primary: it was made here after the "
                                "promotion, so events committed on the old primary after its last confirmed position "
-                               "are not in it." + ways_out(c),
+                               "are not in it." +
+                               ways_out(c),
                            retry_class::fatal);
       }
       source_state st = *state;

@@ -50,7 +50,8 @@ topic_template::topic_template(std::string text) : m_text(std::move(text)) {
       i = close + 1;
       continue;
     }
-    if (!legal_topic_char(c)) throw bad("has the character '" + std::string(1, c) + "', which a Kafka topic name cannot contain");
+    if (!legal_topic_char(c))
+      throw bad("has the character '" + std::string(1, c) + "', which a Kafka topic name cannot contain");
     if (m_parts.empty() || m_parts.back().kind != part_kind::literal) m_parts.push_back({part_kind::literal, {}});
     m_parts.back().text += c;
     ++literal_length;

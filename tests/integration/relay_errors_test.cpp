@@ -97,27 +97,6 @@ TEST_F(relay_errors, check_passes_on_a_good_setup_without_creating_anything) {
   EXPECT_EQ(pg_scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '" + m_slot + "'"), "0");
 }
 
-TEST_F(relay_errors, a_record_kafka_refuses_stops_the_relay_and_is_never_skipped) {
-  const auto topic = unique_name("toolarge");
-  const auto t = create_table("ob_toolarge");
-  start_relay(config(tables({t})));
-  // librdkafka refuses records over message.max.bytes (1,000,000 by default): a permanent failure.
-  pg_exec("INSERT INTO " + t + " (aggregate_type, aggregate_id, event_type, payload) VALUES ('" + topic +
-          "', 'big-key', 'e', jsonb_build_object('blob', repeat('x', 2000000)))");
-  const std::string after = pg_scalar("SELECT pg_current_wal_insert_lsn()::text");
-  EXPECT_EQ(m_relay->wait(60s), 1) << m_relay->log();
-  const auto log = m_relay->log();
-  EXPECT_NE(log.find(topic), std::string::npos) << log;
-  EXPECT_NE(log.find("big-key"), std::string::npos) << log;
-  EXPECT_EQ(pg_scalar("SELECT confirmed_flush_lsn < '" + after +
-                      "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" + m_slot + "'"),
-            "t")
-      << "the slot must not move past a record Kafka never took";
-  // A restart meets the same record again and stops again: it is never skipped.
-  m_relay->start();
-  EXPECT_EQ(m_relay->wait(60s), 1);
-}
-
 /// A second, throwaway PostgreSQL with wal_level=replica, started by the test itself.
 TEST_F(relay_errors, wal_level_replica_is_refused_with_the_fix) {
   const std::string bin = "/usr/lib/postgresql/15/bin/";

@@ -45,13 +45,15 @@ std::optional<std::string> consumed_record::header(std::string_view name) const 
   return std::nullopt;
 }
 
-void kafka_create_topic(const std::string& topic, int partitions) {
+void kafka_create_topic(const std::string& topic, int partitions,
+                        const std::vector<std::pair<std::string, std::string>>& configs) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   set(conf, "bootstrap.servers", require_services().kafka_brokers);
   auto admin = make_client(RD_KAFKA_PRODUCER, conf);
   char err[512];
   rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.c_str(), partitions, 1, err, sizeof err);
   if (nt == nullptr) throw std::runtime_error(std::string("NewTopic ") + topic + ": " + err);
+  for (const auto& [k, v] : configs) rd_kafka_NewTopic_set_config(nt, k.c_str(), v.c_str());
   rd_kafka_queue_t* queue = rd_kafka_queue_new(admin.get());
   rd_kafka_CreateTopics(admin.get(), &nt, 1, nullptr, queue);
   rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, 30000);
@@ -79,6 +81,37 @@ std::vector<consumed_record> kafka_consume(const std::string& topic, std::size_t
                                            std::chrono::milliseconds timeout) {
   return kafka_consume_until(
       topic, [count](const std::vector<consumed_record>& r) { return r.size() >= count; }, timeout);
+}
+
+void kafka_delete_records(const std::string& topic, int partition, long long before_offset) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  set(conf, "bootstrap.servers", require_services().kafka_brokers);
+  auto admin = make_client(RD_KAFKA_PRODUCER, conf);
+  rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(offsets, topic.c_str(), partition)->offset = before_offset;
+  rd_kafka_DeleteRecords_t* del = rd_kafka_DeleteRecords_new(offsets);
+  rd_kafka_topic_partition_list_destroy(offsets);
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(admin.get());
+  rd_kafka_DeleteRecords(admin.get(), &del, 1, nullptr, queue);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, 30000);
+  std::string failure;
+  if (ev == nullptr) {
+    failure = "no answer within 30 s";
+  } else {
+    if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      failure = rd_kafka_event_error_string(ev);
+    } else {
+      const rd_kafka_topic_partition_list_t* res =
+          rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
+      for (int i = 0; res != nullptr && i < res->cnt; ++i) {
+        if (res->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) failure = rd_kafka_err2str(res->elems[i].err);
+      }
+    }
+    rd_kafka_event_destroy(ev);
+  }
+  rd_kafka_DeleteRecords_destroy(del);
+  rd_kafka_queue_destroy(queue);
+  if (!failure.empty()) throw std::runtime_error("delete records of " + topic + ": " + failure);
 }
 
 long long kafka_record_count(const std::string& topic) {

@@ -12,8 +12,9 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 TEST(config_redact, secrecy_is_declared_on_the_key) {
-  const secrecy kafka{secrecy::kind::entries, {"*password*", "*secret*", "ssl.key.*", "ssl_key", "ssl.keystore.*",
-                                               "sasl.password", "sasl.oauthbearer.*", "sasl.kerberos.keytab"}};
+  const secrecy kafka{secrecy::kind::entries,
+                      {"*password*", "*secret*", "ssl.key.*", "ssl_key", "ssl.keystore.*", "sasl.password",
+                       "sasl.oauthbearer.*", "sasl.kerberos.keytab"}};
   for (const char* k : {"sasl.password", "ssl.key.password", "ssl.key.pem", "ssl_key", "ssl.keystore.password",
                         "ssl.keystore.location", "sasl.oauthbearer.client.secret", "sasl.oauthbearer.config",
                         "sasl.kerberos.keytab", "SASL.PASSWORD", "my.Secret.token"}) {
@@ -44,7 +45,8 @@ TEST(config_redact, check_output_never_shows_key_material) {
       "    sasl.oauthbearer.client.secret: oauth-secret\n",
       "relay.yaml");
   const std::string dump = dump_redacted(c);
-  for (const char* secret : {"dsn-pw", "scram-pw", "BEGIN PRIVATE KEY", "MIIEvQ", "ks-pw", "oauth-pw", "oauth-secret"}) {
+  for (const char* secret :
+       {"dsn-pw", "scram-pw", "BEGIN PRIVATE KEY", "MIIEvQ", "ks-pw", "oauth-pw", "oauth-secret"}) {
     EXPECT_THAT(dump, Not(HasSubstr(secret))) << dump;
   }
   EXPECT_THAT(dump, HasSubstr("sasl.username: relay"));

@@ -194,15 +194,15 @@ TEST(config_relay, properties_keep_scalar_text) {
 
 TEST(config_relay, properties_that_weaken_the_guarantees_are_refused_naming_key_and_line) {
   const std::vector<std::pair<std::string, std::string>> unsafe = {
-      {"enable.idempotence", "false"},       {"acks", "1"},
-      {"request.required.acks", "0"},        {"message.timeout.ms", "30000"},
-      {"delivery.timeout.ms", "120000"},     {"enable.gapless.guarantee", "false"},
-      {"partitioner", "consistent_random"},  {"max.in.flight.requests.per.connection", "10"},
+      {"enable.idempotence", "false"},      {"acks", "1"},
+      {"request.required.acks", "0"},       {"message.timeout.ms", "30000"},
+      {"delivery.timeout.ms", "120000"},    {"enable.gapless.guarantee", "false"},
+      {"partitioner", "consistent_random"}, {"max.in.flight.requests.per.connection", "10"},
       {"transactional.id", "mine"},
   };
   for (const auto& [key, value] : unsafe) {
-    const std::string text = "source: {dsn: x, logical_messages: {}}\nsink:\n  properties:\n    " + key + ": \"" +
-                             value + "\"\n";
+    const std::string text =
+        "source: {dsn: x, logical_messages: {}}\nsink:\n  properties:\n    " + key + ": \"" + value + "\"\n";
     const std::string line = error_line([&] { parse(text); });
     EXPECT_THAT(line, HasSubstr("relay.yaml:4:")) << line;
     EXPECT_THAT(line, HasSubstr("sink.properties." + key)) << line;
@@ -211,12 +211,17 @@ TEST(config_relay, properties_that_weaken_the_guarantees_are_refused_naming_key_
     EXPECT_TRUE(allowed.sink.allow_unsafe_properties);
     EXPECT_EQ(allowed.sink.properties.at(key), value);
   }
-  for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
-           {"acks", "all"}, {"acks", "-1"}, {"enable.idempotence", "true"}, {"message.timeout.ms", "0"},
-           {"enable.gapless.guarantee", "true"}, {"partitioner", "murmur2_random"},
-           {"max.in.flight.requests.per.connection", "5"}, {"linger.ms", "20"}}) {
-    EXPECT_NO_THROW(parse("source: {dsn: x, logical_messages: {}}\nsink: {properties: {" + key + ": \"" + value +
-                          "\"}}\n"))
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, std::string>>{{"acks", "all"},
+                                                        {"acks", "-1"},
+                                                        {"enable.idempotence", "true"},
+                                                        {"message.timeout.ms", "0"},
+                                                        {"enable.gapless.guarantee", "true"},
+                                                        {"partitioner", "murmur2_random"},
+                                                        {"max.in.flight.requests.per.connection", "5"},
+                                                        {"linger.ms", "20"}}) {
+    EXPECT_NO_THROW(
+        parse("source: {dsn: x, logical_messages: {}}\nsink: {properties: {" + key + ": \"" + value + "\"}}\n"))
         << key << "=" << value;
   }
 }
@@ -238,7 +243,8 @@ TEST(config_relay, new_source_and_sink_keys_have_safe_defaults) {
 
   const auto d = parse(
       "source: {dsn: x, logical_messages: {}, initial_backfill: none, state_table: ops.relay_state}\n"
-      "sink: {on_invalid_record: dead_letter, dead_letter_topic: bad.events, allowed_topics: [orders, \"^pay\\\\..*\"]}\n");
+      "sink: {on_invalid_record: dead_letter, dead_letter_topic: bad.events, allowed_topics: [orders, "
+      "\"^pay\\\\..*\"]}\n");
   EXPECT_EQ(d.source.initial_backfill, backfill_mode::none);
   EXPECT_EQ(d.source.state_table_name(), "ops.relay_state");
   EXPECT_EQ(d.sink.on_invalid_record, invalid_record_policy::dead_letter);

@@ -14,16 +14,16 @@ namespace outbox::relay {
 
 /// The headers of a relay dead letter (`sink.on_invalid_record: dead_letter`), read back by `outboxctl dlq`.
 namespace dlq_headers {
-inline constexpr std::string_view reason = "outbox_dlq_reason";          ///< stable code, e.g. bad_topic, too_large
-inline constexpr std::string_view error = "outbox_dlq_error";            ///< the message, at most 1 KiB
-inline constexpr std::string_view table = "outbox_dlq_table";            ///< schema.table or message:<prefix>
-inline constexpr std::string_view lsn = "outbox_dlq_lsn";                ///< commit LSN, X/XXXXXXXX
+inline constexpr std::string_view reason = "outbox_dlq_reason";  ///< stable code, e.g. bad_topic, too_large
+inline constexpr std::string_view error = "outbox_dlq_error";    ///< the message, at most 1 KiB
+inline constexpr std::string_view table = "outbox_dlq_table";    ///< schema.table or message:<prefix>
+inline constexpr std::string_view lsn = "outbox_dlq_lsn";        ///< commit LSN, X/XXXXXXXX
 inline constexpr std::string_view xid = "outbox_dlq_xid";
 inline constexpr std::string_view column = "outbox_dlq_column";          ///< column or envelope field at fault
 inline constexpr std::string_view topic = "outbox_dlq_topic";            ///< where the record was going, when known
 inline constexpr std::string_view value_kind = "outbox_dlq_value_kind";  ///< record | row | envelope
 inline constexpr std::string_view truncated = "outbox_dlq_truncated";    ///< "true" when the value was cut
-inline constexpr std::string_view event_id = "event_id";                  ///< the event's id, when it has one
+inline constexpr std::string_view event_id = "event_id";                 ///< the event's id, when it has one
 }  // namespace dlq_headers
 
 /// Where a dead letter came from.

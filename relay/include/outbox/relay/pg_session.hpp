@@ -91,9 +91,7 @@ class pg_session {
   void abandon() noexcept;
   /// Also gives up whenever `*flag` is true (a flag shared by every session of one task).
   void abandon_with(const std::atomic<bool>* flag) noexcept { m_also = flag; }
-  [[nodiscard]] bool abandoned() const noexcept {
-    return m_abandoned.load() || (m_also != nullptr && m_also->load());
-  }
+  [[nodiscard]] bool abandoned() const noexcept { return m_abandoned.load() || (m_also != nullptr && m_also->load()); }
 
   [[nodiscard]] int server_version() const noexcept;  ///< e.g. 150004; 0 when not connected
   [[nodiscard]] std::string quote_ident(std::string_view name) const;

@@ -58,9 +58,10 @@ class publisher {
   /// Becomes readable when librdkafka has delivery reports or errors to serve.
   [[nodiscard]] int wakeup_fd() const { return m_wakeup[0]; }
 
-  /// Hands a record to librdkafka (which copies it), to its topic's cached handle.
+  /// Hands a record to librdkafka (which copies it), to its topic's cached handle. When refused, `why` says why and
+  /// `code` is librdkafka's error.
   produce_result produce(const record_view& record, std::uint64_t event_id, std::uint32_t source,
-                         std::int64_t commit_time_ms, std::string* why = nullptr);
+                         std::int64_t commit_time_ms, std::string* why = nullptr, rd_kafka_resp_err_t* code = nullptr);
 
   /// Serves every queued delivery report and error; drains the wakeup fd.
   void poll();
@@ -77,6 +78,9 @@ class publisher {
   [[nodiscard]] std::optional<std::string> fatal_error() const;
 
   [[nodiscard]] std::size_t inflight_messages() const { return m_inflight_messages; }
+  /// Records from the oldest one not yet reported to the newest: the bookkeeping one record stuck on a sick partition
+  /// makes grow while the others flow (the relay stops reading when it grows too large).
+  [[nodiscard]] std::size_t tracked_records() const { return m_ring.size(); }
   [[nodiscard]] std::uint64_t inflight_bytes() const { return m_inflight_bytes; }
   /// The librdkafka handle, for metadata and admin calls (thread-safe in librdkafka).
   [[nodiscard]] rd_kafka_t* handle() const noexcept { return m_producer; }

@@ -73,8 +73,8 @@ struct routed {
     stop,     ///< the stream cannot go on safely (an unknown relation, a renamed table or column): `stop_reason`
   };
   outcome what = outcome::skip;
-  std::size_t source = 0;         ///< index into source.tables; tables.size() is the logical-message source
-  std::string_view row_id;        ///< the row's id (the event_id header) when it has a usable one
+  std::size_t source = 0;   ///< index into source.tables; tables.size() is the logical-message source
+  std::string_view row_id;  ///< the row's id (the event_id header) when it has a usable one
   const record_view* record = nullptr;
   invalid_record invalid;
   std::string stop_reason;

@@ -31,7 +31,7 @@ struct slot_facts {
   std::optional<lsn_t> restart;
   bool active = false;
   std::string active_pid;
-  std::string wal_status;           ///< reserved | extended | unreserved | lost (PostgreSQL 13+)
+  std::string wal_status;  ///< reserved | extended | unreserved | lost (PostgreSQL 13+)
   std::optional<long long> safe_wal_size;
   bool conflicting = false;         ///< PostgreSQL 16+
   std::string invalidation_reason;  ///< PostgreSQL 17+
