@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone: install, build, start the local services, run every
-# test (unit, integration, fault), stop the services again (also on failure or Ctrl-C).
-# Extra arguments go to ctest, e.g. `scripts/test.sh -L unit`.
+# test (unit, integration, fault, compat), stop the services again (also on failure or Ctrl-C).
+# Extra arguments go to ctest, e.g. `scripts/test.sh -L unit`; `scripts/test.sh -L compat` runs only
+# the PostgreSQL 14-18 label (about 4 minutes), `scripts/test.sh -LE compat` everything else.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
