@@ -11,7 +11,8 @@
 # by scripts/install.sh). Each version has its own data directory and port (see pg_port in lib.sh)
 # and its own env file: services.env for 15, services-pg<major>.env for the others, each with the
 # Kafka and Redis settings too. `stop` without targets stops every version and standby of this
-# run directory; `stop postgres` stops the selected version and its standby.
+# run directory (and the pairs tests made under pairs/); `stop postgres` stops the selected
+# version and its standby.
 #
 # start-standby makes a streaming physical standby of the selected version's server (base backup,
 # physical slot, hot_standby_feedback; on 17+ also sync_replication_slots, and the primary names
@@ -494,7 +495,13 @@ case "$cmd" in
     cat "$ENV_FILE"
     ;;
   stop)
-    [ "$all" = 1 ] && [ "$PG_V" = 15 ] && for_other_versions stop postgres
+    if [ "$all" = 1 ] && [ "$PG_V" = 15 ]; then
+      for_other_versions stop postgres
+      # Primary/standby pairs that tests made in run directories of their own (tests/support pg_standby).
+      for d in "$OUTBOX_RUN_DIR"/pairs/*/; do
+        if [ -d "$d" ]; then OUTBOX_PG_VERSION=15 OUTBOX_RUN_DIR=${d%/} "$0" stop; fi
+      done
+    fi
     for ((i = ${#targets[@]} - 1; i >= 0; i--)); do "stop_${targets[i]}"; done
     ;;
   start-standby) start_standby; write_env; cat "$ENV_FILE" ;;
