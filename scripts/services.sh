@@ -176,6 +176,10 @@ CONF
   install_pg_tls "$PG_DIR/data"
   if [ -f "$PG_DIR/data/postmaster.pid" ] && pg_ready; then
     log "postgres: already running on 127.0.0.1:$PG_PORT"
+    # A server started before TLS was configured takes ssl = on with a reload.
+    if [ "$(psql_at "$PG_PORT" -d postgres -qtAc "SHOW ssl")" != on ]; then
+      psql_at "$PG_PORT" -d postgres -qtAc "SELECT pg_reload_conf()" >/dev/null
+    fi
   else
     port_free_or_die "$PG_PORT" postgres
     as_pg_user "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 start >/dev/null \
@@ -304,6 +308,7 @@ start_kafka() {
   if pid_alive "$KAFKA_DIR/kafka.pid"; then
     wait_for kafka_ready 60 || die "kafka (pid $(cat "$KAFKA_DIR/kafka.pid")) runs but does not answer"
     log "kafka: already running on 127.0.0.1:$OUTBOX_KAFKA_PORT"
+    wait_for kafka_sasl_ready 10 || log "kafka: warning: no SASL_SSL listener on 127.0.0.1:$OUTBOX_KAFKA_SASL_PORT (a broker started by an older services.sh); restart it: scripts/services.sh stop kafka && scripts/services.sh start kafka"
     return
   fi
   local port

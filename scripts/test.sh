@@ -9,12 +9,17 @@ source "$(dirname "$0")/lib.sh"
 started=0
 cleanup() {
   local rc=$?
+  if [ -s "$OUTBOX_RUN_DIR/compat-known-failures.log" ]; then
+    log "known failures on other PostgreSQL versions (tests/compat/known_failures.txt):"
+    cat "$OUTBOX_RUN_DIR/compat-known-failures.log" >&2
+  fi
   if [ "$started" = 1 ]; then "$OUTBOX_ROOT/scripts/services.sh" stop || true; fi
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+rm -f "$OUTBOX_RUN_DIR/compat-known-failures.log"
 t0=$(date +%s)
 "$OUTBOX_ROOT/scripts/install.sh"
 t1=$(date +%s)

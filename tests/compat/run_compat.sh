@@ -79,7 +79,8 @@ done <"$known_file"
 for t in "${failed_all[@]}"; do
   [ -n "$t" ] || continue
   if [ -n "${known[$t]:-}" ]; then
-    echo "KNOWN FAILURE (PostgreSQL $major): $t: ${known[$t]}"
+    # Also collected for scripts/test.sh, which repeats them after the whole run.
+    echo "KNOWN FAILURE (PostgreSQL $major): $t: ${known[$t]}" | tee -a "$OUTBOX_RUN_DIR/compat-known-failures.log"
   else
     echo "FAILED (PostgreSQL $major): $t; output in $out"
     grep -F -A 40 "[ RUN      ] $t" "$out"/*.log | head -80 || true
