@@ -10,6 +10,7 @@
 #include "outbox/relay/replication_stream.hpp"
 #include "outbox/relay/source_setup.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -80,8 +81,24 @@ int check(const config::relay_config& c) {
   }
   std::cout << "kafka: " << c.sink.brokers << "\n";
   try {
-    relay::publisher p(c.sink, 1000, [](const relay::delivery&) {}, {});
-    for (const auto& b : p.describe_cluster(std::chrono::seconds(10))) std::cout << "  broker: " << b << "\n";
+    // librdkafka says why a broker cannot be reached (TLS, SASL) only in its error callback.
+    std::vector<std::string> reasons;
+    relay::publisher p(
+        c.sink, 1000, [](const relay::delivery&) {},
+        [&reasons](rd_kafka_resp_err_t, const std::string& reason) {
+          if (std::find(reasons.begin(), reasons.end(), reason) == reasons.end()) {
+            reasons.push_back(reason);
+          }
+        });
+    try {
+      for (const auto& b : p.describe_cluster(std::chrono::seconds(10))) std::cout << "  broker: " << b << "\n";
+    } catch (const std::exception& e) {
+      p.poll();
+      std::string why = e.what();
+      for (const auto& r : reasons) why += "; " + r;
+      std::cout << "  PROBLEM: " << why << "\n";
+      ok = false;
+    }
   } catch (const std::exception& e) {
     std::cout << "  PROBLEM: " << e.what() << "\n";
     ok = false;

@@ -19,23 +19,13 @@ std::string trimmed(std::string s) {
   return s;
 }
 
-std::string quote_value(std::string_view v) {
-  std::string out = "'";
-  for (const char c : v) {
-    if (c == '\'' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "'";
-}
-
+/// A refused login will be refused again: only an operator can help. (A certificate that does not verify is retried:
+/// certificates are rotated, and the log says why each time.)
 bool login_refused(std::string_view message) {
   return message.find("password authentication failed") != std::string_view::npos ||
          message.find("no pg_hba.conf entry") != std::string_view::npos ||
          message.find("authentication failed") != std::string_view::npos ||
-         message.find("does not exist") != std::string_view::npos ||
-         message.find("certificate verify failed") != std::string_view::npos ||
-         message.find("root certificate file") != std::string_view::npos ||
-         message.find("server certificate for") != std::string_view::npos;
+         message.find("does not exist") != std::string_view::npos;
 }
 
 }  // namespace
@@ -50,6 +40,7 @@ conn_params conn_params::parse(std::string_view dsn) {
     throw outbox_error("config", "source.dsn is not a valid libpq connection string: " + log::redact_dsn(why));
   }
   conn_params p;
+  p.m_original = text;
   for (PQconninfoOption* o = opts; o->keyword != nullptr; ++o) {
     if (o->val != nullptr) p.m_entries.emplace_back(o->keyword, o->val);
   }
@@ -84,14 +75,7 @@ std::optional<std::string> conn_params::get(std::string_view key) const {
   return std::nullopt;
 }
 
-std::string conn_params::describe() const {
-  std::string out;
-  for (const auto& [k, v] : m_entries) {
-    if (!out.empty()) out += ' ';
-    out += k + "=" + (k == "password" ? std::string("*****") : quote_value(v));
-  }
-  return out;
-}
+std::string conn_params::describe() const { return log::redact_dsn(m_original); }
 
 pg_rows::pg_rows(pg_result* r) noexcept : m_res(r) {}
 pg_rows::pg_rows(pg_rows&& o) noexcept : m_res(std::exchange(o.m_res, nullptr)) {}
@@ -162,9 +146,13 @@ void pg_session::connect(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto fail = [&](const std::string& why, retry_class rc) {
     close();
-    throw outbox_error(
-        "source", "cannot open the " + m_what + " to PostgreSQL (" + log::redact_dsn(m_params.describe()) + "): " + why,
-        rc);
+    const bool replication = m_what == "replication connection";
+    throw outbox_error("source",
+                       "cannot connect to PostgreSQL (" + m_params.describe() + ", " + m_what + "): " + why +
+                           (rc == retry_class::fatal && replication
+                                ? "; the role needs the REPLICATION attribute and a pg_hba.conf entry for the database"
+                                : ""),
+                       rc);
   };
   if (PQstatus(m_conn) == CONNECTION_BAD) {
     const std::string why = trimmed(PQerrorMessage(m_conn));

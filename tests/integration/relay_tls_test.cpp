@@ -129,10 +129,18 @@ TEST_F(relay_tls, events_flow_over_verify_full_and_sasl_ssl_scram_sha_512) {
   const auto topic = unique_name("tls_scram");
   const auto table = create_table("ob_tls_scram");
   std::map<std::string, std::vector<std::string>> expected;
-  const auto records = stream_over_sasl("SCRAM-SHA-512", table, topic, expected, 30s);
   const std::string refused = "invalid credentials with SASL mechanism SCRAM-SHA-512";
-  if (records.empty() && librdkafka_scram_broken_with_kafka4() && m_relay->log().find(refused) != std::string::npos) {
-    m_relay->stop(SIGTERM, 30s);
+  if (librdkafka_scram_broken_with_kafka4()) {
+    // Known not to work: confirm it fails the known way, quickly, instead of waiting out a consumer timeout.
+    const auto& t = require_tls_services();
+    start_relay(tls_config(table, t.pg_dsn, sasl_properties("SCRAM-SHA-512", t.sasl_password, t.ca)));
+    insert_rows(table, topic, 1);
+  }
+  const bool known = librdkafka_scram_broken_with_kafka4() && m_relay->wait_for_log(refused, 30s);
+  const auto records =
+      known ? std::vector<consumed_record>{} : stream_over_sasl("SCRAM-SHA-512", table, topic, expected, 30s);
+  if (known) {
+    m_relay->stop(SIGKILL, 10s);
     GTEST_SKIP() << "KNOWN FAILURE: librdkafka " << rd_kafka_version_str()
                  << " (below 2.6.1) cannot authenticate with SCRAM against this Kafka 4 broker; the relay logs \""
                  << refused

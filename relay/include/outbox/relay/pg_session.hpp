@@ -28,13 +28,14 @@ class conn_params {
   void add_option(std::string_view name, std::string_view value);
   [[nodiscard]] std::optional<std::string> get(std::string_view key) const;
 
-  /// A key='value' string for people and logs, with the password hidden.
+  /// The DSN as the user wrote it, with the password hidden: for messages.
   [[nodiscard]] std::string describe() const;
 
   [[nodiscard]] const std::vector<std::pair<std::string, std::string>>& entries() const noexcept { return m_entries; }
 
  private:
   std::vector<std::pair<std::string, std::string>> m_entries;
+  std::string m_original;
 };
 
 /// One query result; rows and fields as text views valid while the result lives.
