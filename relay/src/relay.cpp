@@ -269,6 +269,8 @@ class relay::loop {
     for (const auto& n : plan.notes) log::info("source", n);
     m_report = std::move(plan.report);
     m_identity = plan.identity;
+    m_postgres_ok = true;  // it answered; the stream's liveness takes over once it streams
+    m_metrics.postgres_up.set(1);
     m_start_lsn = plan.start_lsn;
     m_stream = std::move(plan.stream);
     const milliseconds server_timeout =
@@ -379,7 +381,9 @@ class relay::loop {
 
   // ---- PostgreSQL: streaming -------------------------------------------------------------------------------
 
-  [[nodiscard]] bool reading_paused() const { return m_read_stopped || m_pending.has_value() || over_limits(); }
+  [[nodiscard]] bool reading_paused() const {
+    return m_read_stopped || m_pending.has_value() || m_topic_check.has_value() || over_limits();
+  }
 
   [[nodiscard]] bool over_limits() const {
     const auto max_messages = static_cast<std::size_t>(m_config.relay.max_inflight_messages);
@@ -679,6 +683,10 @@ class relay::loop {
 
   void on_topic_limits(const std::string& topic, const topic_limits& limits) {
     m_limits_requested.erase(topic);
+    if (m_topic_check && m_topic_check->topic == topic) {
+      on_topic_checked(limits);
+      return;
+    }
     if (!limits.error.empty()) {
       log::warn("kafka",
                 "could not read the topic's max.message.bytes; records are checked against the producer's "
@@ -912,23 +920,48 @@ class relay::loop {
     const std::string what = "Kafka did not take the record for topic " + std::string(d.topic) + " key \"" +
                              std::string(d.key.substr(0, 100)) + "\": " + rd_kafka_err2str(d.err);
     m_metrics.publish_error("delivery");
-    const bool refused = kafka::record_refused(d.err) || d.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
-                         d.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    if (m_topic_check) return;  // a restart follows the check in progress; this record is sent again after it
+    if (d.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || d.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+      // librdkafka says so transiently while brokers restart (librdkafka #3513, #3009): ask the cluster whether the
+      // topic is really missing before calling the record refused. Reading waits for the answer.
+      m_topic_check = topic_check{std::string(d.topic), d.event_id, backfill, d.err, what};
+      m_probe->describe(m_topic_check->topic);
+      return;
+    }
+    refuse_or_retry(kafka::record_refused(d.err), d.event_id, backfill, d.err, what);
+  }
+
+  /// After a failed delivery: a record Kafka refused for good halts the relay or is dead-lettered when the stream
+  /// reaches it again; anything else is sent again from the confirmed LSN by a fresh producer.
+  void refuse_or_retry(bool refused, std::uint64_t event_id, bool backfill, rd_kafka_resp_err_t err,
+                       const std::string& what) {
     if (refused && m_config.sink.on_invalid_record == config::invalid_record_policy::halt) {
-      m_metrics.invalid_record(error_reason(d.err), "halted");
+      m_metrics.invalid_record(error_reason(err), "halted");
       halt(what +
            "; the relay stopped before it and confirmed nothing past it. Fix the topic (or its "
            "max.message.bytes, ACLs), or set sink.on_invalid_record: dead_letter");
       return;
     }
     if (refused && !backfill) {
-      if (const auto where = m_tracker.locate(d.event_id)) {
+      if (const auto where = m_tracker.locate(event_id)) {
         m_poison.insert(*where);
         log::warn(k_component, "Kafka refused a record; it is dead-lettered when the stream reaches it again",
                   {{"side", "kafka"}, {"error", what}});
       }
     }
     restart_pipeline(what);
+  }
+
+  /// The cluster's answer about a topic a delivery called unknown.
+  void on_topic_checked(const topic_limits& limits) {
+    const topic_check c = std::move(*m_topic_check);
+    m_topic_check.reset();
+    const bool missing = !limits.exists && limits.error.empty();
+    if (!missing) {
+      log::warn("kafka", "Kafka called a topic unknown that the cluster has (or could not describe); sending again",
+                {{"side", "kafka"}, {"topic", c.topic}, {"error", limits.error}});
+    }
+    refuse_or_retry(missing, c.event_id, c.backfill, c.err, c.what);
   }
 
   /// A broken producer (fatal error, gap-less guarantee): a fresh one, and the stream again from the confirmed LSN.
@@ -938,6 +971,7 @@ class relay::loop {
       return;
     }
     m_restarting = true;
+    m_topic_check.reset();
     log::warn(k_component, "restarting the Kafka producer and the stream from the confirmed LSN",
               {{"side", "kafka"}, {"error", why}, {"confirmed_lsn", format_lsn(m_tracker.confirmable())}});
     release_pg_socket();
@@ -1136,8 +1170,10 @@ class relay::loop {
           delete_rows(s, m_config.source.tables[table], id_type, *ids);
           asio::post(m_io, [this] { on_deleted(true, {}); });
         },
-        [this](const outbox_error& e) {
-          asio::post(m_io, [this, what = std::string(e.what())] { on_deleted(false, what); });
+        [this, table](const outbox_error& e) {
+          asio::post(m_io, [this, what = m_config.source.tables[table].qualified_name() + ": " + e.what()] {
+            on_deleted(false, what);
+          });
         });
     m_metrics.delete_backlog.set(static_cast<double>(m_rows.backlog()));
   }
@@ -1325,6 +1361,15 @@ class relay::loop {
   std::uint64_t m_tx_events = 0;
   std::set<std::pair<lsn_t, std::uint64_t>> m_poison;  ///< (Begin LSN, position) of records Kafka refused
   std::optional<pending_record> m_pending;
+  /// A delivery called its topic unknown: which record, until the cluster says whether the topic exists.
+  struct topic_check {
+    std::string topic;
+    std::uint64_t event_id = 0;
+    bool backfill = false;
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    std::string what;
+  };
+  std::optional<topic_check> m_topic_check;
   std::unordered_map<std::string, topic_limits> m_topic_limits;
   std::set<std::string> m_limits_requested;
 

@@ -41,7 +41,7 @@ constexpr std::string_view k_relay_job = "outbox-relay";
 /// Selectors of series that only exist once something went wrong (an error, a retry, a dead letter):
 /// an expression using one may return nothing, but the metric's name must still be known.
 const std::vector<std::string> k_event_driven = {"outbox_relay_publish_errors_total", "outbox_consumer_retries_total",
-                                                 "outcome=\"dead_lettered\""};
+                                                 "outcome=\"dead_lettered\"", "outbox_relay_invalid_records_total"};
 
 /// One scrape target: a job of deploy/prometheus/prometheus.yml and a `host:port`.
 struct scrape_target {
@@ -375,6 +375,40 @@ TEST_F(deploy_prometheus, every_dashboard_and_alert_expression_is_valid_and_find
   check_expressions({{"payment-ledger", "127.0.0.1:" + port}});
   EXPECT_EQ(process->stop(SIGTERM, 30s), 0) << process->log();
   ledger.TearDown();
+}
+
+TEST_F(deploy_prometheus, a_broker_outage_makes_the_kafka_and_publish_error_alerts_fire) {
+  // The relay's real series, scraped during a real outage: the alert conditions become true and Prometheus holds
+  // the alerts pending (their `for:` would make them fire if the outage lasted).
+  const auto table = create_table("ob_outage");
+  start_relay(config(tables({table})));
+  const auto topic = unique_name("outage");
+  kafka_create_topic(topic, 1);
+  prometheus_server prom(scratch_dir("prometheus"), {{std::string(k_relay_job), "127.0.0.1:" + std::to_string(metrics_port())}});
+  ASSERT_TRUE(wait_until([&] { return prom.ready(); }, 30s, 100ms)) << prom.log();
+  ASSERT_TRUE(wait_until([&] { return prom.has_data("up{job=\"outbox-relay\"} == 1"); }, 30s, 200ms)) << prom.log();
+  const char* script = std::getenv("OUTBOX_SERVICES_SCRIPT");
+  ASSERT_NE(script, nullptr);
+  ASSERT_EQ(run_command({"/bin/bash", script, "stop", "kafka"}, 120s).exit_code, 0);
+  std::set<std::string> pending;
+  const bool both = wait_until(
+      [&] {
+        pg_exec("INSERT INTO " + table + " (aggregate_type, aggregate_id, event_type, payload) VALUES ('" + topic +
+                "', 'k', 'e', '{}')");
+        const json alerts = prom.get("/api/v1/alerts");
+        for (const auto& a : alerts["data"]["alerts"]) {
+          pending.insert(a["labels"].value("alertname", ""));
+        }
+        return pending.count("OutboxRelayKafkaUnreachable") != 0 && pending.count("OutboxRelayPublishErrors") != 0;
+      },
+      90s, 1s);
+  const auto started = run_command({"/bin/bash", script, "start", "kafka"}, 180s);
+  EXPECT_TRUE(both) << "active alerts during the outage: " << ::testing::PrintToString(pending)
+                    << "\nkafka_up now: " << prom.query("outbox_relay_kafka_up").dump()
+                    << "\nalerts now: " << prom.get("/api/v1/alerts").dump().substr(0, 3000);
+  ASSERT_EQ(started.exit_code, 0) << started.output;
+  EXPECT_TRUE(wait_until([&] { return kafka_record_count(topic) > 0; }, 120s)) << "events flow again";
+  EXPECT_EQ(m_relay->stop(SIGTERM, 60s), 0);
 }
 
 }  // namespace
