@@ -69,7 +69,8 @@ TEST(retry_tiers, failing_records_go_through_the_tiers_then_the_dlq_with_every_h
   std::vector<std::string> done_order;
   std::vector<std::string> topics_seen;
   metrics::registry reg;
-  auto o = options(topic, test::unique_name("g"));
+  const auto group = test::unique_name("g");
+  auto o = options(topic, group);
   o.retry_topics = {1s, 2s};  // wide enough that ok-2 always comes before flaky leaves tier 1s
   o.metrics = &reg;
   running_consumer c(std::move(o), [&](const record& r) {
@@ -111,9 +112,9 @@ TEST(retry_tiers, failing_records_go_through_the_tiers_then_the_dlq_with_every_h
   EXPECT_EQ(stats.fatal, 1u);
   EXPECT_GE(stats.parked, 3u) << "flaky and never into tier 1s, never (and perhaps flaky) into tier 2s";
 
-  const auto tier1 = test::kafka_consume(retry_topic_name(topic, 1s), 2, 30s);
+  const auto tier1 = test::kafka_consume(retry_topic_name(topic, group, 1s), 2, 30s);
   ASSERT_EQ(tier1.size(), 2u);
-  EXPECT_EQ(test::kafka_record_count(retry_topic_name(topic, 2s)), static_cast<long long>(stats.parked) - 2);
+  EXPECT_EQ(test::kafka_record_count(retry_topic_name(topic, group, 2s)), static_cast<long long>(stats.parked) - 2);
   const auto* parked = find_by_event(tier1, "never");
   ASSERT_NE(parked, nullptr);
   EXPECT_EQ(parked->header("retry_attempt"), "2");
@@ -122,7 +123,7 @@ TEST(retry_tiers, failing_records_go_through_the_tiers_then_the_dlq_with_every_h
   EXPECT_TRUE(parked->header("retry_due_ms").has_value());
   EXPECT_EQ(parked->header("trace"), "t-never") << "original headers travel with the record";
 
-  const auto dlq = test::kafka_consume(topic + ".dlq", 2, 30s);
+  const auto dlq = test::kafka_consume(topic + "." + group + ".dlq", 2, 30s);
   ASSERT_EQ(dlq.size(), 2u);
   const auto* never = find_by_event(dlq, "never");
   const auto* poison = find_by_event(dlq, "poison");
@@ -212,7 +213,8 @@ TEST(dlq_breaker, a_whole_batch_of_poison_halts_consumption_instead_of_dead_lett
   for (int i = 0; i < 20; ++i) producer.send(callback_record(topic, "bad-" + std::to_string(i), "k"));
   producer.flush();
   metrics::registry reg;
-  auto o = options(topic, test::unique_name("g"));
+  const auto group = test::unique_name("g");
+  auto o = options(topic, group);
   o.dlq_window = 10;
   o.dlq_max_ratio = 0.5;
   o.metrics = &reg;
@@ -223,10 +225,11 @@ TEST(dlq_breaker, a_whole_batch_of_poison_halts_consumption_instead_of_dead_lett
   EXPECT_EQ(c.get().stats().dead_lettered, 5u) << "5 of a window of 10 is the most max_ratio 0.5 allows";
   EXPECT_NE(reg.render().find("outbox_consumer_halted 1"), std::string::npos) << reg.render();
   c.stop();
-  const auto dlq = test::kafka_consume(topic + ".dlq", 5, 30s);
+  const std::string dlq_topic = topic + "." + group + ".dlq";
+  const auto dlq = test::kafka_consume(dlq_topic, 5, 30s);
   ASSERT_EQ(dlq.size(), 5u);
   EXPECT_EQ(dlq[0].header("dlq_error_class"), "deserialization");
-  EXPECT_EQ(test::kafka_record_count(topic + ".dlq"), 5) << "the breaker stopped the sixth";
+  EXPECT_EQ(test::kafka_record_count(dlq_topic), 5) << "the breaker stopped the sixth";
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
 #pragma once
 
 #include <charconv>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <system_error>
 
@@ -16,5 +18,11 @@ namespace outbox {
   if (text.empty() || ec != std::errc() || p != end) return std::nullopt;
   return v;
 }
+
+/// True when `s` is well-formed UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF).
+[[nodiscard]] bool valid_utf8(std::string_view s) noexcept;
+
+/// At most `max` bytes of `s`, cut on a UTF-8 character boundary.
+[[nodiscard]] std::string cut_utf8(std::string_view s, std::size_t max);
 
 }  // namespace outbox

@@ -87,6 +87,8 @@ struct key_spec {
   validator validate;
   std::string constraint;          ///< what `validate` enforces, in a few words for the docs
   std::vector<key_spec> children;  ///< keys of a section, or of each item of an object list
+  /// A list key may be written as one of these names instead of a list: (name, the list it stands for).
+  std::vector<std::pair<std::string, std::string>> presets;
 
   key_spec defaults(std::string text) &&;
   key_spec required() &&;
@@ -96,6 +98,8 @@ struct key_spec {
   key_spec describe(std::string text) &&;
   key_spec between(std::int64_t lo, std::int64_t hi) &&;
   key_spec check(validator v, std::string what = {}) &&;
+  /// Lets a list key be written as `preset_name`, standing for `list_text` (YAML flow text such as `[15s, 30s]`).
+  key_spec preset(std::string preset_name, std::string list_text) &&;
 };
 
 key_spec string_key(std::string name);
