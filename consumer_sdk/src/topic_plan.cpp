@@ -45,21 +45,21 @@ topic_plan::topic_plan(std::string group, const std::vector<std::string>& topics
       m_named.push_back(t);
     }
   }
-  for (const auto& t : m_named) add_derived(t, false);
   for (const auto& t : m_named) {
-    const auto it = m_roles.find(t);
-    if (it != m_roles.end() && it->second.role != topic_role::source) {
-      throw outbox_error("config", "consumer.topics: `" + t + "` is a " +
-                                       (it->second.role == topic_role::tier ? "retry tier" : "replay topic") + " of `" +
-                                       it->second.source + "` for this group; the SDK reads it on its own");
-    }
     for (const auto& other : m_named) {
+      const bool tier =
+          std::any_of(m_delays.begin(), m_delays.end(), [&](auto d) { return tier_topic(other, d) == t; });
+      if (tier || replay_topic(other) == t) {
+        throw outbox_error("config", "consumer.topics: `" + t + "` is a " + (tier ? "retry tier" : "replay topic") +
+                                         " of `" + other + "` for this group; the SDK reads it on its own");
+      }
       if (dlq_topic(other) == t) {
         throw outbox_error("config", "consumer.topics: `" + t + "` is this group's dead-letter topic of `" + other +
                                          "`; read dead letters with another consumer group (or outboxctl dlq)");
       }
     }
   }
+  for (const auto& t : m_named) add_derived(t, false);
 }
 
 topic_plan::~topic_plan() = default;
