@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -159,6 +160,40 @@ TEST(retry_tiers, failing_records_go_through_the_tiers_then_the_dlq_with_every_h
       std::string::npos);
   EXPECT_NE(exposition.find("outbox_consumer_messages_total" + series + "outcome=\"dead_lettered\"} 2"),
             std::string::npos);
+}
+
+TEST(retry_tiers, repeated_delays_give_one_attempt_per_entry_four_attempts_in_dlq_attempts) {
+  const auto topic = test::unique_name("repeat");
+  const auto group = test::unique_name("g");
+  test::kafka_create_topic(topic, 1);
+  test_producer producer(test::require_services().kafka_brokers);
+  producer.send(callback_record(topic, "never", "k"));
+  producer.flush();
+  std::atomic<int> calls{0};
+  auto o = options(topic, group);
+  o.retry.max_attempts = 1;
+  o.retry_topics = {1s, 1s, 2s};
+  running_consumer c(std::move(o), [&](const record&) {
+    ++calls;
+    return outcome::retry("unknown account");
+  });
+  ASSERT_TRUE(wait_for([&] { return c.get().stats().dead_lettered == 1; }, 60s));
+  c.stop();
+  EXPECT_EQ(calls.load(), 4);
+  const auto dlq = test::kafka_consume(topic + "." + group + ".dlq", 1, 30s);
+  ASSERT_EQ(dlq.size(), 1u);
+  EXPECT_EQ(dlq[0].header("dlq_attempts"), "4") << "1 in process + one per entry of [1s, 1s, 2s]";
+  const auto ones = test::kafka_consume(retry_topic_name(topic, group, 1s), 2, 30s);
+  ASSERT_EQ(ones.size(), 2u) << "both 1s entries wait in the one 1s topic";
+  EXPECT_EQ(ones[0].header("retry_tier"), "0");
+  EXPECT_EQ(ones[1].header("retry_tier"), "1");
+  const auto twos = test::kafka_consume(retry_topic_name(topic, group, 2s), 1, 30s);
+  ASSERT_EQ(twos.size(), 1u);
+  EXPECT_EQ(twos[0].header("retry_tier"), "2");
+  EXPECT_GE(std::stoll(dlq[0].header("dlq_last_failure_ms").value_or("0")) -
+                std::stoll(dlq[0].header("dlq_first_failure_ms").value_or("0")),
+            3900)
+      << "each entry waited its delay";
 }
 
 /// Key `acct` gets A (fails three times, so it waits in the tiers), then B and C; `other` gets D.
