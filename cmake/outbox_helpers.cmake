@@ -30,12 +30,12 @@ function(outbox_add_library name)
   outbox_target_defaults(outbox_${name})
 endfunction()
 
-# outbox_add_test(<name> LABEL unit|integration|fault SOURCES ... [DEPS ...])
+# outbox_add_test(<name> LABEL unit|integration|fault|compat SOURCES ... [DEPS ...])
 # One GoogleTest binary; each test case becomes a CTest test carrying LABEL.
 function(outbox_add_test name)
   cmake_parse_arguments(A "" "LABEL" "SOURCES;DEPS" ${ARGN})
   if(NOT A_LABEL)
-    message(FATAL_ERROR "outbox_add_test(${name}) needs LABEL unit|integration|fault")
+    message(FATAL_ERROR "outbox_add_test(${name}) needs LABEL unit|integration|fault|compat")
   endif()
   add_executable(${name} ${A_SOURCES})
   target_link_libraries(${name} PRIVATE ${A_DEPS} GTest::gtest GTest::gmock)
@@ -47,6 +47,7 @@ function(outbox_add_test name)
   set(_timeout_unit 120)
   set(_timeout_integration 300)
   set(_timeout_fault 600)
+  set(_timeout_compat 600)
   gtest_discover_tests(${name}
     PROPERTIES LABELS ${A_LABEL} TIMEOUT ${_timeout_${A_LABEL}}
     DISCOVERY_TIMEOUT 30

@@ -8,7 +8,7 @@ packages=(
   librdkafka-dev libpq-dev libpqxx-dev libasio-dev libyaml-cpp-dev nlohmann-json3-dev
   libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev libhiredis-dev
   postgresql-15 postgresql-client-15 redis-server kcat prometheus
-  default-jre-headless maven clang-format clang-tidy python3 python3-yaml procps
+  default-jre-headless maven clang-format clang-tidy python3 python3-yaml procps openssl xz-utils unzip
 )
 
 missing=()
@@ -49,3 +49,28 @@ else
     -DoutputDirectory="$KAFKA_LIBS" -DincludeScope=runtime
   sha256sum "$OUTBOX_ROOT/scripts/kafka/pom.xml" | cut -d' ' -f1 >"$marker"
 fi
+
+# PostgreSQL servers beside Debian's 15, one directory per version: $OUTBOX_CACHE/postgresql-<version>
+# with bin/ (initdb, pg_ctl, postgres), lib/ (its own libraries and pgoutput) and share/. The jar
+# comes through Maven (scripts/postgres/pom.xml pins the versions); OUTBOX_PG_VERSIONS picks them.
+for major in $OUTBOX_PG_VERSIONS; do
+  [ "$major" = 15 ] && continue
+  version=$(pg_dist_version "$major")
+  [ -n "$version" ] || die "OUTBOX_PG_VERSIONS: no PostgreSQL $major pinned in scripts/postgres/pom.xml (14 15 16 17 18)"
+  dir=$(pg_dist_dir "$major")
+  if [ -f "$dir/.complete" ] && [ "$(cat "$dir/.complete")" = "$version" ]; then
+    log "PostgreSQL $version: cached in $dir"
+    continue
+  fi
+  log "resolving PostgreSQL $version with Maven into $dir"
+  artifact=$(sed -n 's:.*<postgresql.artifact>\(.*\)</postgresql.artifact>.*:\1:p' "$PG_POM")
+  rm -rf "$dir" "$dir.jar"
+  mkdir -p "$dir.jar"
+  mvn -q -B -Dstyle.color=never -f "$PG_POM" dependency:copy -Dartifact="$artifact:$version" -DoutputDirectory="$dir.jar"
+  mkdir -p "$dir"
+  unzip -p "$dir.jar"/*.jar '*.txz' | tar -xJ -C "$dir"
+  rm -rf "$dir.jar"
+  "$dir/bin/postgres" --version | grep -q " $major\." || die "$dir/bin/postgres is not PostgreSQL $major"
+  [ -f "$dir/lib/postgresql/pgoutput.so" ] || die "$dir has no pgoutput"
+  echo "$version" >"$dir/.complete"
+done

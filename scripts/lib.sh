@@ -17,6 +17,37 @@ OUTBOX_PG_PASSWORD=${OUTBOX_PG_PASSWORD:-outbox-local}
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
+# PostgreSQL versions: Debian's 15 is the default; the others are the builds pinned in
+# scripts/postgres/pom.xml, fetched by scripts/install.sh for each major in OUTBOX_PG_VERSIONS.
+PG_POM=$OUTBOX_ROOT/scripts/postgres/pom.xml
+OUTBOX_PG_VERSIONS=${OUTBOX_PG_VERSIONS:-14 16 17 18}
+OUTBOX_PG_VERSION=${OUTBOX_PG_VERSION:-15}
+# psql and pg_isready: Debian's client speaks to every server from 14 to 18.
+PG_CLIENT_BIN=${PG_CLIENT_BIN:-/usr/lib/postgresql/15/bin}
+
+# The pinned full version of PostgreSQL major $1 (17 -> 17.6.0); empty for 15 and for an unknown major.
+pg_dist_version() { sed -n "s:.*<postgresql$1\.version>\(.*\)</postgresql$1\.version>.*:\1:p" "$PG_POM"; }
+# Where scripts/install.sh unpacks major $1.
+pg_dist_dir() { echo "$OUTBOX_CACHE/postgresql-$(pg_dist_version "$1")"; }
+
+# Ports of PostgreSQL major $1 and of its standby, each overridable as OUTBOX_PG<major>_PORT and
+# OUTBOX_PG<major>_STANDBY_PORT. 15 keeps OUTBOX_PG_PORT; the others sit just above it, so every
+# checkout with its own OUTBOX_PG_PORT (spaced 100 apart) gets its own ports.
+pg_port() {
+  local var=OUTBOX_PG$1_PORT
+  if [ -n "${!var:-}" ]; then echo "${!var}"; elif [ "$1" = 15 ]; then echo "$OUTBOX_PG_PORT"; else echo $((OUTBOX_PG_PORT + $1 - 10)); fi
+}
+pg_standby_port() {
+  local var=OUTBOX_PG$1_STANDBY_PORT
+  if [ -n "${!var:-}" ]; then echo "${!var}"; else echo $((OUTBOX_PG_PORT + 20 + $1 - 10)); fi
+}
+
+# Kafka's TLS and SASL_SSL (SCRAM-SHA-512) listeners, beside the PLAINTEXT one.
+OUTBOX_KAFKA_TLS_PORT=${OUTBOX_KAFKA_TLS_PORT:-$((OUTBOX_KAFKA_PORT + 2))}
+OUTBOX_KAFKA_SASL_PORT=${OUTBOX_KAFKA_SASL_PORT:-$((OUTBOX_KAFKA_PORT + 3))}
+OUTBOX_KAFKA_SASL_USER=${OUTBOX_KAFKA_SASL_USER:-outbox}
+OUTBOX_KAFKA_SASL_PASSWORD=${OUTBOX_KAFKA_SASL_PASSWORD:-outbox-scram-local}
+
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -28,12 +59,19 @@ as_pg_user() {
 # True when the PID in file $1 is a live process.
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# Waits up to $2 seconds for command $1 (a string) to succeed.
+# Waits up to $2 seconds (wall clock, however long each try takes) for command $1 (a string) to succeed.
 wait_for() {
-  local cmd=$1 secs=$2 i
-  for ((i = 0; i < secs * 4; i++)); do
+  local cmd=$1 deadline=$((SECONDS + $2))
+  while true; do
     if eval "$cmd" >/dev/null 2>&1; then return 0; fi
+    [ "$SECONDS" -lt "$deadline" ] || return 1
     sleep 0.25
   done
-  return 1
+}
+
+# Fails when something this script did not start already answers on 127.0.0.1:$1 ($2 names it).
+port_free_or_die() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    die "$2: 127.0.0.1:$1 is already taken by a process this run directory did not start; choose other ports (OUTBOX_PG_PORT, OUTBOX_KAFKA_PORT, ...)"
+  fi
 }

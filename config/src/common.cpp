@@ -22,6 +22,11 @@ key_spec log_section() {
       .describe("Log lines on stderr");
 }
 
+std::vector<std::string> kafka_secret_properties() {
+  return {"*password*",     "*secret*",      "ssl.key.*",          "ssl_key",
+          "ssl.keystore.*", "sasl.password", "sasl.oauthbearer.*", "sasl.kerberos.keytab"};
+}
+
 metrics_config read_metrics(const values& v) { return metrics_config{v.get<std::string>("metrics.listen")}; }
 
 log_config read_log(const values& v) {

@@ -195,6 +195,7 @@ schema make_consumer_schema() {
                       .check(detail::topic_list(), "non-empty")
                       .describe("Topics to consume; `^regex` subscribes by pattern"),
                   string_map_key("properties")
+                      .secret_entries(detail::kafka_secret_properties())
                       .describe("librdkafka consumer properties, passed unchanged (security settings also reach the "
                                 "retry/dead-letter producer); `partition.assignment.strategy` defaults to "
                                 "`cooperative-sticky`"),

@@ -53,8 +53,11 @@ void rows(const std::vector<key_spec>& keys, const std::string& prefix, std::str
     const std::string path = prefix + k.name;
     std::string type = k.constraint.empty() ? type_text(k) : type_text(k) + " (" + k.constraint + ")";
     for (const auto& [name, list] : k.presets) type += ", or " + code(name) + " = " + code(list);
+    std::string description = k.description;
+    if (k.secret_as.how == secrecy::kind::whole) description += " (**secret**)";
+    if (k.secret_as.how == secrecy::kind::entries) description += " (secret entries are hidden when printed)";
     out += "| " + code(path) + " | " + cell(type) + " | " + cell(default_text(k)) + " | " + cell(k.unit) + " | " +
-           cell(k.description) + " |\n";
+           cell(description) + " |\n";
     if (k.type == value_type::section) rows(k.children, path + ".", out);
     if (k.type == value_type::object_list) rows(k.children, path + "[].", out);
   }
@@ -90,9 +93,11 @@ std::string reference_markdown() {
       "- A key left empty (`key:`) takes its default. Text that starts with `{` must be quoted.\n"
       "- Unknown keys, duplicate keys and values of the wrong type are errors, not ignored. Every error of a file is\n"
       "  reported at once, one per line, as `file:line:column: key.path: message`; the binary then exits with 2.\n"
-      "- When a config is printed (`--check`), the value of every key whose name contains `password` or `secret`\n"
-      "  (any case, including librdkafka `properties` such as `sasl.password`), and passwords inside DSNs and\n"
-      "  URLs, are shown as `*****`.\n"
+      "- When a config is printed (`--check`), every value its key declares secret is shown as `*****`, and so is\n"
+      "  the password inside any DSN or URL. The reference below marks those keys **secret**; in a librdkafka\n"
+      "  `properties` map the secret entries are `*password*`, `*secret*`, `ssl.key.*`, `ssl_key`,\n"
+      "  `ssl.keystore.*`, `sasl.password`, `sasl.oauthbearer.*` and `sasl.kerberos.keytab`. Secrets are never\n"
+      "  quoted in error messages either.\n"
       "\n"
       "## outbox-relay\n"
       "\n";

@@ -13,8 +13,8 @@ namespace {
 
 constexpr std::string_view k_hidden = "*****";
 
-std::string shown(std::string_view key, const std::string& text) {
-  if (is_secret_key(key) && !text.empty()) return std::string(k_hidden);
+std::string shown(bool secret, const std::string& text) {
+  if (secret && !text.empty()) return std::string(k_hidden);
   return redact_credentials(text);
 }
 
@@ -32,15 +32,15 @@ bool has_children(const values& v, const std::string& section_path) {
                      [&](const auto& entry) { return entry.first.starts_with(prefix); });
 }
 
-/// The YAML node for one value, redacted by the name of its key.
-YAML::Node to_node(std::string_view key, const value& v) {
+/// The YAML node for one value, redacted as its key declares.
+YAML::Node to_node(const secrecy& secret, const value& v) {
   return std::visit(
       [&](const auto& x) -> YAML::Node {
         using T = std::decay_t<decltype(x)>;
         if constexpr (std::is_same_v<T, std::monostate>) {
           return YAML::Node(YAML::NodeType::Map);
         } else if constexpr (std::is_same_v<T, std::string>) {
-          return YAML::Node(shown(key, x));
+          return YAML::Node(shown(secret.how == secrecy::kind::whole, x));
         } else if constexpr (std::is_same_v<T, bool>) {
           return YAML::Node(x ? "true" : "false");
         } else if constexpr (std::is_same_v<T, std::int64_t>) {
@@ -54,7 +54,7 @@ YAML::Node to_node(std::string_view key, const value& v) {
         } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
           YAML::Node seq(YAML::NodeType::Sequence);
           seq.SetStyle(YAML::EmitterStyle::Flow);
-          for (const auto& s : x) seq.push_back(shown(key, s));
+          for (const auto& s : x) seq.push_back(shown(secret.how == secrecy::kind::whole, s));
           return seq;
         } else if constexpr (std::is_same_v<T, std::vector<std::chrono::milliseconds>>) {
           YAML::Node seq(YAML::NodeType::Sequence);
@@ -64,7 +64,7 @@ YAML::Node to_node(std::string_view key, const value& v) {
         } else if constexpr (std::is_same_v<T, std::map<std::string, std::string>>) {
           YAML::Node map(YAML::NodeType::Map);
           if (x.empty()) map.SetStyle(YAML::EmitterStyle::Flow);
-          for (const auto& [k, s] : x) map[k] = shown(k, s);
+          for (const auto& [k, s] : x) map[k] = shown(secret.hides_entry(k), s);
           return map;
         } else {
           YAML::Node seq(YAML::NodeType::Sequence);
@@ -78,7 +78,8 @@ YAML::Node to_node(std::string_view key, const value& v) {
 
 YAML::Node to_node(const values& v) {
   YAML::Node root(YAML::NodeType::Map);
-  for (const auto& [path, val] : v.entries()) {
+  for (std::size_t i = 0; i < v.entries().size(); ++i) {
+    const auto& [path, val] = v.entries()[i];
     YAML::Node parent = root;
     std::size_t start = 0;
     for (std::size_t dot = path.find('.'); dot != std::string::npos; dot = path.find('.', start)) {
@@ -87,7 +88,7 @@ YAML::Node to_node(const values& v) {
       start = dot + 1;
     }
     const std::string key = path.substr(start);
-    YAML::Node node = to_node(key, val);
+    YAML::Node node = to_node(v.secrecy_of(i), val);
     if (std::holds_alternative<std::monostate>(val) && !has_children(v, path)) node.SetStyle(YAML::EmitterStyle::Flow);
     parent[key] = node;
   }

@@ -106,7 +106,7 @@ bool is_scalar_type(value_type t) noexcept {
 
 /// Converts one scalar's text to the key's type; the error (if any) is for people.
 parsed<value> convert_text(const key_spec& spec, std::string_view text) {
-  const bool secret = is_secret_key(spec.name);
+  const bool secret = spec.secret_as.how == secrecy::kind::whole;
   const std::string shown = secret ? std::string("the value") : backquoted(text);
   switch (spec.type) {
     case value_type::string:
@@ -311,7 +311,7 @@ class document_parser {
     const std::string store = sc.store + spec.name;
     m_marks[path] = at(key.Mark());
     const position where = node.IsNull() ? at(key.Mark()) : at(node.Mark());
-    const bool secret = is_secret_key(spec.name);
+    const bool secret = spec.secret_as.how == secrecy::kind::whole;
 
     if (node.IsNull() && spec.type != value_type::section) {
       read_absent(spec, sc);
@@ -409,7 +409,7 @@ class document_parser {
     }
     auto v = convert_text(spec, *spec.default_text);
     if (!v) throw std::logic_error("the declared default of config key " + path + " is invalid: " + v.error);
-    sc.out->set(store, std::move(*v.value));
+    sc.out->set(store, std::move(*v.value), spec.secret_as);
   }
 
   /// The interpolated, converted value of one scalar node; nullopt after reporting why not.
@@ -503,6 +503,7 @@ class document_parser {
         continue;
       }
       first_seen.emplace(key.Scalar(), at(key.Mark()));
+      m_marks[entry_path] = at(key.Mark());  // so a rule can point at the entry itself
       const YAML::Node& v = entry.second;
       if (!v.IsScalar()) {
         error(v.IsNull() ? at(key.Mark()) : at(v.Mark()), entry_path,
@@ -512,6 +513,7 @@ class document_parser {
       }
       key_spec text_spec;
       text_spec.name = key.Scalar();
+      if (spec.secret_as.hides_entry(key.Scalar())) text_spec.secret_as = secrecy{secrecy::kind::whole, {}};
       if (auto text = read_scalar(text_spec, v, entry_path)) {
         entries.emplace(key.Scalar(), std::get<std::string>(*text));
       } else {
@@ -529,7 +531,7 @@ class document_parser {
         return;
       }
     }
-    out.set(store, std::move(v));
+    out.set(store, std::move(v), spec.secret_as);
   }
 
   const schema& m_schema;

@@ -3,7 +3,9 @@
 #include "common.hpp"
 #include "validators.hpp"
 
+#include <charconv>
 #include <limits>
+#include <optional>
 #include <set>
 
 namespace outbox::config {
@@ -67,6 +69,36 @@ schema make_relay_schema() {
               duration_key("heartbeat_interval")
                   .defaults("10s")
                   .describe("How often to move the slot forward on an idle database; `0s` disables"),
+              enum_key("initial_backfill", {"all", "none"})
+                  .defaults("all")
+                  .describe("When the relay creates its slot: `all` first publishes the rows already in the tables "
+                            "(one consistent cut with the slot), `none` starts with the slot"),
+              string_key("state_table")
+                  .defaults("public.outbox_relay_state")
+                  .check(detail::table_name(), "`schema.table` or `table`")
+                  .describe("The relay's own table in the source database: which slot it publishes from, on which "
+                            "system and timeline, and whether the backfill finished; created if missing"),
+              duration_key("connect_timeout")
+                  .defaults("10s")
+                  .check(detail::positive(), "more than 0s")
+                  .describe("Time allowed to open a connection to PostgreSQL (libpq `connect_timeout`)"),
+              duration_key("tcp_user_timeout")
+                  .defaults("30s")
+                  .describe(
+                      "Unacknowledged data on a PostgreSQL connection for this long breaks it (TCP_USER_TIMEOUT); "
+                      "`0s` keeps the system default"),
+              duration_key("statement_timeout")
+                  .defaults("30s")
+                  .check(detail::positive(), "more than 0s")
+                  .describe("`statement_timeout` of the relay's side connections (state, slot statistics, deletes)"),
+              duration_key("lock_timeout")
+                  .defaults("5s")
+                  .check(detail::positive(), "more than 0s")
+                  .describe("`lock_timeout` of the relay's side connections, so a DDL lock never freezes a delete"),
+              duration_key("stream_timeout")
+                  .defaults("0s")
+                  .describe("No message from the server for this long means the replication connection is dead: "
+                            "reconnect; `0s` uses the server's `wal_sender_timeout`"),
           })
           .describe("PostgreSQL side"),
       section(
@@ -91,7 +123,26 @@ schema make_relay_schema() {
                   .check(detail::topic_template({}))
                   .describe("Topic holding the relay's checkpoints for `exactly_once`"),
               string_map_key("properties")
-                  .describe("librdkafka producer properties, passed unchanged (`ssl.*`, `sasl.*`, `linger.ms`, ...)"),
+                  .secret_entries(detail::kafka_secret_properties())
+                  .describe("librdkafka producer properties (`ssl.*`, `sasl.*`, `linger.ms`, ...), applied after the "
+                            "relay's safety settings; ones that would weaken the guarantees are refused"),
+              bool_key("allow_unsafe_properties")
+                  .defaults("false")
+                  .describe("Accept `properties` that weaken the guarantees (idempotence off, `acks` other than all, "
+                            "a finite `message.timeout.ms`, gaps, another partitioner); `--check` reports them"),
+              string_list_key("allowed_topics")
+                  .check(detail::topic_patterns())
+                  .describe("Topics a record may go to: names, or `^regex` patterns matched against the whole name; "
+                            "empty allows any. A record for another topic is an invalid record"),
+              enum_key("on_invalid_record", {"halt", "dead_letter"})
+                  .defaults("halt")
+                  .describe("A record the relay cannot publish (bad row or envelope, illegal, disallowed or "
+                            "refused topic, too large): `halt` stops before it and waits for an operator; "
+                            "`dead_letter` writes it to `dead_letter_topic` and goes on"),
+              string_key("dead_letter_topic")
+                  .defaults("__outbox_relay_dlq")
+                  .check(detail::topic_template({}))
+                  .describe("Topic of the relay's dead letters (`on_invalid_record: dead_letter`)"),
           })
           .describe("Kafka side"),
       section("relay",
@@ -118,6 +169,12 @@ schema make_relay_schema() {
                       .check(detail::positive(), "more than 0s")
                       .describe("WAL moving but nothing confirmed for this long: reported as stalled "
                                 "(metric outbox_relay_stalled, /readyz)"),
+                  int_key("max_delete_backlog")
+                      .defaults("100000")
+                      .between(1, std::numeric_limits<std::int64_t>::max())
+                      .in_unit("rows")
+                      .describe("Acknowledged rows waiting to be deleted (`delete_after_publish`); reading pauses "
+                                "above this while deletes fail or lag"),
               })
           .describe("Memory bounds and timing"),
       detail::metrics_section("127.0.0.1:9187"),
@@ -131,6 +188,20 @@ schema make_relay_schema() {
          if (!has_tables && !ctx.loaded().contains("source.logical_messages")) {
            ctx.fail("source",
                     "nothing to relay; list outbox tables under `source.tables` or enable `source.logical_messages`");
+         }
+       }},
+      {"`sink.properties` may not weaken the guarantees (`enable.idempotence=false`, `acks` other than `all`, "
+       "`message.timeout.ms` above 0, `enable.gapless.guarantee=false`, a partitioner other than `murmur2_random`, "
+       "more than 5 requests in flight, a `transactional.id`) unless `sink.allow_unsafe_properties` is true.",
+       [](rule_context& ctx) {
+         const auto* allow = ctx.loaded().find<bool>("sink.allow_unsafe_properties");
+         const auto* props = ctx.loaded().find<std::map<std::string, std::string>>("sink.properties");
+         if (props == nullptr || (allow != nullptr && *allow)) return;
+         for (const auto& [key, value] : *props) {
+           if (std::string why = unsafe_property(key, value); !why.empty()) {
+             ctx.fail("sink.properties." + key,
+                      why + "; remove it, or set sink.allow_unsafe_properties: true to accept weaker guarantees");
+           }
          }
        }},
       {"A table appears at most once in `source.tables`.",
@@ -175,6 +246,14 @@ relay_config from_values(values v) {
     c.source.logical_messages = logical_messages_source{v.get<std::string>("source.logical_messages.prefix")};
   }
   c.source.heartbeat_interval = v.get<std::chrono::milliseconds>("source.heartbeat_interval");
+  c.source.initial_backfill =
+      v.get<std::string>("source.initial_backfill") == "none" ? backfill_mode::none : backfill_mode::all;
+  std::tie(c.source.state_schema, c.source.state_table) = split_table_name(v.get<std::string>("source.state_table"));
+  c.source.connect_timeout = v.get<std::chrono::milliseconds>("source.connect_timeout");
+  c.source.tcp_user_timeout = v.get<std::chrono::milliseconds>("source.tcp_user_timeout");
+  c.source.statement_timeout = v.get<std::chrono::milliseconds>("source.statement_timeout");
+  c.source.lock_timeout = v.get<std::chrono::milliseconds>("source.lock_timeout");
+  c.source.stream_timeout = v.get<std::chrono::milliseconds>("source.stream_timeout");
 
   c.sink.brokers = v.get<std::string>("sink.brokers");
   c.sink.topic_template = v.get<std::string>("sink.topic_template");
@@ -182,12 +261,19 @@ relay_config from_values(values v) {
                                                                           : delivery_mode::at_least_once;
   c.sink.checkpoint_topic = v.get<std::string>("sink.checkpoint_topic");
   c.sink.properties = v.get<std::map<std::string, std::string>>("sink.properties");
+  c.sink.allow_unsafe_properties = v.get<bool>("sink.allow_unsafe_properties");
+  c.sink.allowed_topics = v.get<std::vector<std::string>>("sink.allowed_topics");
+  c.sink.on_invalid_record = v.get<std::string>("sink.on_invalid_record") == "dead_letter"
+                                 ? invalid_record_policy::dead_letter
+                                 : invalid_record_policy::halt;
+  c.sink.dead_letter_topic = v.get<std::string>("sink.dead_letter_topic");
 
   c.relay.max_inflight_messages = v.get<std::int64_t>("relay.max_inflight_messages");
   c.relay.max_inflight_bytes = v.get<std::uint64_t>("relay.max_inflight_bytes");
   c.relay.status_interval = v.get<std::chrono::milliseconds>("relay.status_interval");
   c.relay.shutdown_timeout = v.get<std::chrono::milliseconds>("relay.shutdown_timeout");
   c.relay.stall_timeout = v.get<std::chrono::milliseconds>("relay.stall_timeout");
+  c.relay.max_delete_backlog = v.get<std::int64_t>("relay.max_delete_backlog");
 
   c.metrics = detail::read_metrics(v);
   c.log = detail::read_log(v);
@@ -196,6 +282,47 @@ relay_config from_values(values v) {
 }
 
 }  // namespace
+
+std::string unsafe_property(std::string_view key, std::string_view text) {
+  auto number = [&]() -> std::optional<long long> {
+    long long n = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+    return n;
+  };
+  auto is_false = [&] { return text == "false" || text == "False" || text == "FALSE" || text == "0"; };
+  if (key == "enable.idempotence" && is_false()) {
+    return "switches idempotence off, so retries can reorder or duplicate records within a key";
+  }
+  if (key == "acks" || key == "request.required.acks") {
+    if (text != "all" && text != "-1") {
+      return "acks=" + std::string(text) +
+             " lets a leader failure drop records the relay already confirmed to "
+             "PostgreSQL (only `all` is safe)";
+    }
+  }
+  if (key == "message.timeout.ms" || key == "delivery.timeout.ms") {
+    if (const auto n = number(); !n || *n != 0) {
+      return std::string(key) + "=" + std::string(text) +
+             " gives up on records during a broker outage; the relay then stops and republishes (0 waits forever)";
+    }
+  }
+  if (key == "enable.gapless.guarantee" && is_false()) {
+    return "lets a record refused by the broker leave a gap while later records of its key are written";
+  }
+  if (key == "partitioner" && text != "murmur2_random") {
+    return "partitioner=" + std::string(text) +
+           " puts keys on other partitions than the Java client "
+           "(murmur2_random), so producers in other languages would not keep per-key order with the relay";
+  }
+  if (key == "max.in.flight.requests.per.connection" || key == "max.in.flight") {
+    if (const auto n = number(); !n || *n > 5) {
+      return std::string(key) + "=" + std::string(text) + " is more than the 5 in-flight requests idempotence allows";
+    }
+  }
+  if (key == "transactional.id") return "the relay chooses its own transactional.id (sink.delivery: exactly_once)";
+  return {};
+}
 
 std::string_view to_string(delivery_mode d) noexcept {
   return d == delivery_mode::exactly_once ? "exactly_once" : "at_least_once";

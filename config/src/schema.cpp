@@ -49,7 +49,58 @@ const value* values::lookup(std::string_view path) const noexcept {
   return nullptr;
 }
 
-void values::set(std::string path, value v) { m_entries.emplace_back(std::move(path), std::move(v)); }
+void values::set(std::string path, value v, secrecy s) {
+  m_entries.emplace_back(std::move(path), std::move(v));
+  m_secrecy.push_back(std::move(s));
+}
+
+namespace {
+
+/// Glob match with `*` only, case-insensitive (librdkafka property names are lower case anyway).
+bool glob_match(std::string_view pattern, std::string_view text) noexcept {
+  std::size_t p = 0;
+  std::size_t t = 0;
+  std::size_t star = std::string_view::npos;
+  std::size_t resume = 0;
+  auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+  while (t < text.size()) {
+    if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      resume = t;
+    } else if (p < pattern.size() && lower(pattern[p]) == lower(text[t])) {
+      ++p;
+      ++t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+}  // namespace
+
+bool secrecy::hides_entry(std::string_view name) const noexcept {
+  if (how == kind::whole) return true;
+  if (how != kind::entries) return false;
+  for (const auto& pat : patterns) {
+    if (glob_match(pat, name)) return true;
+  }
+  return false;
+}
+
+key_spec key_spec::secret() && {
+  secret_as = secrecy{secrecy::kind::whole, {}};
+  return std::move(*this);
+}
+
+key_spec key_spec::secret_entries(std::vector<std::string> patterns) && {
+  secret_as = secrecy{secrecy::kind::entries, std::move(patterns)};
+  return std::move(*this);
+}
 
 key_spec key_spec::defaults(std::string text) && {
   default_text = std::move(text);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <regex>
 
 namespace outbox::config::detail {
 namespace {
@@ -102,6 +103,23 @@ validator topic_list() {
     if (topics.empty()) return "is empty; list at least one topic";
     for (const auto& t : topics) {
       if (!t.empty() && t.front() == '^') continue;
+      if (auto e = check_topic(t); !e.empty()) return "topic `" + t + "` " + e;
+    }
+    return {};
+  };
+}
+
+validator topic_patterns() {
+  return [](const value& v) -> std::string {
+    for (const auto& t : std::get<std::vector<std::string>>(v)) {
+      if (!t.empty() && t.front() == '^') {
+        try {
+          std::regex re(t, std::regex::ECMAScript);
+        } catch (const std::regex_error& e) {
+          return "pattern `" + t + "` is not a valid regular expression (" + e.what() + ")";
+        }
+        continue;
+      }
       if (auto e = check_topic(t); !e.empty()) return "topic `" + t + "` " + e;
     }
     return {};

@@ -18,6 +18,8 @@ validator table_name();
 validator topic_template(std::vector<std::string> allowed);
 /// A list of topics (or `^regex` subscriptions), none empty.
 validator topic_list();
+/// Like topic_list, but an empty list is allowed and every `^regex` must compile.
+validator topic_patterns();
 /// `host:port`, with IPv6 hosts in brackets.
 validator listen_address();
 /// A non-empty string.

@@ -66,6 +66,11 @@ consumer_metrics::consumer_metrics(metrics::registry* reg)
                     .get()) {
   m_up.set(1);
   m_halted.set(0);
+  // Every dependency has its series from the start, so that a dashboard or alert reads 0, not "no data".
+  for (const char* d : {"dedupe", "inbox", "claim", "kafka"}) {
+    m_dependency_waiting.with({d}).set(0);
+    static_cast<void>(m_dependency_errors.with({d}));
+  }
 }
 
 consumer_metrics::~consumer_metrics() { m_up.set(0); }
@@ -78,6 +83,7 @@ consumer_metrics::per_topic& consumer_metrics::of(const std::string& topic) {
   for (std::size_t i = 0; i < names.size(); ++i) t.outcomes[i] = &m_messages.with({topic, names[i]});
   t.in_process = &m_retries.with({topic, "in_process"});
   t.held = &m_held.with({topic});
+  static_cast<void>(m_released.with({topic}));  // 0 until a key is released, rather than no series
   t.handler = &m_handler.with({topic});
   return m_topics.emplace(topic, t).first->second;
 }

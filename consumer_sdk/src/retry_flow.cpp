@@ -412,7 +412,7 @@ void retry_flow::settle(const std::string& topic, bool replayed, attempt_kind ki
   }
 }
 
-void retry_flow::halt(pending_record& p, std::string why) {
+void retry_flow::halt(pending_record& p, const std::string& why) {
   if (!m_halted) {
     m_halted = true;
     m_halt_reason = why;

@@ -125,7 +125,7 @@ class retry_flow {
   void produce_to_tier(pending_record& p);
   void produce_dead_letter(pending_record& p);
   void settle(const std::string& topic, bool replayed, attempt_kind kind);
-  void halt(pending_record& p, std::string why);
+  void halt(pending_record& p, const std::string& why);
   void wait_for_dependency(pending_record& p, const std::string& dependency, const std::string& why);
   void dependency_answered(pending_record& p);
   [[nodiscard]] dedupe::held_record me(const pending_record& p) const;

@@ -40,7 +40,7 @@ class side_producer final : public copy_sink {
  public:
   /// Uses `properties` except the consumer-only ones (security settings reach it this way).
   side_producer(const std::string& brokers, const std::vector<std::pair<std::string, std::string>>& properties);
-  ~side_producer();
+  ~side_producer() override;
   side_producer(const side_producer&) = delete;
   side_producer& operator=(const side_producer&) = delete;
 

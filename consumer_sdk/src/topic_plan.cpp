@@ -33,7 +33,7 @@ struct topic_plan::pattern {
 };
 
 topic_plan::topic_plan(std::string group, const std::vector<std::string>& topics,
-                       std::vector<std::chrono::milliseconds> tiers, std::string dlq_template)
+                       const std::vector<std::chrono::milliseconds>& tiers, std::string dlq_template)
     : m_group(std::move(group)), m_dlq_template(std::move(dlq_template)) {
   for (const auto d : tiers) {
     if (std::find(m_delays.begin(), m_delays.end(), d) == m_delays.end()) m_delays.push_back(d);

@@ -33,8 +33,8 @@ class topic_plan {
  public:
   /// Throws outbox_error("config") when a pattern does not compile, or a named topic is one this group derives
   /// (its own tier, replay or dead-letter topic).
-  topic_plan(std::string group, const std::vector<std::string>& topics, std::vector<std::chrono::milliseconds> tiers,
-             std::string dlq_template);
+  topic_plan(std::string group, const std::vector<std::string>& topics,
+             const std::vector<std::chrono::milliseconds>& tiers, std::string dlq_template);
   ~topic_plan();
   topic_plan(const topic_plan&) = delete;
   topic_plan& operator=(const topic_plan&) = delete;

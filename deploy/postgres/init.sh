@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs once on an empty data directory, from /docker-entrypoint-initdb.d of the postgres image
 # (deploy/compose.yaml; in Kubernetes from the outbox-postgres-init ConfigMap, which holds this file).
-#   - database `app` with the outbox table of SPEC §2, the publication, and the role outbox-relay
-#     logs in as (LOGIN REPLICATION, SELECT on the table: all deploy/config/relay.yaml needs);
+#   - database `app` with the outbox table of SPEC §2, the publication, the relay's state table, and the
+#     role outbox-relay logs in as (LOGIN REPLICATION, SELECT on the outbox, the state table's rows: all
+#     deploy/config/relay.yaml needs);
 #   - when LEDGER_PG_PASSWORD is set: database `ledger` owned by role `ledger`, with the accounts
 #     table of examples/payment-ledger/schema.sql (mounted at /opt/outbox/ledger-schema.sql).
 set -euo pipefail
@@ -25,7 +26,13 @@ CREATE TABLE public.outbox (
 GRANT USAGE ON SCHEMA public TO outbox_relay;
 GRANT SELECT ON public.outbox TO outbox_relay;
 -- Created here by the table's owner: the relay would need to own the table to create it.
-CREATE PUBLICATION outbox_pub FOR TABLE public.outbox WITH (publish = 'insert');
+CREATE PUBLICATION outbox_pub FOR TABLE public.outbox WITH (publish = 'insert', publish_via_partition_root = true);
+-- Which slot the relay publishes from, so that a lost slot is never silently recreated (source.state_table).
+CREATE TABLE public.outbox_relay_state (
+  slot_name text PRIMARY KEY, system_identifier text NOT NULL, timeline integer NOT NULL, database text NOT NULL,
+  slot_created_lsn pg_lsn, backfill text NOT NULL, backfill_snapshot text, backfill_tables text NOT NULL DEFAULT '',
+  relay_version text, updated_at timestamptz NOT NULL DEFAULT now());
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.outbox_relay_state TO outbox_relay;
 SQL
 
 if [ -n "${LEDGER_PG_PASSWORD:-}" ] && [ -f /opt/outbox/ledger-schema.sql ]; then

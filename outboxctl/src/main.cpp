@@ -15,8 +15,10 @@ constexpr const char* k_usage =
     "       outboxctl dlq replay --brokers B --topic T.dlq [list's filters] [--to TOPIC] [--rate N/s]\n"
     "                            [--limit N] [--dedupe-retention D] [--force] [--all-copies] [--dry-run]\n"
     "       every dlq command: [--property KEY=VALUE]... [--kafka-config FILE]  (librdkafka settings)\n"
+    "       outboxctl verify --dsn DSN --brokers B [--table SCHEMA.TABLE] [--since TIME] [--grace D] [--json]\n"
+    "       outboxctl verify --config relay.yaml [--since TIME] [--grace D] [--json]\n"
     "       outboxctl --version | --help\n"
-    "exit codes: 0 ok, 1 runtime failure, 2 bad usage\n";
+    "exit codes: 0 ok, 1 runtime failure, 2 bad usage, 3 verify found rows missing from Kafka\n";
 
 }  // namespace
 
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
     return outbox::ctl::slot_status({args.begin() + 2, args.end()});
   }
   if (args[0] == "dlq") return outbox::ctl::dlq({args.begin() + 1, args.end()});
+  if (args[0] == "verify") return outbox::ctl::verify_command({args.begin() + 1, args.end()});
   std::cerr << "outboxctl: unknown command '" << args[0] << (args.size() > 1 ? " " + args[1] : "") << "'\n" << k_usage;
   return outbox::ctl::k_exit_usage;
 }

@@ -78,9 +78,9 @@ class reader {
   std::size_t m_pos = 0;
 };
 
-std::vector<tuple_value> read_tuple(reader& r) {
+void read_tuple(reader& r, std::vector<tuple_value>& values) {
   const std::uint16_t count = r.u16();
-  std::vector<tuple_value> values;
+  values.clear();
   values.reserve(count);
   for (std::uint16_t i = 0; i < count; ++i) {
     const char kind = r.byte();
@@ -96,14 +96,13 @@ std::vector<tuple_value> read_tuple(reader& r) {
         const std::int32_t len = r.i32();
         if (len < 0) r.fail("column " + std::to_string(i) + " has negative length " + std::to_string(len));
         const auto data = r.bytes(static_cast<std::size_t>(len));
-        values.push_back({kind == 't' ? tuple_value::kind::text : tuple_value::kind::binary, std::string(data)});
+        values.push_back({kind == 't' ? tuple_value::kind::text : tuple_value::kind::binary, data});
         break;
       }
       default:
         r.fail("column " + std::to_string(i) + " has unknown kind " + describe_tag(kind));
     }
   }
-  return values;
 }
 
 std::shared_ptr<const relation> read_relation(reader& r) {
@@ -127,23 +126,23 @@ std::shared_ptr<const relation> read_relation(reader& r) {
   return rel;
 }
 
-ignored_msg skip_update(reader& r) {
+ignored_msg skip_update(reader& r, std::vector<tuple_value>& scratch) {
   r.u32();
   char kind = r.byte();
   if (kind == 'K' || kind == 'O') {
-    read_tuple(r);
+    read_tuple(r, scratch);
     kind = r.byte();
   }
   if (kind != 'N') r.fail("expected new tuple 'N', got " + describe_tag(kind));
-  read_tuple(r);
+  read_tuple(r, scratch);
   return ignored_msg{'U'};
 }
 
-ignored_msg skip_delete(reader& r) {
+ignored_msg skip_delete(reader& r, std::vector<tuple_value>& scratch) {
   r.u32();
   const char kind = r.byte();
   if (kind != 'K' && kind != 'O') r.fail("expected old tuple 'K' or 'O', got " + describe_tag(kind));
-  read_tuple(r);
+  read_tuple(r, scratch);
   return ignored_msg{'D'};
 }
 
@@ -190,13 +189,13 @@ pg_event pgoutput_decoder::decode(std::string_view payload, lsn_t wal_start) {
       if (rel == nullptr) r.fail("Insert into relation OID " + std::to_string(oid) + " before its Relation message");
       const char kind = r.byte();
       if (kind != 'N') r.fail("expected new tuple 'N', got " + describe_tag(kind));
-      auto values = read_tuple(r);
+      read_tuple(r, m_values);
       r.finish();
-      if (values.size() != rel->columns.size()) {
-        r.fail("Insert into " + rel->schema + "." + rel->name + " has " + std::to_string(values.size()) +
+      if (m_values.size() != rel->columns.size()) {
+        r.fail("Insert into " + rel->schema + "." + rel->name + " has " + std::to_string(m_values.size()) +
                " columns, its Relation message " + std::to_string(rel->columns.size()));
       }
-      return insert_msg{std::move(rel), std::move(values)};
+      return insert_msg{std::move(rel), std::span<const tuple_value>(m_values)};
     }
     case 'M': {
       logical_message m;
@@ -222,12 +221,12 @@ pg_event pgoutput_decoder::decode(std::string_view payload, lsn_t wal_start) {
       return ignored_msg{tag};
     }
     case 'U': {
-      auto m = skip_update(r);
+      auto m = skip_update(r, m_values);
       r.finish();
       return m;
     }
     case 'D': {
-      auto m = skip_delete(r);
+      auto m = skip_delete(r, m_values);
       r.finish();
       return m;
     }

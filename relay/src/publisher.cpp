@@ -6,29 +6,21 @@
 #include "outbox/kafka/produce.hpp"
 
 #include <fcntl.h>
-#include <librdkafka/rdkafka.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <memory>
+#include <algorithm>
+#include <cstdint>
 
 namespace outbox::relay {
 
-/// Travels with each record through librdkafka and comes back in its delivery report.
-struct publisher::tag {
-  std::uint64_t event_id;
-  std::size_t bytes;
-  std::uint32_t route;
-  std::int64_t commit_time_ms;
-};
-
-publisher::publisher(const std::string& brokers, const std::vector<std::pair<std::string, std::string>>& properties,
-                     std::size_t max_inflight_messages, delivery_handler on_delivery, state_handler on_state)
-    : m_on_delivery(std::move(on_delivery)), m_on_state(std::move(on_state)) {
+publisher::publisher(const config::sink_config& sink, std::size_t max_inflight_messages, delivery_handler on_delivery,
+                     error_handler on_error)
+    : m_on_delivery(std::move(on_delivery)), m_on_error(std::move(on_error)) {
   kafka::conf_builder b;
-  // Safety defaults first; sink.properties are applied after them, unchanged.
-  b.set("bootstrap.servers", brokers, "sink.brokers: ");
+  // The safety settings first; sink.properties after them (config refuses the unsafe ones unless allowed).
+  b.set("bootstrap.servers", sink.brokers, "sink.brokers: ");
   b.set("enable.idempotence", "true");
+  b.set("enable.gapless.guarantee", "true");
   b.set("acks", "all");
   b.set("partitioner", "murmur2_random");
   // Never give up on a record while brokers are merely unreachable: waited out, not dropped.
@@ -38,14 +30,13 @@ publisher::publisher(const std::string& brokers, const std::vector<std::pair<std
   b.set("queue.buffering.max.messages", std::to_string(std::max<std::size_t>(max_inflight_messages + 1024, 100000)));
   b.set("queue.buffering.max.kbytes", "2097151");
   b.set("client.id", "outbox-relay");
-  b.set_all(properties, "sink.properties.");
+  std::vector<std::pair<std::string, std::string>> props(sink.properties.begin(), sink.properties.end());
+  b.set_all(props, "sink.properties.");
   b.log_lines();
   rd_kafka_conf_t* conf = b.get();
   rd_kafka_conf_set_opaque(conf, this);
-  rd_kafka_conf_set_dr_msg_cb(
-      conf, [](rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque) { on_delivery_report(rk, m, opaque); });
-  rd_kafka_conf_set_error_cb(
-      conf, [](rd_kafka_t* rk, int e, const char* reason, void* opaque) { on_error(rk, e, reason, opaque); });
+  rd_kafka_conf_set_dr_msg_cb(conf, on_delivery_report);
+  rd_kafka_conf_set_error_cb(conf, on_error_cb);
 
   if (::pipe2(m_wakeup, O_NONBLOCK | O_CLOEXEC) != 0) throw outbox_error("kafka", "cannot create the wakeup pipe");
   try {
@@ -63,38 +54,74 @@ publisher::publisher(const std::string& brokers, const std::vector<std::pair<std
 
 publisher::~publisher() {
   if (m_producer != nullptr) {
+    detach();
     rd_kafka_queue_t* main_queue = rd_kafka_queue_get_main(m_producer);
     rd_kafka_queue_io_event_enable(main_queue, -1, nullptr, 0);
     rd_kafka_queue_destroy(main_queue);
     // Records still queued are abandoned on purpose: their LSNs were never confirmed.
-    rd_kafka_purge(m_producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    purge();
     rd_kafka_poll(m_producer, 0);
+    for (auto& [name, t] : m_topics) rd_kafka_topic_destroy(t);
     rd_kafka_destroy(m_producer);
   }
   if (m_wakeup[0] >= 0) ::close(m_wakeup[0]);
   if (m_wakeup[1] >= 0) ::close(m_wakeup[1]);
 }
 
-void publisher::produce(const kafka_record& record, std::uint64_t event_id, std::uint32_t route,
-                        std::int64_t commit_time_ms) {
-  kafka::headers_ptr headers = kafka::make_headers(record.headers);
-  auto t = std::make_unique<tag>(tag{event_id, record.byte_size(), route, commit_time_ms});
+void publisher::detach() noexcept { m_detached = true; }
+
+void publisher::purge() noexcept {
+  if (m_producer != nullptr) rd_kafka_purge(m_producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+}
+
+rd_kafka_topic_t* publisher::topic_handle(std::string_view topic) {
+  if (const auto it = m_topics.find(topic); it != m_topics.end()) return it->second;
+  const std::string name(topic);
+  rd_kafka_topic_t* t = rd_kafka_topic_new(m_producer, name.c_str(), nullptr);
+  if (t == nullptr) return nullptr;
+  m_topics.emplace(name, t);
+  return t;
+}
+
+produce_result publisher::produce(const record_view& record, std::uint64_t event_id, std::uint32_t source,
+                                  std::int64_t commit_time_ms, std::string* why, rd_kafka_resp_err_t* code) {
+  rd_kafka_topic_t* topic = topic_handle(record.topic);
+  if (topic == nullptr) {
+    if (why != nullptr) *why = std::string("librdkafka cannot use topic ") + std::string(record.topic);
+    return produce_result::refused;
+  }
+  kafka::headers_ptr headers(rd_kafka_headers_new(record.headers.size()));
+  for (const auto& h : record.headers) kafka::add_header(headers.get(), h.name, h.value);
+  const std::uint64_t seq = m_next_seq;
+  const auto bytes = static_cast<std::uint32_t>(std::min<std::size_t>(record.byte_size(), UINT32_MAX));
   kafka::outgoing out;
-  out.topic = record.topic;
+  out.topic_handle = topic;
   out.key = record.key;
-  if (record.value) out.value = *record.value;
+  out.value = record.value;
   out.headers = headers.get();
-  out.opaque = t.get();
+  out.opaque = reinterpret_cast<void*>(static_cast<std::uintptr_t>(seq + 1));
   if (const kafka::error_ptr e = kafka::produce(m_producer, out)) {
-    throw outbox_error("kafka.produce",
-                       "librdkafka refused the record for topic " + record.topic + " key " + record.key + ": " +
-                           rd_kafka_error_string(e.get()),
-                       kafka::classify(rd_kafka_error_code(e.get())));
+    const auto err = rd_kafka_error_code(e.get());
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return produce_result::queue_full;
+    if (code != nullptr) *code = err;
+    if (why != nullptr) {
+      *why = "librdkafka refused the record for topic " + std::string(record.topic) + " (key \"" +
+             std::string(record.key.substr(0, 100)) + "\", " + std::to_string(record.byte_size()) +
+             " bytes): " + rd_kafka_error_string(e.get());
+      if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+        *why +=
+            " (more than the producer's message.max.bytes; raise sink.properties.message.max.bytes together with "
+            "the topic's max.message.bytes, or keep events smaller)";
+      }
+    }
+    return produce_result::refused;
   }
   static_cast<void>(headers.release());  // taken over by librdkafka
+  m_ring.push_back({event_id, commit_time_ms, bytes, source, false});
+  ++m_next_seq;
   ++m_inflight_messages;
-  m_inflight_bytes += t->bytes;
-  static_cast<void>(t.release());  // owned by librdkafka until the delivery report
+  m_inflight_bytes += bytes;
+  return produce_result::queued;
 }
 
 void publisher::poll() {
@@ -127,55 +154,40 @@ std::vector<std::string> publisher::describe_cluster(std::chrono::milliseconds t
   return out;
 }
 
-void publisher::on_delivery_report(rd_kafka_s* /*rk*/, const void* message, void* opaque) {
-  auto* self = static_cast<publisher*>(opaque);
-  const auto* m = static_cast<const rd_kafka_message_t*>(message);
-  std::unique_ptr<tag> t(static_cast<tag*>(m->_private));
-  --self->m_inflight_messages;
-  self->m_inflight_bytes -= t->bytes;
-  delivery d{t->event_id,
-             t->bytes,
-             t->route,
-             t->commit_time_ms,
-             rd_kafka_topic_name(m->rkt),
-             m->err == RD_KAFKA_RESP_ERR_NO_ERROR,
-             {}};
-  if (!d.ok) {
-    const std::string key = m->key != nullptr ? std::string(static_cast<const char*>(m->key), m->key_len) : "";
-    d.failure = error{"kafka.delivery",
-                      "Kafka rejected the record for topic " + std::string(rd_kafka_topic_name(m->rkt)) + " key " +
-                          key + ": " + rd_kafka_err2str(m->err),
-                      kafka::classify(m->err)};
-  } else if (self->m_brokers_down) {
-    self->m_brokers_down = false;
-    self->m_on_state(true, "delivery succeeded");
-  }
-  self->m_on_delivery(d);
+std::optional<std::string> publisher::fatal_error() const {
+  char buf[512];
+  const auto code = rd_kafka_fatal_error(m_producer, buf, sizeof buf);
+  if (code == RD_KAFKA_RESP_ERR_NO_ERROR) return std::nullopt;
+  return std::string(rd_kafka_err2str(code)) + ": " + buf;
 }
 
-void publisher::on_error(rd_kafka_s* rk, int err, const char* reason, void* opaque) {
+void publisher::on_delivery_report(rd_kafka_t* /*rk*/, const rd_kafka_message_t* m, void* opaque) {
   auto* self = static_cast<publisher*>(opaque);
-  if (err == RD_KAFKA_RESP_ERR__FATAL) {
-    char buf[512];
-    const auto code = rd_kafka_fatal_error(rk, buf, sizeof buf);
-    self->m_on_delivery(
-        delivery{0,
-                 0,
-                 0,
-                 0,
-                 {},
-                 false,
-                 error{"kafka.fatal", std::string("the Kafka producer failed: ") + rd_kafka_err2str(code) + ": " + buf,
-                       retry_class::fatal}});
-    return;
+  const auto seq = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(m->_private)) - 1;
+  if (seq < self->m_ring_base || seq - self->m_ring_base >= self->m_ring.size()) return;
+  inflight_entry& e = self->m_ring[seq - self->m_ring_base];
+  if (e.done) return;
+  e.done = true;
+  --self->m_inflight_messages;
+  self->m_inflight_bytes -= e.bytes;
+  const delivery d{
+      e.event_id,
+      e.bytes,
+      e.source,
+      e.commit_time_ms,
+      rd_kafka_topic_name(m->rkt),
+      m->key != nullptr ? std::string_view(static_cast<const char*>(m->key), m->key_len) : std::string_view(),
+      m->err};
+  while (!self->m_ring.empty() && self->m_ring.front().done) {
+    self->m_ring.pop_front();
+    ++self->m_ring_base;
   }
-  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && !self->m_brokers_down) {
-    self->m_brokers_down = true;
-    self->m_on_state(false, reason);
-  } else {
-    log::debug("kafka", "librdkafka error",
-               {{"error", rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(err))}, {"reason", reason}});
-  }
+  if (!self->m_detached) self->m_on_delivery(d);
+}
+
+void publisher::on_error_cb(rd_kafka_t* /*rk*/, int err, const char* reason, void* opaque) {
+  auto* self = static_cast<publisher*>(opaque);
+  if (!self->m_detached && self->m_on_error) self->m_on_error(static_cast<rd_kafka_resp_err_t>(err), reason);
 }
 
 }  // namespace outbox::relay

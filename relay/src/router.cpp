@@ -1,8 +1,10 @@
 #include "outbox/relay/router.hpp"
 
 #include "outbox/base/error.hpp"
+#include "outbox/base/text.hpp"
+#include "outbox/relay/pg_types.hpp"
 
-#include <nlohmann/json.hpp>
+#include "json_scan.hpp"
 
 #include <algorithm>
 #include <string>
@@ -13,92 +15,22 @@ namespace outbox::relay {
 
 namespace {
 
-using ordered_json = nlohmann::ordered_json;
-
-constexpr std::uint32_t oid_bytea = 17;
-constexpr std::uint32_t oid_name = 19;
-constexpr std::uint32_t oid_text = 25;
-constexpr std::uint32_t oid_json = 114;
-constexpr std::uint32_t oid_bpchar = 1042;
-constexpr std::uint32_t oid_varchar = 1043;
-constexpr std::uint32_t oid_uuid = 2950;
-constexpr std::uint32_t oid_jsonb = 3802;
-
-constexpr std::size_t max_topic_length = 249;
-constexpr std::size_t max_quoted = 200;
-
-std::string type_name(std::uint32_t oid) {
-  switch (oid) {
-    case 16:
-      return "boolean";
-    case oid_bytea:
-      return "bytea";
-    case 18:
-      return "\"char\"";
-    case oid_name:
-      return "name";
-    case 20:
-      return "bigint";
-    case 21:
-      return "smallint";
-    case 23:
-      return "integer";
-    case oid_text:
-      return "text";
-    case 26:
-      return "oid";
-    case oid_json:
-      return "json";
-    case 142:
-      return "xml";
-    case 700:
-      return "real";
-    case 701:
-      return "double precision";
-    case oid_bpchar:
-      return "character";
-    case oid_varchar:
-      return "character varying";
-    case 1082:
-      return "date";
-    case 1083:
-      return "time";
-    case 1114:
-      return "timestamp";
-    case 1184:
-      return "timestamptz";
-    case 1186:
-      return "interval";
-    case 1700:
-      return "numeric";
-    case oid_uuid:
-      return "uuid";
-    case oid_jsonb:
-      return "jsonb";
-    default:
-      return "type oid " + std::to_string(oid);
-  }
-}
+constexpr std::size_t k_max_quoted = 200;
+constexpr std::array<std::string_view, 6> k_field_names = {"id",         "aggregate_type", "aggregate_id",
+                                                           "event_type", "payload",        "headers"};
 
 /// A value quoted for an error message, cut so one huge value cannot flood the log.
 std::string in_quotes(std::string_view s) {
   std::string out = "\"";
-  if (s.size() > max_quoted) {
-    out.append(s.substr(0, max_quoted)).append("…");
+  if (s.size() > k_max_quoted) {
+    std::size_t n = k_max_quoted;
+    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0U) == 0x80U) --n;
+    out.append(s.substr(0, n)).append("…");
   } else {
     out.append(s);
   }
   out += '"';
   return out;
-}
-
-bool legal_topic_char(char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-}
-
-bool legal_topic(std::string_view t) noexcept {
-  if (t.empty() || t.size() > max_topic_length || t == "." || t == "..") return false;
-  return std::all_of(t.begin(), t.end(), legal_topic_char);
 }
 
 bool reserved_header(std::string_view name) noexcept {
@@ -112,12 +44,12 @@ int hex_value(char c) noexcept {
   return -1;
 }
 
-/// Decodes bytea's hex output (`\x0aff…`); on failure says why in `why`.
+/// Decodes bytea's hex output (`\x0aff…`) into `out`; on failure says why.
 bool decode_bytea_hex(std::string_view text, std::string& out, std::string& why) {
   if (!text.starts_with("\\x")) {
     why =
-        "is not in bytea hex form (\\x…); the walsender uses bytea_output = 'escape'. Set it back to 'hex' "
-        "(ALTER ROLE <replication role> SET bytea_output = 'hex') and restart the relay";
+        "is not in bytea hex form (\\x…); the walsender uses bytea_output = 'escape'. The relay asks for 'hex' on its "
+        "connections; check that nothing overrides it for the replication role";
     return false;
   }
   const std::string_view hex = text.substr(2);
@@ -138,117 +70,7 @@ bool decode_bytea_hex(std::string_view text, std::string& out, std::string& why)
   return true;
 }
 
-}  // namespace
-
-/// One event, from a row or an envelope, with what error messages need to say where it came from.
-struct router::event_fields {
-  bool from_message = false;
-  std::string_view schema;  ///< row: the relation's schema
-  std::string_view source;  ///< row: the relation's name; message: the prefix
-  lsn_t message_lsn = 0;
-  const tx_context* tx = nullptr;
-  std::string_view id;
-  std::string_view aggregate_type;
-  std::string_view aggregate_id;
-  std::string_view event_type;
-  std::optional<std::string> payload;
-  const ordered_json* headers = nullptr;  ///< an object, or nullptr for none
-  std::string_view headers_column;        ///< row: the mapped column's name, for errors
-
-  /// "outbox table public.outbox (commit LSN …, xid …), row id "…"" for error messages.
-  [[nodiscard]] std::string where() const {
-    std::string out;
-    if (from_message) {
-      out = "logical message with prefix " + in_quotes(source) + " at LSN " + format_lsn(message_lsn) +
-            " (commit LSN " + format_lsn(tx->commit_lsn) + ", xid " + std::to_string(tx->xid) + ")";
-    } else {
-      out = "outbox table " + std::string(schema) + "." + std::string(source) + " (commit LSN " +
-            format_lsn(tx->commit_lsn) + ", xid " + std::to_string(tx->xid) + ")";
-    }
-    if (!id.empty()) out += ", event id " + in_quotes(id);
-    return out;
-  }
-};
-
-namespace {
-
-constexpr std::array<std::string_view, 6> field_names = {"id",         "aggregate_type", "aggregate_id",
-                                                         "event_type", "payload",        "headers"};
-
-}  // namespace
-
-std::size_t kafka_record::byte_size() const noexcept {
-  std::size_t n = key.size() + (value ? value->size() : 0);
-  for (const auto& [name, v] : headers) n += name.size() + v.size();
-  return n;
-}
-
-router::router(std::string topic_template, std::vector<table_route> tables, std::optional<std::string> message_prefix)
-    : m_topic_template(std::move(topic_template)),
-      m_tables(std::move(tables)),
-      m_message_prefix(std::move(message_prefix)) {
-  auto bad_template = [&](const std::string& why) {
-    return outbox_error("config", "sink.topic_template " + in_quotes(m_topic_template) + " " + why +
-                                      "; use literal characters a-z A-Z 0-9 . _ - and the placeholders "
-                                      "{aggregate_type}, {event_type}, {schema}, {table}");
-  };
-  if (m_topic_template.empty()) throw bad_template("is empty");
-  std::size_t literal_length = 0;
-  for (std::size_t i = 0; i < m_topic_template.size();) {
-    const char c = m_topic_template[i];
-    if (c == '{') {
-      const std::size_t close = m_topic_template.find('}', i);
-      if (close == std::string::npos) throw bad_template("has a '{' without a closing '}'");
-      const std::string_view name = std::string_view(m_topic_template).substr(i + 1, close - i - 1);
-      placeholder p{};
-      if (name == "aggregate_type") {
-        p = placeholder::aggregate_type;
-      } else if (name == "event_type") {
-        p = placeholder::event_type;
-      } else if (name == "schema") {
-        p = placeholder::schema;
-      } else if (name == "table") {
-        p = placeholder::table;
-      } else {
-        throw bad_template("has an unknown placeholder {" + std::string(name) + "}");
-      }
-      m_template_parts.push_back({p, {}});
-      i = close + 1;
-      continue;
-    }
-    if (!legal_topic_char(c)) {
-      throw bad_template("has the character '" + std::string(1, c) + "', which a Kafka topic name cannot contain");
-    }
-    if (m_template_parts.empty() || m_template_parts.back().kind != placeholder::literal) {
-      m_template_parts.push_back({placeholder::literal, {}});
-    }
-    m_template_parts.back().text += c;
-    ++literal_length;
-    ++i;
-  }
-  if (literal_length > max_topic_length) throw bad_template("is longer than a Kafka topic name may be (249)");
-
-  for (std::size_t i = 0; i < m_tables.size(); ++i) {
-    if (m_tables[i].schema.empty()) m_tables[i].schema = "public";
-    for (std::size_t j = 0; j < i; ++j) {
-      if (m_tables[j].schema == m_tables[i].schema && m_tables[j].table == m_tables[i].table) {
-        throw outbox_error(
-            "config", "source.tables lists " + m_tables[i].schema + "." + m_tables[i].table + " twice; keep one entry");
-      }
-    }
-  }
-}
-
-const table_route* router::find_route(const relation& rel) const {
-  for (const auto& t : m_tables) {
-    if (t.table == rel.name && t.schema == rel.schema) return &t;
-  }
-  return nullptr;
-}
-
-namespace {
-
-const std::string& mapped_name(const column_map& m, std::size_t f) {
+const std::string& mapped_name(const config::column_map& m, std::size_t f) {
   switch (f) {
     case 0:
       return m.id;
@@ -265,303 +87,459 @@ const std::string& mapped_name(const column_map& m, std::size_t f) {
   }
 }
 
-bool key_like(std::uint32_t oid) noexcept {
-  return oid == oid_text || oid == oid_varchar || oid == oid_bpchar || oid == oid_name || oid == oid_uuid;
-}
-
-/// Whether field `f` (index into field_names) may have a column of type `oid`.
-bool accepts(std::size_t f, std::uint32_t oid) noexcept {
-  if (f < 4) return key_like(oid);
-  if (f == 4) return oid == oid_jsonb || oid == oid_json || oid == oid_text || oid == oid_varchar || oid == oid_bytea;
-  return oid == oid_jsonb || oid == oid_json || oid == oid_text;
-}
-
-std::string_view accepted_types(std::size_t f) noexcept {
-  if (f < 4) return "text, varchar, char, name or uuid";
-  if (f == 4) return "jsonb, json, text, varchar or bytea";
-  return "jsonb, json or text";
-}
-
 }  // namespace
 
-void router::validate(const relation& rel) const {
-  const table_route* route = find_route(rel);
-  if (route == nullptr) return;
-  const std::string table = rel.schema + "." + rel.name;
+std::string pg_types::type_name(std::uint32_t oid) {
+  switch (oid) {
+    case 16:
+      return "boolean";
+    case bytea:
+      return "bytea";
+    case name:
+      return "name";
+    case 20:
+      return "bigint";
+    case 21:
+      return "smallint";
+    case 23:
+      return "integer";
+    case text:
+      return "text";
+    case json:
+      return "json";
+    case 700:
+      return "real";
+    case 701:
+      return "double precision";
+    case bpchar:
+      return "character";
+    case varchar:
+      return "character varying";
+    case 1114:
+      return "timestamp";
+    case 1184:
+      return "timestamptz";
+    case 1700:
+      return "numeric";
+    case uuid:
+      return "uuid";
+    case jsonb:
+      return "jsonb";
+    default:
+      return "type oid " + std::to_string(oid);
+  }
+}
+
+std::size_t record_view::byte_size() const noexcept {
+  std::size_t n = key.size() + (value ? value->size() : 0);
+  for (const auto& h : headers) n += h.name.size() + h.value.size();
+  return n;
+}
+
+kafka_record kafka_record::of(const record_view& r) {
+  kafka_record k;
+  k.topic = std::string(r.topic);
+  k.key = std::string(r.key);
+  if (r.value) k.value = std::string(*r.value);
+  for (const auto& h : r.headers) k.headers.emplace_back(std::string(h.name), std::string(h.value));
+  return k;
+}
+
+std::size_t kafka_record::byte_size() const noexcept {
+  std::size_t n = key.size() + (value ? value->size() : 0);
+  for (const auto& [name, v] : headers) n += name.size() + v.size();
+  return n;
+}
+
+/// One event, from a row or an envelope, with what error messages need to say where it came from.
+struct router::event_fields {
+  bool from_message = false;
+  std::string_view schema;  ///< row: the relation's schema
+  std::string_view source;  ///< row: the relation's name; message: the prefix
+  lsn_t message_lsn = 0;
+  const tx_context* tx = nullptr;
+  std::string_view id;
+  std::string_view aggregate_type;
+  std::string_view aggregate_id;
+  std::string_view event_type;
+  std::optional<std::string_view> payload;
+  std::vector<json_member> header_members;  ///< the headers object's members
+  std::string_view headers_column;          ///< row: the mapped column's name, for errors
+
+  /// "outbox table public.outbox (commit LSN …, xid …), event id "…"" for error messages.
+  [[nodiscard]] std::string where() const {
+    std::string out;
+    if (from_message) {
+      out = "logical message with prefix " + in_quotes(source) + " at LSN " + format_lsn(message_lsn) +
+            " (commit LSN " + format_lsn(tx->commit_lsn) + ", xid " + std::to_string(tx->xid) + ")";
+    } else {
+      out = "outbox table " + std::string(schema) + "." + std::string(source) + " (commit LSN " +
+            format_lsn(tx->commit_lsn) + ", xid " + std::to_string(tx->xid) + ")";
+    }
+    if (!id.empty() && valid_utf8(id)) out += ", event id " + in_quotes(id);
+    return out;
+  }
+};
+
+router::router(const config::relay_config& c) : m_tables(c.source.tables), m_template(c.sink.topic_template) {
+  if (c.source.logical_messages) {
+    m_message_prefix = c.source.logical_messages->prefix;
+    m_message_outbox_table = "message:" + *m_message_prefix;
+  }
+  for (std::size_t i = 0; i < m_tables.size(); ++i) {
+    if (m_tables[i].schema.empty()) m_tables[i].schema = "public";
+    for (std::size_t j = 0; j < i; ++j) {
+      if (m_tables[j].schema == m_tables[i].schema && m_tables[j].table == m_tables[i].table) {
+        throw outbox_error("config", "source.tables lists " + m_tables[i].qualified_name() + " twice; keep one entry");
+      }
+    }
+  }
+  for (const auto& t : c.sink.allowed_topics) {
+    if (!t.empty() && t.front() == '^') {
+      m_allowed_patterns.emplace_back(t, std::regex::ECMAScript | std::regex::optimize);
+    } else {
+      m_allowed_names.push_back(t);
+    }
+  }
+}
+
+std::optional<std::size_t> router::table_index(std::string_view schema, std::string_view table) const {
+  for (std::size_t i = 0; i < m_tables.size(); ++i) {
+    if (m_tables[i].table == table && m_tables[i].schema == schema) return i;
+  }
+  return std::nullopt;
+}
+
+bool router::topic_allowed(std::string_view topic) {
+  if (m_allowed_names.empty() && m_allowed_patterns.empty()) return true;
+  std::string key(topic);
+  if (const auto it = m_allowed_cache.find(key); it != m_allowed_cache.end()) return it->second;
+  bool ok = std::find(m_allowed_names.begin(), m_allowed_names.end(), topic) != m_allowed_names.end();
+  for (const auto& re : m_allowed_patterns) {
+    if (ok) break;
+    ok = std::regex_match(key, re);
+  }
+  if (m_allowed_cache.size() > 10000) m_allowed_cache.clear();
+  m_allowed_cache.emplace(std::move(key), ok);
+  return ok;
+}
+
+std::optional<std::string> router::on_relation(const relation& rel) {
+  const std::string name = rel.schema + "." + rel.name;
+  auto& r = m_relations[rel.oid];
+  if (r.table != no_column && r.name != name) {
+    const auto& t = m_tables[r.table];
+    return "outbox table " + r.name + " (OID " + std::to_string(rel.oid) + ") is now called " + name +
+           ". The relay stopped before its first row under the new name and confirmed nothing past it. If the "
+           "application now writes to " +
+           name + ", set source.tables[" + t.qualified_name() + "].name to " + name +
+           " and restart. If the table was swapped for a new one (ALTER TABLE ... RENAME, then CREATE TABLE), add the "
+           "new table to the publication (ALTER PUBLICATION ... ADD TABLE " +
+           t.qualified_name() + "), restart with --backfill-table " + t.qualified_name() +
+           " to publish the rows written to it meanwhile";
+  }
+  if (r.table == no_column) {
+    const auto idx = table_index(rel.schema, rel.name);
+    if (!idx) {
+      r.name = name;
+      return std::nullopt;
+    }
+    r.table = *idx;
+    r.name = name;
+  }
+  const auto& route = m_tables[r.table];
+  r.outbox_table = route.qualified_name();
   for (std::size_t f = 0; f < field_count; ++f) {
-    const std::string& name = mapped_name(route->columns, f);
-    const auto col =
-        std::find_if(rel.columns.begin(), rel.columns.end(), [&](const column& c) { return c.name == name; });
-    const std::string key = "source.tables[" + table + "].columns." + std::string(field_names[f]);
-    if (col == rel.columns.end()) {
-      if (f == static_cast<std::size_t>(field::headers)) continue;
-      throw outbox_error("config", "outbox table " + table + " has no column " + in_quotes(name) + " (mapped by " +
-                                       key + "); add the column to the table or map " + key + " to an existing column");
-    }
-    if (!accepts(f, col->type_oid)) {
-      const std::string mapped = name != field_names[f] ? " (" + std::string(field_names[f]) + ")" : std::string();
-      throw outbox_error("config", "outbox table " + table + ": column " + in_quotes(name) + mapped + " has type " +
-                                       type_name(col->type_oid) + ", which the relay cannot publish as " +
-                                       std::string(field_names[f]) + "; change the column to " +
-                                       std::string(accepted_types(f)) + ", or map " + key +
-                                       " to a column of such a type");
-    }
-  }
-}
-
-bool router::still_matches(const resolved_relation& r, const relation& rel) const {
-  if (r.source != &rel || r.column_count != rel.columns.size()) return false;
-  if (r.route_index == no_column) return find_route(rel) == nullptr;
-  const table_route& route = m_tables[r.route_index];
-  if (route.table != rel.name || route.schema != rel.schema) return false;
-  for (std::size_t f = 0; f < field_count; ++f) {
-    if (r.index[f] == no_column) continue;
-    const column& c = rel.columns[r.index[f]];
-    if (c.type_oid != r.type_oid[f] || c.name != mapped_name(route.columns, f)) return false;
-  }
-  return true;
-}
-
-const router::resolved_relation& router::resolve(const relation& rel) const {
-  if (const auto it = m_resolved.find(rel.oid); it != m_resolved.end() && still_matches(it->second, rel)) {
-    return it->second;
-  }
-  resolved_relation r;
-  r.source = &rel;
-  r.column_count = rel.columns.size();
-  if (const table_route* route = find_route(rel); route != nullptr) {
-    validate(rel);
-    r.route_index = static_cast<std::size_t>(route - m_tables.data());
-    for (std::size_t f = 0; f < field_count; ++f) {
-      r.index[f] = no_column;
-      const std::string& name = mapped_name(route->columns, f);
-      for (std::size_t i = 0; i < rel.columns.size(); ++i) {
-        if (rel.columns[i].name == name) {
-          r.index[f] = i;
-          r.type_oid[f] = rel.columns[i].type_oid;
-          break;
-        }
+    const std::string& col = mapped_name(route.columns, f);
+    r.index[f] = no_column;
+    for (std::size_t i = 0; i < rel.columns.size(); ++i) {
+      if (rel.columns[i].name == col) {
+        r.index[f] = i;
+        r.type_oid[f] = rel.columns[i].type_oid;
+        break;
       }
     }
-  }
-  return m_resolved.insert_or_assign(rel.oid, r).first->second;
-}
-
-std::string router::render_topic(std::string_view aggregate_type, std::string_view event_type, std::string_view schema,
-                                 std::string_view table) const {
-  std::string topic;
-  topic.reserve(m_topic_template.size() + aggregate_type.size());
-  for (const auto& part : m_template_parts) {
-    switch (part.kind) {
-      case placeholder::literal:
-        topic += part.text;
-        break;
-      case placeholder::aggregate_type:
-        topic += aggregate_type;
-        break;
-      case placeholder::event_type:
-        topic += event_type;
-        break;
-      case placeholder::schema:
-        topic += schema;
-        break;
-      case placeholder::table:
-        topic += table;
-        break;
+    if (r.index[f] == no_column && f != static_cast<std::size_t>(field::headers)) {
+      const std::string key = "source.tables[" + route.qualified_name() + "].columns." + std::string(k_field_names[f]);
+      return "outbox table " + name + " has no column " + in_quotes(col) + " (mapped by " + key +
+             ") any more: it was renamed or dropped. The relay stopped before the first row without it and confirmed "
+             "nothing past it. Map " +
+             key + " to the column's new name (or add the column back) and restart";
     }
   }
-  return topic;
+  return std::nullopt;
 }
 
-kafka_record router::build(event_fields& ev, std::string_view schema, std::string_view table) const {
-  kafka_record rec;
-  rec.topic = render_topic(ev.aggregate_type, ev.event_type, schema, table);
-  if (!legal_topic(rec.topic)) {
-    throw outbox_error("decode", ev.where() + ": sink.topic_template " + in_quotes(m_topic_template) + " gives topic " +
-                                     in_quotes(rec.topic) +
-                                     ", which is not a legal Kafka topic name (1 to 249 characters of a-z A-Z 0-9 . _ "
-                                     "-, not \".\" or \"..\"); fix the event's aggregate_type/event_type or the "
-                                     "template");
-  }
-  rec.key.assign(ev.aggregate_id);
-  rec.value = std::move(ev.payload);
+std::string_view router::keep(std::string s) {
+  if (m_kept_used == m_kept.size()) m_kept.emplace_back();
+  std::string& slot = m_kept[m_kept_used++];
+  slot = std::move(s);
+  return slot;
+}
 
-  const std::size_t extra = ev.headers != nullptr ? ev.headers->size() : 0;
-  rec.headers.reserve(7 + extra);
-  rec.headers.emplace_back("event_id", ev.id);
-  rec.headers.emplace_back("event_type", ev.event_type);
-  rec.headers.emplace_back("aggregate_type", ev.aggregate_type);
-  if (ev.headers != nullptr) {
-    for (const auto& [name, value] : ev.headers->items()) {
-      if (reserved_header(name)) {
-        const std::string from =
-            ev.from_message ? std::string("the envelope's \"headers\"") : "column " + in_quotes(ev.headers_column);
-        throw outbox_error("decode", ev.where() + ": header " + in_quotes(name) + " in " + from +
-                                         " collides with a header the relay sets (event_id, event_type, "
-                                         "aggregate_type, outbox_*); rename it in the producing application");
-      }
-      if (value.is_string()) {
-        rec.headers.emplace_back(name, value.get_ref<const std::string&>());
-      } else {
-        rec.headers.emplace_back(name, value.dump(-1, ' ', false, ordered_json::error_handler_t::strict));
-      }
+void router::set_tx(const tx_context& tx) {
+  if (m_tx_set && tx.commit_lsn == m_tx.commit_lsn && tx.xid == m_tx.xid && tx.commit_time_ms == m_tx.commit_time_ms)
+    return;
+  m_tx = tx;
+  m_tx_set = true;
+  m_lsn_text = format_lsn(tx.commit_lsn);
+  m_xid_text = std::to_string(tx.xid);
+  m_ts_text = std::to_string(tx.commit_time_ms);
+}
+
+routed router::invalid(std::string reason, std::string column, std::string message) {
+  routed r;
+  r.what = routed::outcome::invalid;
+  r.invalid = invalid_record{std::move(reason), std::move(column), std::move(message)};
+  return r;
+}
+
+routed router::build(event_fields& ev, std::size_t source, std::string_view schema, std::string_view table,
+                     std::string_view outbox_table) {
+  routed r = build_record(ev, source, schema, table, outbox_table);
+  r.source = source;
+  if (r.what == routed::outcome::invalid && !ev.id.empty() && ev.id.size() <= k_max_event_id_bytes && valid_utf8(ev.id))
+    r.row_id = ev.id;
+  return r;
+}
+
+routed router::build_record(event_fields& ev, std::size_t source, std::string_view schema, std::string_view table,
+                            std::string_view outbox_table) {
+  auto bad_text = [&](std::string_view field_name, std::string_view v, bool id) -> std::optional<routed> {
+    if (!valid_utf8(v)) {
+      return invalid(
+          "not_utf8", std::string(field_name),
+          ev.where() + ": " + std::string(field_name) + " is not valid UTF-8; fix the producing application");
     }
+    if (id && v.find('\0') != std::string_view::npos) {
+      return invalid("bad_id", std::string(field_name),
+                     ev.where() + ": " + std::string(field_name) + " holds a NUL byte");
+    }
+    return std::nullopt;
+  };
+  if (ev.id.empty()) {
+    return invalid("empty_id", "id",
+                   ev.where() +
+                       ": the event id is empty, so consumers could not tell this event from any other; give "
+                       "every event a unique id (a uuid)");
   }
-  const tx_context& tx = *ev.tx;
-  rec.headers.emplace_back("outbox_lsn", format_lsn(tx.commit_lsn));
-  rec.headers.emplace_back("outbox_xid", std::to_string(tx.xid));
-  rec.headers.emplace_back("outbox_commit_ts_ms", std::to_string(tx.commit_time_ms));
-  if (ev.from_message) {
-    rec.headers.emplace_back("outbox_table", "message:" + std::string(ev.source));
-  } else {
-    std::string t;
-    t.reserve(ev.schema.size() + 1 + ev.source.size());
-    t.append(ev.schema).append(".").append(ev.source);
-    rec.headers.emplace_back("outbox_table", std::move(t));
+  if (ev.id.size() > k_max_event_id_bytes) {
+    return invalid("id_too_long", "id",
+                   ev.where() + ": the event id has " + std::to_string(ev.id.size()) + " bytes, more than the " +
+                       std::to_string(k_max_event_id_bytes) + " consumers accept");
   }
-  return rec;
+  if (auto b = bad_text("id", ev.id, true)) return std::move(*b);
+  if (auto b = bad_text("aggregate_type", ev.aggregate_type, false)) return std::move(*b);
+  if (auto b = bad_text("aggregate_id", ev.aggregate_id, false)) return std::move(*b);
+  if (auto b = bad_text("event_type", ev.event_type, false)) return std::move(*b);
+  if (ev.event_type.empty()) {
+    return invalid("empty_field", "event_type", ev.where() + ": event_type is empty; every event needs a type");
+  }
+
+  m_template.render(m_topic, ev.aggregate_type, ev.event_type, schema, table);
+  if (!legal_topic(m_topic)) {
+    return invalid("bad_topic", "aggregate_type",
+                   ev.where() + ": sink.topic_template " + in_quotes(m_template.text()) + " gives topic " +
+                       in_quotes(m_topic) +
+                       ", which is not a legal Kafka topic name (1 to 249 characters of a-z A-Z 0-9 . _ -, not \".\" "
+                       "or \"..\"); fix the event's aggregate_type/event_type or the template");
+  }
+  if (!topic_allowed(m_topic)) {
+    return invalid("topic_not_allowed", "aggregate_type",
+                   ev.where() + ": topic " + in_quotes(m_topic) +
+                       " is not in sink.allowed_topics; add it there, or fix the event's aggregate_type/event_type");
+  }
+
+  m_headers.clear();
+  m_headers.push_back({"event_id", ev.id});
+  m_headers.push_back({"event_type", ev.event_type});
+  m_headers.push_back({"aggregate_type", ev.aggregate_type});
+  for (const auto& m : ev.header_members) {
+    const std::string_view name = m.name_escaped ? keep(m.name()) : m.raw_name;
+    const std::string from =
+        ev.from_message ? std::string("the envelope's \"headers\"") : "column " + in_quotes(ev.headers_column);
+    const std::string column = ev.from_message ? std::string("headers") : std::string(ev.headers_column);
+    if (reserved_header(name)) {
+      return invalid("reserved_header", column,
+                     ev.where() + ": header " + in_quotes(name) + " in " + from +
+                         " collides with a header the relay sets (event_id, event_type, aggregate_type, outbox_*); "
+                         "rename it in the producing application");
+    }
+    if (name.empty()) {
+      return invalid("bad_headers", column, ev.where() + ": a header in " + from + " has an empty name");
+    }
+    const std::string_view value = m.kind == json_kind::string ? keep(json_scan::decode_string(m.raw)) : m.raw;
+    m_headers.push_back({name, value});
+  }
+  m_headers.push_back({"outbox_lsn", m_lsn_text});
+  m_headers.push_back({"outbox_xid", m_xid_text});
+  m_headers.push_back({"outbox_commit_ts_ms", m_ts_text});
+  m_headers.push_back({"outbox_table", outbox_table});
+
+  m_record.topic = m_topic;
+  m_record.key = ev.aggregate_id;
+  m_record.value = ev.payload;
+  m_record.headers = m_headers;
+  routed r;
+  r.what = routed::outcome::record;
+  r.source = source;
+  r.row_id = ev.id;
+  r.record = &m_record;
+  return r;
 }
 
-std::optional<kafka_record> router::route_insert(const relation& rel, const std::vector<tuple_value>& values,
-                                                 const tx_context& tx) const {
-  return route_row(rel, values, nullptr, tx);
-}
-
-std::optional<kafka_record> router::route_insert(const relation& rel, std::vector<tuple_value>&& values,
-                                                 const tx_context& tx) const {
-  return route_row(rel, values, &values, tx);
-}
-
-std::optional<kafka_record> router::route_row(const relation& rel, const std::vector<tuple_value>& values,
-                                              std::vector<tuple_value>* owned, const tx_context& tx) const {
-  const resolved_relation& r = resolve(rel);
-  if (r.route_index == no_column) return std::nullopt;
-  const table_route& route = m_tables[r.route_index];
-
+routed router::route_insert(const relation& rel, std::span<const tuple_value> values, const tx_context& tx) {
+  m_kept_used = 0;
+  const auto it = m_relations.find(rel.oid);
+  if (it == m_relations.end() || it->second.table == no_column) {
+    routed r;
+    r.what = routed::outcome::stop;
+    r.stop_reason = "the publication sends rows of table " + rel.schema + "." + rel.name + " (OID " +
+                    std::to_string(rel.oid) +
+                    "), which is not in source.tables; the relay never drops a row, so it "
+                    "stopped before this one (commit LSN " +
+                    format_lsn(tx.commit_lsn) +
+                    ") and confirmed nothing "
+                    "past it. Add the table to source.tables, or take it out of the publication (ALTER PUBLICATION ... "
+                    "DROP TABLE " +
+                    rel.schema + "." + rel.name + ") if it is not an outbox table";
+    return r;
+  }
+  const resolved_relation& res = it->second;
+  const auto& route = m_tables[res.table];
+  set_tx(tx);
   event_fields ev;
   ev.schema = rel.schema;
   ev.source = rel.name;
   ev.tx = &tx;
   if (values.size() != rel.columns.size()) {
-    throw outbox_error("decode", ev.where() + ": the row has " + std::to_string(values.size()) +
-                                     " values but the relation has " + std::to_string(rel.columns.size()) +
-                                     " columns; the stream and its Relation message disagree (a relay bug: report "
-                                     "it with this message)");
+    return invalid("bad_row", "",
+                   ev.where() + ": the row has " + std::to_string(values.size()) + " values but the relation has " +
+                       std::to_string(rel.columns.size()) + " columns");
   }
-
-  auto bad = [&](std::size_t f, const std::string& why) {
-    const std::string& name = mapped_name(route.columns, f);
-    std::string what = "column " + in_quotes(name);
-    if (name != field_names[f]) what += " (" + std::string(field_names[f]) + ")";
-    return outbox_error("decode", ev.where() + ": " + what + " " + why);
+  auto column_name = [&](std::size_t f) { return mapped_name(route.columns, f); };
+  auto bad = [&](std::size_t f, std::string reason, const std::string& why) {
+    std::string what = "column " + in_quotes(column_name(f));
+    if (column_name(f) != k_field_names[f]) what += " (" + std::string(k_field_names[f]) + ")";
+    return invalid(std::move(reason), column_name(f), ev.where() + ": " + what + " " + why);
   };
-  auto value_of = [&](std::size_t f) -> const tuple_value& {
-    const tuple_value& v = values[r.index[f]];
+  // A value in text form, or why not (NULL is reported by the caller where it matters).
+  auto value_of = [&](std::size_t f, const tuple_value*& out) -> std::optional<routed> {
+    const tuple_value& v = values[res.index[f]];
     switch (v.k) {
       case tuple_value::kind::null:
       case tuple_value::kind::text:
-        break;
+        out = &v;
+        return std::nullopt;
       case tuple_value::kind::unchanged_toast:
-        throw bad(f, "arrived as an unchanged TOAST value, which an INSERT cannot carry; only INSERTs are relayed");
+        return bad(f, "bad_row", "arrived as an unchanged TOAST value, which an INSERT cannot carry");
       case tuple_value::kind::binary:
-        throw bad(f, "arrived in binary format; the relay reads pgoutput in text format (do not set binary 'true')");
+        return bad(f, "bad_row", "arrived in binary format; the relay reads pgoutput in text format");
     }
-    return v;
+    return std::nullopt;
   };
-  auto text_of = [&](std::size_t f) -> std::string_view {
-    const tuple_value& v = value_of(f);
-    if (v.k == tuple_value::kind::null) {
-      throw bad(f, "is NULL; every outbox row needs it: make the column NOT NULL and fix the producing application");
+  std::string_view* targets[4] = {&ev.id, &ev.aggregate_type, &ev.aggregate_id, &ev.event_type};
+  for (std::size_t f = 0; f < 4; ++f) {
+    const tuple_value* v = nullptr;
+    if (auto b = value_of(f, v)) return std::move(*b);
+    if (v->k == tuple_value::kind::null) {
+      return bad(f, "null_field",
+                 "is NULL; every outbox row needs it: make the column NOT NULL and fix the producing "
+                 "application");
     }
-    return v.data;
-  };
-
-  ev.id = text_of(static_cast<std::size_t>(field::id));
-  ev.aggregate_type = text_of(static_cast<std::size_t>(field::aggregate_type));
-  ev.aggregate_id = text_of(static_cast<std::size_t>(field::aggregate_id));
-  ev.event_type = text_of(static_cast<std::size_t>(field::event_type));
+    *targets[f] = v->data;
+  }
 
   constexpr auto payload_f = static_cast<std::size_t>(field::payload);
-  if (const tuple_value& p = value_of(payload_f); p.k == tuple_value::kind::text) {
-    if (r.type_oid[payload_f] == oid_bytea) {
-      std::string bytes;
-      std::string why;
-      if (!decode_bytea_hex(p.data, bytes, why)) throw bad(payload_f, why);
-      ev.payload = std::move(bytes);
-    } else if (owned != nullptr) {
-      ev.payload = std::move((*owned)[r.index[payload_f]].data);
-    } else {
-      ev.payload = p.data;
+  if (res.index[payload_f] != no_column) {
+    const tuple_value* p = nullptr;
+    if (auto b = value_of(payload_f, p)) return std::move(*b);
+    if (p->k == tuple_value::kind::text) {
+      if (res.type_oid[payload_f] == pg_types::bytea) {
+        std::string why;
+        if (!decode_bytea_hex(p->data, m_payload, why)) return bad(payload_f, "bad_bytea", why);
+        ev.payload = m_payload;
+      } else {
+        ev.payload = p->data;
+      }
     }
   }
 
   constexpr auto headers_f = static_cast<std::size_t>(field::headers);
-  ordered_json headers;
-  if (r.index[headers_f] != no_column) {
-    ev.headers_column = rel.columns[r.index[headers_f]].name;
-    const tuple_value& h = value_of(headers_f);
-    if (h.k == tuple_value::kind::text && h.data != "{}") {
-      try {
-        headers = ordered_json::parse(h.data);
-      } catch (const nlohmann::json::exception& e) {
-        throw bad(headers_f, std::string("is not valid JSON (") + e.what() + "); store a JSON object of headers");
+  if (res.index[headers_f] != no_column) {
+    ev.headers_column = rel.columns[res.index[headers_f]].name;
+    const std::uint32_t t = res.type_oid[headers_f];
+    if (t != pg_types::jsonb && t != pg_types::json && t != pg_types::text && t != pg_types::varchar) {
+      return bad(headers_f, "bad_type",
+                 "has type " + pg_types::type_name(t) +
+                     "; a headers column must be jsonb, json or text holding a "
+                     "JSON object");
+    }
+    const tuple_value* h = nullptr;
+    if (auto b = value_of(headers_f, h)) return std::move(*b);
+    if (h->k == tuple_value::kind::text && h->data != "{}") {
+      std::string why;
+      if (!json_scan::object(h->data, ev.header_members, why)) {
+        return bad(headers_f, "bad_headers",
+                   "is " + why +
+                       "; store a JSON object of headers such as "
+                       "{\"trace_id\": \"…\"}");
       }
-      if (!headers.is_object()) {
-        throw bad(headers_f, "holds a JSON " + std::string(headers.type_name()) +
-                                 ", not an object; store a JSON object of headers such as {\"trace_id\": \"…\"}");
-      }
-      ev.headers = &headers;
     }
   }
-  return build(ev, rel.schema, rel.name);
+  return build(ev, res.table, rel.schema, rel.name, res.outbox_table);
 }
 
-std::optional<kafka_record> router::route_message(const logical_message& msg, const tx_context& tx) const {
-  if (!m_message_prefix || msg.prefix != *m_message_prefix) return std::nullopt;
+routed router::route_message(const logical_message& msg, const tx_context& tx) {
+  m_kept_used = 0;
+  if (!m_message_prefix || msg.prefix != *m_message_prefix) return {};
+  set_tx(tx);
   event_fields ev;
   ev.from_message = true;
   ev.source = msg.prefix;
   ev.message_lsn = msg.lsn;
   ev.tx = &tx;
 
-  auto bad = [&](const std::string& why) {
-    return outbox_error("decode", ev.where() + ": " + why +
-                                      "; emit an envelope {\"id\", \"aggregate_type\", \"aggregate_id\", "
-                                      "\"event_type\", \"payload\", \"headers\"} with pg_logical_emit_message");
+  auto bad = [&](std::string reason, std::string field_name, const std::string& why) {
+    return invalid(std::move(reason), std::move(field_name),
+                   ev.where() + ": " + why +
+                       "; emit an envelope {\"id\", \"aggregate_type\", \"aggregate_id\", \"event_type\", \"payload\", "
+                       "\"headers\"} with pg_logical_emit_message(true, ...)");
   };
-  ordered_json envelope;
-  try {
-    envelope = ordered_json::parse(msg.content);
-  } catch (const nlohmann::json::exception& e) {
-    throw bad(std::string("the content is not valid JSON (") + e.what() + ")");
-  }
-  if (!envelope.is_object())
-    throw bad("the content is a JSON " + std::string(envelope.type_name()) + ", not an object");
+  std::vector<json_member> envelope;
+  std::string why;
+  if (!json_scan::object(msg.content, envelope, why)) return bad("bad_envelope", "", "the content is " + why);
 
-  auto required = [&](std::string_view name) -> std::string_view {
-    const auto it = envelope.find(name);
-    if (it == envelope.end()) throw bad("the envelope has no " + in_quotes(name) + " field");
-    if (!it->is_string()) {
-      throw bad("the envelope's " + in_quotes(name) + " field is a JSON " + std::string(it->type_name()) +
-                ", not a string");
+  const json_member* fields[6] = {};
+  for (const auto& m : envelope) {
+    const std::string name = m.name();
+    for (std::size_t f = 0; f < 6; ++f) {
+      if (name != k_field_names[f]) continue;
+      if (fields[f] != nullptr) {
+        return bad("bad_envelope", name, "the envelope has the field " + in_quotes(name) + " twice");
+      }
+      fields[f] = &m;
     }
-    return it->get_ref<const std::string&>();
-  };
-  ev.id = required("id");
-  ev.aggregate_type = required("aggregate_type");
-  ev.aggregate_id = required("aggregate_id");
-  ev.event_type = required("event_type");
-
-  if (const auto it = envelope.find("payload"); it != envelope.end() && !it->is_null()) {
-    ev.payload = it->dump(-1, ' ', false, ordered_json::error_handler_t::strict);
   }
-  if (const auto it = envelope.find("headers"); it != envelope.end() && !it->is_null()) {
-    if (!it->is_object()) {
-      throw bad("the envelope's \"headers\" field is a JSON " + std::string(it->type_name()) + ", not an object");
+  std::string_view* targets[4] = {&ev.id, &ev.aggregate_type, &ev.aggregate_id, &ev.event_type};
+  for (std::size_t f = 0; f < 4; ++f) {
+    const std::string name(k_field_names[f]);
+    if (fields[f] == nullptr) return bad("bad_envelope", name, "the envelope has no " + in_quotes(name) + " field");
+    if (fields[f]->kind != json_kind::string) {
+      return bad("bad_envelope", name, "the envelope's " + in_quotes(name) + " field is not a string");
     }
-    ev.headers = &*it;
+    *targets[f] = keep(json_scan::decode_string(fields[f]->raw));
   }
-  return build(ev, "", msg.prefix);
+  if (const json_member* p = fields[4]; p != nullptr && p->kind != json_kind::null) ev.payload = p->raw;
+  if (const json_member* h = fields[5]; h != nullptr && h->kind != json_kind::null) {
+    if (h->kind != json_kind::object) {
+      return bad("bad_envelope", "headers", "the envelope's \"headers\" field is not an object");
+    }
+    if (!json_scan::object(h->raw, ev.header_members, why)) {
+      return bad("bad_envelope", "headers", "the envelope's \"headers\" field is " + why);
+    }
+  }
+  return build(ev, m_tables.size(), "", msg.prefix, m_message_outbox_table);
 }
 
 }  // namespace outbox::relay

@@ -2,188 +2,432 @@
 
 #include "outbox/base/error.hpp"
 #include "outbox/base/log.hpp"
+#include "outbox/relay/pg_types.hpp"
 
-#include <pqxx/pqxx>
-
+#include <algorithm>
+#include <cstdlib>
 #include <set>
 
 namespace outbox::relay {
 namespace {
 
-std::string qualified(const table_route& r) { return r.schema + "." + r.table; }
+using params = std::vector<std::optional<std::string>>;
 
-std::string quoted_table(pqxx::connection_base& c, const table_route& r) {
-  return c.quote_name(r.schema) + "." + c.quote_name(r.table);
-}
+std::string ms_text(std::chrono::milliseconds d) { return std::to_string(d.count()); }
 
-void check_tables(pqxx::nontransaction& tx, const settings& s, source_report& report) {
-  for (std::size_t i = 0; i < s.tables.size(); ++i) {
-    const auto& route = s.tables[i].route;
-    const std::string name = qualified(route);
-    const std::string key = "source.tables[" + std::to_string(i) + "]";
-    const auto oid =
-        tx.exec1("SELECT to_regclass(" +
-                 tx.quote(tx.conn().quote_name(route.schema) + "." + tx.conn().quote_name(route.table)) + ")::oid")[0];
-    report.id_column_types.emplace_back();
-    if (oid.is_null()) {
-      report.problems.push_back("table " + name + " (" + key + ".name) does not exist in database " +
-                                tx.conn().dbname() + ": create it or fix the name");
-      continue;
-    }
-    const std::string toid = oid.c_str();
-    std::set<std::string> present;
-    for (const auto& row :
-         tx.exec("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = " + toid +
-                 " AND attnum > 0 AND NOT attisdropped")) {
-      present.insert(row[0].c_str());
-      if (row[0].c_str() == route.columns.id) report.id_column_types.back() = row[1].c_str();
-    }
-    const std::pair<const char*, const std::string*> mapped[] = {{"id", &route.columns.id},
-                                                                 {"aggregate_type", &route.columns.aggregate_type},
-                                                                 {"aggregate_id", &route.columns.aggregate_id},
-                                                                 {"event_type", &route.columns.event_type},
-                                                                 {"payload", &route.columns.payload},
-                                                                 {"headers", &route.columns.headers}};
-    for (const auto& [what, column] : mapped) {
-      // The headers column is optional: a table without it publishes no extra headers.
-      if (present.count(*column) == 0 && std::string_view(what) != "headers") {
-        report.problems.push_back("table " + name + " has no column " + *column + " (mapped from " + key + ".columns." +
-                                  what + "): add it or map " + what + " to an existing column");
-      }
-    }
-    if (!tx.exec1("SELECT has_table_privilege(" + toid + "::oid, 'SELECT')")[0].as<bool>()) {
-      report.problems.push_back("role " + std::string(tx.exec1("SELECT current_user")[0].c_str()) +
-                                " may not SELECT from " + name + ": GRANT SELECT ON " + name + " TO it");
-    }
-    if (s.tables[i].delete_after_publish &&
-        !tx.exec1("SELECT has_table_privilege(" + toid + "::oid, 'DELETE')")[0].as<bool>()) {
-      report.problems.push_back(key + ".delete_after_publish is on but the role may not DELETE from " + name +
-                                ": GRANT DELETE ON " + name + " TO it");
-    }
+const std::string& mapped(const config::column_map& m, std::size_t f) {
+  switch (f) {
+    case 0:
+      return m.id;
+    case 1:
+      return m.aggregate_type;
+    case 2:
+      return m.aggregate_id;
+    case 3:
+      return m.event_type;
+    case 4:
+      return m.payload;
+    default:
+      return m.headers;
   }
 }
 
-void check_publication(pqxx::nontransaction& tx, const settings& s, bool create_missing, source_report& report) {
-  auto pub = tx.exec("SELECT pubinsert FROM pg_publication WHERE pubname = " + tx.quote(s.publication));
-  if (pub.empty()) {
-    if (!create_missing || !report.ok()) {
-      report.facts.emplace_back("publication", s.publication + " (missing; the relay creates it)");
-      return;
+constexpr const char* k_fields[] = {"id", "aggregate_type", "aggregate_id", "event_type", "payload", "headers"};
+
+void check_tables(pg_session& s, const config::relay_config& c, source_report& report) {
+  const std::string user(s.exec("SELECT current_user").text(0, 0));
+  for (std::size_t i = 0; i < c.source.tables.size(); ++i) {
+    const auto& t = c.source.tables[i];
+    const std::string name = t.qualified_name();
+    const std::string key = "source.tables[" + std::to_string(i) + "]";
+    table_facts facts;
+    const auto rel = s.exec(
+        "SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = $2",
+        params{t.schema, t.table});
+    if (rel.empty()) {
+      report.problems.push_back("table " + name + " (" + key + ".name) does not exist in database " +
+                                std::string(s.exec("SELECT current_database()").text(0, 0)) +
+                                ": create it or fix the name");
+      report.tables.push_back(facts);
+      continue;
     }
-    std::string sql = "CREATE PUBLICATION " + tx.conn().quote_name(s.publication);
-    if (!s.tables.empty()) {
-      sql += " FOR TABLE ";
-      for (std::size_t i = 0; i < s.tables.size(); ++i) {
-        sql += (i > 0 ? ", " : "") + quoted_table(tx.conn(), s.tables[i].route);
+    facts.oid = static_cast<std::uint32_t>(std::strtoul(std::string(rel.text(0, 0)).c_str(), nullptr, 10));
+    facts.partitioned = rel.text(0, 1) == "p";
+    const std::string oid(rel.text(0, 0));
+    const auto cols = s.exec(
+        "SELECT attname, atttypid, format_type(atttypid, atttypmod), attgenerated <> '' FROM pg_attribute "
+        "WHERE attrelid = $1::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        params{oid});
+    std::set<std::string> present;
+    std::set<std::string> generated;
+    for (int r = 0; r < cols.size(); ++r) {
+      const std::string col(cols.text(r, 0));
+      present.insert(col);
+      if (cols.boolean(r, 3)) {
+        generated.insert(col);
+      } else {
+        facts.columns.emplace_back(
+            col, static_cast<std::uint32_t>(std::strtoul(std::string(cols.text(r, 1)).c_str(), nullptr, 10)));
+      }
+      if (col == t.columns.id) facts.id_type = std::string(cols.text(r, 2));
+    }
+    for (std::size_t f = 0; f < 6; ++f) {
+      const std::string& col = mapped(t.columns, f);
+      const bool optional = f == 5;  // a table without a headers column publishes no extra headers
+      if (present.count(col) == 0) {
+        if (!optional) {
+          report.problems.push_back("table " + name + " has no column " + col + " (mapped from " + key + ".columns." +
+                                    k_fields[f] + "): add it or map " + k_fields[f] + " to an existing column");
+        }
+        continue;
+      }
+      if (generated.count(col) != 0 && s.server_version() < 180000) {
+        report.problems.push_back("column " + col + " of " + name + " (" + k_fields[f] +
+                                  ") is a generated column, which pgoutput does not publish before PostgreSQL 18: "
+                                  "make it a plain column filled by the application or a trigger");
       }
     }
-    sql += " WITH (publish = 'insert')";
+    if (!s.exec("SELECT has_table_privilege($1::oid, 'SELECT')", params{oid}).boolean(0, 0)) {
+      report.problems.push_back("role " + user + " may not SELECT from " + name + ": GRANT SELECT ON " + name + " TO " +
+                                user);
+    }
+    if (t.delete_after_publish && !s.exec("SELECT has_table_privilege($1::oid, 'DELETE')", params{oid}).boolean(0, 0)) {
+      report.problems.push_back(key + ".delete_after_publish is on but the role may not DELETE from " + name +
+                                ": GRANT DELETE ON " + name + " TO " + user);
+    }
+    report.tables.push_back(std::move(facts));
+  }
+}
+
+std::string create_publication_sql(pg_session& s, const config::relay_config& c) {
+  std::string sql = "CREATE PUBLICATION " + s.quote_ident(c.source.publication);
+  if (!c.source.tables.empty()) {
+    sql += " FOR TABLE ";
+    for (std::size_t i = 0; i < c.source.tables.size(); ++i) {
+      sql += (i > 0 ? ", " : "") + quote_qualified(s, c.source.tables[i].schema, c.source.tables[i].table);
+    }
+  }
+  // Partitioned outboxes: every partition's rows, also of partitions attached later, come under the parent's name.
+  sql += " WITH (publish = 'insert', publish_via_partition_root = true)";
+  return sql;
+}
+
+void check_publication(pg_session& s, const config::relay_config& c, bool create_missing, source_report& report) {
+  const std::string& pub_name = c.source.publication;
+  const auto pub =
+      s.exec("SELECT pubinsert, puballtables, pubviaroot FROM pg_publication WHERE pubname = $1", params{pub_name});
+  if (pub.empty()) {
+    const std::string sql = create_publication_sql(s, c);
+    if (!create_missing || !report.ok()) {
+      report.facts.emplace_back("publication", pub_name + " (missing; the relay creates it: " + sql + ")");
+      return;
+    }
     try {
-      tx.exec(sql);
-    } catch (const pqxx::sql_error& e) {
-      report.problems.push_back("cannot create publication " + s.publication + ": " + e.what() +
+      s.exec(sql);
+    } catch (const outbox_error& e) {
+      report.problems.push_back("cannot create publication " + pub_name + ": " + e.what() +
                                 "; create it as the table owner: " + sql);
       return;
     }
-    log::info("source", "publication created", {{"publication", s.publication}});
-    report.facts.emplace_back("publication", s.publication + " (created)");
+    log::info("source", "publication created", {{"publication", pub_name}});
+    report.facts.emplace_back("publication", pub_name + " (created, publish_via_partition_root)");
     return;
   }
-  if (!pub[0][0].as<bool>()) {
-    report.problems.push_back("publication " + s.publication + " does not publish inserts: ALTER PUBLICATION " +
-                              s.publication + " SET (publish = 'insert')");
+  const std::string alter = "ALTER PUBLICATION " + s.quote_ident(pub_name);
+  if (!pub.boolean(0, 0)) {
+    report.problems.push_back("publication " + pub_name + " does not publish inserts: " + alter +
+                              " SET (publish = 'insert')");
   }
-  std::set<std::string> published;
-  for (const auto& row : tx.exec("SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = " +
-                                 tx.quote(s.publication))) {
-    published.insert(row[0].c_str());
+  if (pub.boolean(0, 1)) {
+    report.problems.push_back("publication " + pub_name +
+                              " is FOR ALL TABLES: the relay would receive the rows of every table and stops at the "
+                              "first row of a table that is not in source.tables (it never drops one); give the relay "
+                              "a publication of its own: " +
+                              create_publication_sql(s, c));
+    return;
   }
-  for (const auto& t : s.tables) {
-    if (published.count(qualified(t.route)) == 0) {
-      report.problems.push_back("publication " + s.publication + " does not include table " + qualified(t.route) +
-                                ": ALTER PUBLICATION " + s.publication + " ADD TABLE " + qualified(t.route));
+  const bool via_root = pub.boolean(0, 2);
+  const bool pg15 = s.server_version() >= 150000;
+  const auto published = s.exec(
+      pg15 ? "SELECT schemaname, tablename, array_to_string(attnames, ','), rowfilter FROM pg_publication_tables "
+             "WHERE pubname = $1"
+           : "SELECT schemaname, tablename, NULL::text, NULL::text FROM pg_publication_tables WHERE pubname = $1",
+      params{pub_name});
+  std::set<std::string> names;
+  for (int r = 0; r < published.size(); ++r) {
+    const std::string name = std::string(published.text(r, 0)) + "." + std::string(published.text(r, 1));
+    names.insert(name);
+    const auto configured = std::find_if(c.source.tables.begin(), c.source.tables.end(),
+                                         [&](const config::table_source& t) { return t.qualified_name() == name; });
+    if (configured == c.source.tables.end()) continue;
+    if (!published.is_null(r, 3)) {
+      report.problems.push_back("publication " + pub_name + " filters the rows of " + name + " (WHERE " +
+                                std::string(published.text(r, 3)) + "): filtered rows would never reach Kafka; " +
+                                alter +
+                                " SET TABLE without the WHERE, "
+                                "or give the relay a publication of its own");
+    }
+    if (!published.is_null(r, 2)) {
+      std::set<std::string> cols;
+      std::string list(published.text(r, 2));
+      for (std::size_t start = 0; start <= list.size();) {
+        const std::size_t comma = std::min(list.find(',', start), list.size());
+        cols.insert(list.substr(start, comma - start));
+        start = comma + 1;
+      }
+      for (std::size_t f = 0; f < 6; ++f) {
+        const std::string& col = mapped(configured->columns, f);
+        const bool in_table = std::any_of(report.tables.begin(), report.tables.end(), [&](const table_facts& t) {
+          return std::any_of(t.columns.begin(), t.columns.end(), [&](const auto& c2) { return c2.first == col; });
+        });
+        if (in_table && cols.count(col) == 0) {
+          report.problems.push_back("publication " + pub_name + " publishes only some columns of " + name + ", not " +
+                                    col + " (" + k_fields[f] + "): add it to the column list (" + alter +
+                                    " SET TABLE " + name + " (...)) or publish every column");
+        }
+      }
     }
   }
-  report.facts.emplace_back("publication",
-                            s.publication + " (exists, " + std::to_string(published.size()) + " table(s))");
-}
-
-void check_slot(pqxx::nontransaction& tx, const settings& s, bool create_missing, source_report& report) {
-  auto slot = tx.exec(
-      "SELECT plugin, slot_type, database, confirmed_flush_lsn::text, active FROM pg_replication_slots "
-      "WHERE slot_name = " +
-      tx.quote(s.slot));
-  if (slot.empty()) {
-    if (!create_missing || !report.ok()) {
-      report.facts.emplace_back("slot", s.slot + " (missing; the relay creates it with pgoutput)");
-      return;
+  for (std::size_t i = 0; i < c.source.tables.size(); ++i) {
+    const auto& t = c.source.tables[i];
+    const bool partitioned = i < report.tables.size() && report.tables[i].partitioned;
+    if (partitioned && !via_root) {
+      report.problems.push_back("table " + t.qualified_name() + " is partitioned and publication " + pub_name +
+                                " publishes partitions under their own names, which the relay would not recognise: " +
+                                alter + " SET (publish_via_partition_root = true)");
+      continue;
     }
-    try {
-      const auto row =
-          tx.exec1("SELECT lsn::text FROM pg_create_logical_replication_slot(" + tx.quote(s.slot) + ", 'pgoutput')");
-      report.slot_confirmed_lsn = parse_lsn(row[0].c_str());
-    } catch (const pqxx::sql_error& e) {
-      report.problems.push_back("cannot create replication slot " + s.slot + ": " + e.what());
-      return;
+    if (names.count(t.qualified_name()) == 0) {
+      report.problems.push_back("publication " + pub_name + " does not include table " + t.qualified_name() + ": " +
+                                alter + " ADD TABLE " + t.qualified_name() +
+                                " (add a table to the publication before the application first writes to it)");
     }
-    log::info("source", "slot created", {{"slot", s.slot}, {"lsn", format_lsn(report.slot_confirmed_lsn.value_or(0))}});
-    report.facts.emplace_back("slot",
-                              s.slot + " (created at " + format_lsn(report.slot_confirmed_lsn.value_or(0)) + ")");
-    return;
   }
-  const auto row = slot[0];
-  const std::string plugin = row[0].is_null() ? "" : row[0].c_str();
-  const std::string database = row[2].is_null() ? "" : row[2].c_str();
-  if (std::string_view(row[1].c_str()) != "logical" || plugin != "pgoutput") {
-    report.problems.push_back("replication slot " + s.slot + " exists but is " + row[1].c_str() + " with plugin '" +
-                              plugin + "', not logical with pgoutput: drop it (SELECT pg_drop_replication_slot('" +
-                              s.slot + "')) or set source.slot to another name");
-    return;
+  if (via_root || report.tables.empty() ||
+      std::none_of(report.tables.begin(), report.tables.end(), [](const table_facts& t) { return t.partitioned; })) {
+    for (const auto& name : names) {
+      const bool configured = std::any_of(c.source.tables.begin(), c.source.tables.end(),
+                                          [&](const config::table_source& t) { return t.qualified_name() == name; });
+      if (!configured) {
+        report.problems.push_back("publication " + pub_name + " also publishes table " + name +
+                                  ", which is not in source.tables: the relay would stop at its first row (it never "
+                                  "drops one). Add it to source.tables, or " +
+                                  alter + " DROP TABLE " + name);
+      }
+    }
   }
-  if (database != tx.conn().dbname()) {
-    report.problems.push_back("replication slot " + s.slot + " belongs to database " + database + ", not " +
-                              tx.conn().dbname() + ": set source.slot to another name");
-    return;
-  }
-  if (!row[3].is_null()) report.slot_confirmed_lsn = parse_lsn(row[3].c_str());
-  report.facts.emplace_back("slot", s.slot + " (pgoutput, confirmed " + (row[3].is_null() ? "-" : row[3].c_str()) +
-                                        (row[4].as<bool>() ? ", active" : ", inactive") + ")");
+  report.facts.emplace_back("publication", pub_name + " (exists, " + std::to_string(names.size()) + " table(s)" +
+                                               (via_root ? ", publish_via_partition_root" : "") + ")");
 }
 
 }  // namespace
 
-source_report prepare_source(const settings& s, bool create_missing) {
-  std::unique_ptr<pqxx::connection> conn;
-  try {
-    conn = std::make_unique<pqxx::connection>(s.dsn);
-  } catch (const pqxx::broken_connection& e) {
-    std::string what = e.what();
-    while (!what.empty() && what.back() == '\n') what.pop_back();
-    const bool auth = what.find("authentication") != std::string::npos || what.find("password") != std::string::npos;
-    throw outbox_error("source", "cannot connect to PostgreSQL (" + log::redact_dsn(s.dsn) + "): " + what,
-                       auth ? retry_class::fatal : retry_class::retryable);
-  }
+conn_params side_params(const config::source_config& c) {
+  conn_params p = conn_params::parse(c.dsn);
+  p.set("client_encoding", "UTF8");
+  p.add_option("bytea_output", "hex");
+  p.add_option("statement_timeout", ms_text(c.statement_timeout));
+  p.add_option("lock_timeout", ms_text(c.lock_timeout));
+  p.set_default("connect_timeout", std::to_string(std::max<long long>(2, (c.connect_timeout.count() + 999) / 1000)));
+  p.set_default("keepalives", "1");
+  p.set_default("keepalives_idle", "10");
+  p.set_default("keepalives_interval", "5");
+  p.set_default("keepalives_count", "3");
+  if (c.tcp_user_timeout.count() > 0) p.set_default("tcp_user_timeout", ms_text(c.tcp_user_timeout));
+  p.set_default("application_name", "outbox-relay");
+  return p;
+}
+
+conn_params replication_params(const config::source_config& c) {
+  conn_params p = conn_params::parse(c.dsn);
+  p.set("replication", "database");
+  p.set("client_encoding", "UTF8");
+  p.add_option("bytea_output", "hex");
+  p.set_default("connect_timeout", std::to_string(std::max<long long>(2, (c.connect_timeout.count() + 999) / 1000)));
+  p.set_default("keepalives", "1");
+  p.set_default("keepalives_idle", "10");
+  p.set_default("keepalives_interval", "5");
+  p.set_default("keepalives_count", "3");
+  if (c.tcp_user_timeout.count() > 0) p.set_default("tcp_user_timeout", ms_text(c.tcp_user_timeout));
+  p.set_default("application_name", "outbox-relay");
+  return p;
+}
+
+std::string state_table_ddl(const config::relay_config& c) {
+  return "CREATE TABLE " + c.source.state_table_name() +
+         " (slot_name text PRIMARY KEY, system_identifier text NOT NULL, timeline integer NOT NULL, database text NOT "
+         "NULL, slot_created_lsn pg_lsn, backfill text NOT NULL, backfill_snapshot text, backfill_tables text NOT NULL "
+         "DEFAULT '', relay_version text, updated_at timestamptz NOT NULL DEFAULT now())";
+}
+
+slot_facts read_slot(pg_session& s, const config::relay_config& c) {
+  const int v = s.server_version();
+  std::string sql =
+      "SELECT plugin, slot_type, database, confirmed_flush_lsn::text, restart_lsn::text, active, active_pid::text, "
+      "COALESCE(wal_status, ''), safe_wal_size::text, ";
+  sql += v >= 160000 ? "COALESCE(conflicting, false), " : "false, ";
+  sql += v >= 170000 ? "COALESCE(invalidation_reason, ''), failover, synced " : "'', false, false ";
+  sql += "FROM pg_replication_slots WHERE slot_name = $1";
+  const auto r = s.exec(sql, params{c.source.slot});
+  slot_facts f;
+  if (r.empty()) return f;
+  f.exists = true;
+  f.plugin = std::string(r.text(0, 0));
+  f.slot_type = std::string(r.text(0, 1));
+  f.database = std::string(r.text(0, 2));
+  if (!r.is_null(0, 3)) f.confirmed_flush = parse_lsn(r.text(0, 3));
+  if (!r.is_null(0, 4)) f.restart = parse_lsn(r.text(0, 4));
+  f.active = r.boolean(0, 5);
+  f.active_pid = std::string(r.text(0, 6));
+  f.wal_status = std::string(r.text(0, 7));
+  if (!r.is_null(0, 8)) f.safe_wal_size = std::atoll(std::string(r.text(0, 8)).c_str());
+  f.conflicting = r.boolean(0, 9);
+  f.invalidation_reason = std::string(r.text(0, 10));
+  f.failover = r.boolean(0, 11);
+  f.synced = r.boolean(0, 12);
+  return f;
+}
+
+std::optional<source_state> read_state(pg_session& s, const config::relay_config& c) {
+  const auto r = s.exec(
+      "SELECT system_identifier, timeline, database, slot_created_lsn::text, backfill, "
+      "COALESCE(backfill_snapshot, ''), backfill_tables, updated_at::text FROM " +
+          quote_qualified(s, c.source.state_schema, c.source.state_table) + " WHERE slot_name = $1",
+      params{c.source.slot});
+  if (r.empty()) return std::nullopt;
+  source_state st;
+  st.slot = c.source.slot;
+  st.system_identifier = std::string(r.text(0, 0));
+  st.timeline = std::atoi(std::string(r.text(0, 1)).c_str());
+  st.database = std::string(r.text(0, 2));
+  if (!r.is_null(0, 3)) st.slot_created_lsn = parse_lsn(r.text(0, 3));
+  st.backfill = std::string(r.text(0, 4));
+  st.backfill_snapshot = std::string(r.text(0, 5));
+  st.backfill_tables = std::string(r.text(0, 6));
+  st.updated_at = std::string(r.text(0, 7));
+  return st;
+}
+
+void write_state(pg_session& s, const config::relay_config& c, const source_state& st) {
+  s.exec("INSERT INTO " + quote_qualified(s, c.source.state_schema, c.source.state_table) +
+             " (slot_name, system_identifier, timeline, database, slot_created_lsn, backfill, backfill_snapshot, "
+             "backfill_tables, relay_version, updated_at) VALUES ($1, $2, $3::int, $4, $5::pg_lsn, $6, $7, $8, $9, "
+             "now()) ON CONFLICT (slot_name) DO UPDATE SET system_identifier = EXCLUDED.system_identifier, "
+             "timeline = EXCLUDED.timeline, database = EXCLUDED.database, slot_created_lsn = "
+             "EXCLUDED.slot_created_lsn, backfill = EXCLUDED.backfill, backfill_snapshot = EXCLUDED.backfill_snapshot, "
+             "backfill_tables = EXCLUDED.backfill_tables, relay_version = EXCLUDED.relay_version, updated_at = now()",
+         params{st.slot, st.system_identifier, std::to_string(st.timeline), st.database,
+                st.slot_created_lsn ? std::optional<std::string>(format_lsn(*st.slot_created_lsn)) : std::nullopt,
+                st.backfill,
+                st.backfill_snapshot.empty() ? std::nullopt : std::optional<std::string>(st.backfill_snapshot),
+                st.backfill_tables, std::string(OUTBOX_RELAY_VERSION)});
+}
+
+void delete_state(pg_session& s, const config::relay_config& c) {
+  s.exec("DELETE FROM " + quote_qualified(s, c.source.state_schema, c.source.state_table) + " WHERE slot_name = $1",
+         params{c.source.slot});
+}
+
+source_report inspect_source(pg_session& s, const config::relay_config& c, bool create_missing) {
   source_report report;
-  pqxx::nontransaction tx(*conn);
-  report.facts.emplace_back("server", tx.exec1("SELECT version()")[0].c_str());
-  report.facts.emplace_back("database", conn->dbname());
-  const std::string wal_level = tx.exec1("SHOW wal_level")[0].c_str();
+  report.server_version = s.server_version();
+  report.facts.emplace_back("server", std::string(s.exec("SELECT version()").text(0, 0)));
+  report.facts.emplace_back("database", std::string(s.exec("SELECT current_database()").text(0, 0)));
+  const std::string wal_level(s.exec("SHOW wal_level").text(0, 0));
   report.facts.emplace_back("wal_level", wal_level);
   if (wal_level != "logical") {
     report.problems.push_back("wal_level is '" + wal_level +
                               "' but logical replication needs 'logical': set wal_level = logical in "
                               "postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL");
   }
+  const auto settings = s.exec(
+      "SELECT (SELECT setting FROM pg_settings WHERE name = 'wal_sender_timeout'), "
+      "(SELECT setting FROM pg_settings WHERE name = 'track_commit_timestamp')");
+  report.wal_sender_timeout = std::chrono::milliseconds(std::atoll(std::string(settings.text(0, 0)).c_str()));
+  report.track_commit_timestamp = settings.text(0, 1) == "on";
   const auto role =
-      tx.exec1("SELECT current_user, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user");
-  report.facts.emplace_back("role", std::string(role[0].c_str()) + (role[1].as<bool>() ? " (REPLICATION)" : ""));
-  if (!role[1].as<bool>()) {
-    report.problems.push_back(std::string("role ") + role[0].c_str() + " lacks the REPLICATION attribute: ALTER ROLE " +
-                              role[0].c_str() + " WITH REPLICATION");
+      s.exec("SELECT current_user, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user");
+  const std::string user(role.text(0, 0));
+  report.facts.emplace_back("role", user + (role.boolean(0, 1) ? " (REPLICATION)" : ""));
+  if (!role.boolean(0, 1)) {
+    report.problems.push_back("role " + user + " lacks the REPLICATION attribute: ALTER ROLE " + user +
+                              " WITH REPLICATION");
   }
-  check_tables(tx, s, report);
-  check_publication(tx, s, create_missing, report);
-  check_slot(tx, s, create_missing, report);
+  check_tables(s, c, report);
+  check_publication(s, c, create_missing, report);
+
+  // The state table: which slot this relay publishes from, so that a lost slot is never silently recreated.
+  const auto exists = s.exec("SELECT to_regclass($1) IS NOT NULL",
+                             params{quote_qualified(s, c.source.state_schema, c.source.state_table)});
+  report.state_table_exists = exists.boolean(0, 0);
+  if (!report.state_table_exists && create_missing && report.ok()) {
+    try {
+      s.exec(state_table_ddl(c));
+      report.state_table_exists = true;
+      log::info("source", "state table created", {{"table", c.source.state_table_name()}});
+    } catch (const outbox_error& e) {
+      report.problems.push_back("cannot create the relay's state table " + c.source.state_table_name() + " (" +
+                                e.what() +
+                                "): create it once as a role that may, and grant the relay's role SELECT, "
+                                "INSERT, UPDATE, DELETE on it: " +
+                                state_table_ddl(c) +
+                                "; or set source.state_table "
+                                "to a schema where the relay may create tables");
+    }
+  }
+  if (report.state_table_exists) {
+    try {
+      report.state = read_state(s, c);
+      const auto may_write = s.exec("SELECT has_table_privilege($1, 'INSERT, UPDATE, DELETE')",
+                                    params{quote_qualified(s, c.source.state_schema, c.source.state_table)});
+      if (!may_write.boolean(0, 0)) {
+        report.problems.push_back("role " + user + " may not write the relay's state table " +
+                                  c.source.state_table_name() + ": GRANT SELECT, INSERT, UPDATE, DELETE ON " +
+                                  c.source.state_table_name() + " TO " + user);
+      }
+    } catch (const outbox_error& e) {
+      report.problems.push_back("cannot read the relay's state table " + c.source.state_table_name() + " (" + e.what() +
+                                "): GRANT SELECT, INSERT, UPDATE, DELETE ON " + c.source.state_table_name() + " TO " +
+                                user);
+    }
+    report.facts.emplace_back(
+        "state", report.state
+                     ? c.source.state_table_name() + " (slot " + report.state->slot + " on system " +
+                           report.state->system_identifier + ", timeline " + std::to_string(report.state->timeline) +
+                           ", backfill " + report.state->backfill + ", since " + report.state->updated_at + ")"
+                     : c.source.state_table_name() + " (no row for slot " + c.source.slot + " yet)");
+  } else {
+    report.facts.emplace_back("state", c.source.state_table_name() + " (missing; the relay creates it)");
+  }
+
+  report.slot = read_slot(s, c);
+  const slot_facts& slot = report.slot;
+  const std::string& slot_name = c.source.slot;
+  if (!slot.exists) {
+    report.facts.emplace_back("slot", slot_name + " (missing)");
+  } else if (slot.slot_type != "logical" || slot.plugin != "pgoutput") {
+    report.problems.push_back("replication slot " + slot_name + " exists but is " + slot.slot_type + " with plugin '" +
+                              slot.plugin + "', not logical with pgoutput: drop it (SELECT pg_drop_replication_slot('" +
+                              slot_name + "')) or set source.slot to another name");
+  } else if (slot.database != std::string(s.exec("SELECT current_database()").text(0, 0))) {
+    report.problems.push_back("replication slot " + slot_name + " belongs to database " + slot.database +
+                              ", not this one: set source.slot to another name");
+  } else {
+    std::string line = slot_name + " (pgoutput, confirmed " +
+                       (slot.confirmed_flush ? format_lsn(*slot.confirmed_flush) : std::string("-")) +
+                       (slot.active ? ", active (pid " + slot.active_pid + ")" : ", inactive");
+    if (!slot.wal_status.empty()) line += ", wal_status " + slot.wal_status;
+    if (slot.safe_wal_size) line += ", safe_wal_size " + std::to_string(*slot.safe_wal_size);
+    if (slot.failover) line += ", failover";
+    if (slot.synced) line += ", synced";
+    report.facts.emplace_back("slot", line + ")");
+    if (slot.wal_status == "unreserved") {
+      report.warnings.push_back("slot " + slot_name +
+                                " is about to lose WAL it needs (wal_status unreserved, "
+                                "max_slot_wal_keep_size reached): the relay must catch up now");
+    }
+  }
   return report;
 }
 

@@ -31,10 +31,11 @@ std::optional<std::string> consumed_record::header(std::string_view name) const 
   return std::nullopt;
 }
 
-void kafka_create_topic(const std::string& topic, int partitions) {
+void kafka_create_topic(const std::string& topic, int partitions,
+                        const std::vector<std::pair<std::string, std::string>>& configs) {
   kafka::conf_builder conf;
   auto admin = make_client(RD_KAFKA_PRODUCER, conf);
-  const auto results = kafka::create_topics(admin.get(), {{topic, partitions, 1, {}}}, 30s);
+  const auto results = kafka::create_topics(admin.get(), {{topic, partitions, 1, configs}}, 30s);
   for (const auto& r : results) {
     if (r.error != RD_KAFKA_RESP_ERR_NO_ERROR && r.error != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
       throw std::runtime_error("create topic " + topic + ": " + r.message);
@@ -46,6 +47,31 @@ std::vector<consumed_record> kafka_consume(const std::string& topic, std::size_t
                                            std::chrono::milliseconds timeout) {
   return kafka_consume_until(
       topic, [count](const std::vector<consumed_record>& r) { return r.size() >= count; }, timeout);
+}
+
+void kafka_delete_records(const std::string& topic, int partition, long long before_offset) {
+  kafka::conf_builder conf;
+  auto admin = make_client(RD_KAFKA_PRODUCER, conf);
+  kafka::partition_list_ptr offsets = kafka::make_partition_list(1);
+  rd_kafka_topic_partition_list_add(offsets.get(), topic.c_str(), partition)->offset = before_offset;
+  rd_kafka_DeleteRecords_t* del = rd_kafka_DeleteRecords_new(offsets.get());
+  const kafka::queue_ptr queue(rd_kafka_queue_new(admin.get()));
+  rd_kafka_DeleteRecords(admin.get(), &del, 1, nullptr, queue.get());
+  rd_kafka_DeleteRecords_destroy(del);
+  const kafka::event_ptr ev(rd_kafka_queue_poll(queue.get(), 30000));
+  std::string failure;
+  if (!ev) {
+    failure = "no answer within 30 s";
+  } else if (rd_kafka_event_error(ev.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    failure = rd_kafka_event_error_string(ev.get());
+  } else {
+    const rd_kafka_topic_partition_list_t* res =
+        rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev.get()));
+    for (int i = 0; res != nullptr && i < res->cnt; ++i) {
+      if (res->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) failure = rd_kafka_err2str(res->elems[i].err);
+    }
+  }
+  if (!failure.empty()) throw std::runtime_error("delete records of " + topic + ": " + failure);
 }
 
 long long kafka_record_count(const std::string& topic) {

@@ -192,5 +192,72 @@ TEST(config_relay, properties_keep_scalar_text) {
                 {"linger.ms", "5"}, {"enable.idempotence", "true"}, {"acks", "all"}, {"compression.type", "lz4"}}));
 }
 
+TEST(config_relay, properties_that_weaken_the_guarantees_are_refused_naming_key_and_line) {
+  const std::vector<std::pair<std::string, std::string>> unsafe = {
+      {"enable.idempotence", "false"},      {"acks", "1"},
+      {"request.required.acks", "0"},       {"message.timeout.ms", "30000"},
+      {"delivery.timeout.ms", "120000"},    {"enable.gapless.guarantee", "false"},
+      {"partitioner", "consistent_random"}, {"max.in.flight.requests.per.connection", "10"},
+      {"transactional.id", "mine"},
+  };
+  for (const auto& [key, value] : unsafe) {
+    const std::string text =
+        "source: {dsn: x, logical_messages: {}}\nsink:\n  properties:\n    " + key + ": \"" + value + "\"\n";
+    const std::string line = error_line([&] { parse(text); });
+    EXPECT_THAT(line, HasSubstr("relay.yaml:4:")) << line;
+    EXPECT_THAT(line, HasSubstr("sink.properties." + key)) << line;
+    EXPECT_THAT(line, HasSubstr("sink.allow_unsafe_properties: true")) << line;
+    const auto allowed = parse(text + "  allow_unsafe_properties: true\n");
+    EXPECT_TRUE(allowed.sink.allow_unsafe_properties);
+    EXPECT_EQ(allowed.sink.properties.at(key), value);
+  }
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, std::string>>{{"acks", "all"},
+                                                        {"acks", "-1"},
+                                                        {"enable.idempotence", "true"},
+                                                        {"message.timeout.ms", "0"},
+                                                        {"enable.gapless.guarantee", "true"},
+                                                        {"partitioner", "murmur2_random"},
+                                                        {"max.in.flight.requests.per.connection", "5"},
+                                                        {"linger.ms", "20"}}) {
+    EXPECT_NO_THROW(
+        parse("source: {dsn: x, logical_messages: {}}\nsink: {properties: {" + key + ": \"" + value + "\"}}\n"))
+        << key << "=" << value;
+  }
+}
+
+TEST(config_relay, new_source_and_sink_keys_have_safe_defaults) {
+  const auto c = parse("source: {dsn: x, logical_messages: {}}\n");
+  EXPECT_EQ(c.source.initial_backfill, backfill_mode::all);
+  EXPECT_EQ(c.source.state_table_name(), "public.outbox_relay_state");
+  EXPECT_EQ(c.source.connect_timeout, 10s);
+  EXPECT_EQ(c.source.tcp_user_timeout, 30s);
+  EXPECT_EQ(c.source.statement_timeout, 30s);
+  EXPECT_EQ(c.source.lock_timeout, 5s);
+  EXPECT_EQ(c.source.stream_timeout, 0s);
+  EXPECT_FALSE(c.sink.allow_unsafe_properties);
+  EXPECT_TRUE(c.sink.allowed_topics.empty());
+  EXPECT_EQ(c.sink.on_invalid_record, invalid_record_policy::halt);
+  EXPECT_EQ(c.sink.dead_letter_topic, "__outbox_relay_dlq");
+  EXPECT_EQ(c.relay.max_delete_backlog, 100000);
+
+  const auto d = parse(
+      "source: {dsn: x, logical_messages: {}, initial_backfill: none, state_table: ops.relay_state}\n"
+      "sink: {on_invalid_record: dead_letter, dead_letter_topic: bad.events, allowed_topics: [orders, "
+      "\"^pay\\\\..*\"]}\n");
+  EXPECT_EQ(d.source.initial_backfill, backfill_mode::none);
+  EXPECT_EQ(d.source.state_table_name(), "ops.relay_state");
+  EXPECT_EQ(d.sink.on_invalid_record, invalid_record_policy::dead_letter);
+  EXPECT_EQ(d.sink.dead_letter_topic, "bad.events");
+  EXPECT_EQ(d.sink.allowed_topics, (std::vector<std::string>{"orders", "^pay\\..*"}));
+}
+
+TEST(config_relay, allowed_topics_are_topic_names_or_valid_patterns) {
+  EXPECT_THAT(error_line([] { parse("source: {dsn: x, logical_messages: {}}\nsink: {allowed_topics: [\"a b\"]}\n"); }),
+              HasSubstr("sink.allowed_topics: topic `a b`"));
+  EXPECT_THAT(error_line([] { parse("source: {dsn: x, logical_messages: {}}\nsink: {allowed_topics: [\"^(\"]}\n"); }),
+              HasSubstr("is not a valid regular expression"));
+}
+
 }  // namespace
 }  // namespace outbox::config

@@ -19,8 +19,11 @@ namespace outbox {
   return v;
 }
 
-/// True when `s` is well-formed UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF).
+/// True when `s` is well-formed UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
 [[nodiscard]] bool valid_utf8(std::string_view s) noexcept;
+
+/// The length of the well-formed UTF-8 sequence starting at `s[i]`, or 0 when there is none.
+[[nodiscard]] std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept;
 
 /// At most `max` bytes of `s`, cut on a UTF-8 character boundary.
 [[nodiscard]] std::string cut_utf8(std::string_view s, std::size_t max);

@@ -39,6 +39,9 @@ struct logical_messages_source {
   std::string prefix;
 };
 
+/// What the relay does with the rows already in the tables when it creates its slot.
+enum class backfill_mode { all, none };
+
 /// The `source:` section: the PostgreSQL side.
 struct source_config {
   std::string dsn;
@@ -47,10 +50,25 @@ struct source_config {
   std::vector<table_source> tables;
   std::optional<logical_messages_source> logical_messages;
   std::chrono::milliseconds heartbeat_interval{};  ///< zero disables heartbeats
+  backfill_mode initial_backfill = backfill_mode::all;
+  std::string state_schema;  ///< the relay's state table, `schema.table`
+  std::string state_table;
+  std::chrono::milliseconds connect_timeout{};    ///< every connection to PostgreSQL
+  std::chrono::milliseconds tcp_user_timeout{};   ///< every connection; zero leaves the system default
+  std::chrono::milliseconds statement_timeout{};  ///< side connections (state, slot statistics, deletes)
+  std::chrono::milliseconds lock_timeout{};       ///< side connections
+  std::chrono::milliseconds stream_timeout{};     ///< silence on the stream that means reconnect; zero: the server's
+                                                  ///< wal_sender_timeout
+
+  /// `schema.table` of the state table.
+  [[nodiscard]] std::string state_table_name() const { return state_schema + "." + state_table; }
 };
 
 enum class delivery_mode { at_least_once, exactly_once };
 std::string_view to_string(delivery_mode d) noexcept;
+
+/// What the relay does with a record it cannot publish (bad row, illegal or disallowed topic, too large, ...).
+enum class invalid_record_policy { halt, dead_letter };
 
 /// The `sink:` section: the Kafka side.
 struct sink_config {
@@ -58,7 +76,11 @@ struct sink_config {
   std::string topic_template;
   delivery_mode delivery = delivery_mode::at_least_once;
   std::string checkpoint_topic;
-  std::map<std::string, std::string> properties;  ///< passed to librdkafka unchanged
+  std::map<std::string, std::string> properties;  ///< passed to librdkafka after the relay's safety settings
+  bool allow_unsafe_properties = false;
+  std::vector<std::string> allowed_topics;  ///< names or `^regex`; empty: any topic
+  invalid_record_policy on_invalid_record = invalid_record_policy::halt;
+  std::string dead_letter_topic;
 };
 
 /// The `relay:` section: memory bounds and timing.
@@ -68,6 +90,7 @@ struct relay_limits {
   std::chrono::milliseconds status_interval{};
   std::chrono::milliseconds shutdown_timeout{};
   std::chrono::milliseconds stall_timeout{};  ///< WAL moving, nothing confirmed: stalled
+  std::int64_t max_delete_backlog = 0;        ///< acknowledged rows waiting for delete_after_publish
 };
 
 /// The `metrics:` section.
@@ -90,6 +113,10 @@ struct relay_config {
   log_config log;
   values tree;  ///< every key as loaded, for dump_redacted
 };
+
+/// librdkafka properties that would weaken the relay's guarantees, with why: refused in `sink.properties` unless
+/// `sink.allow_unsafe_properties` is true. Empty when `key=value` is safe.
+std::string unsafe_property(std::string_view key, std::string_view text);
 
 /// The declarations behind relay_config: keys, defaults, docs and cross-key rules.
 const schema& relay_schema();

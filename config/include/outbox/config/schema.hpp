@@ -45,6 +45,20 @@ using value = std::variant<std::monostate, std::string, bool, std::int64_t, doub
                            std::uint64_t, std::vector<std::string>, std::vector<std::chrono::milliseconds>,
                            std::map<std::string, std::string>, std::vector<values>>;
 
+/// How a key's value is shown when a config is printed (`--check`, dumps); declared on the key.
+struct secrecy {
+  enum class kind : std::uint8_t {
+    none,     ///< shown as is (passwords inside DSNs and URLs are still hidden)
+    whole,    ///< the whole value is a secret
+    entries,  ///< a map whose entries named by `patterns` are secrets
+  };
+  kind how = kind::none;
+  std::vector<std::string> patterns;  ///< map entry names; `*` matches any run of characters
+
+  /// Whether the map entry `name` is a secret under this declaration.
+  [[nodiscard]] bool hides_entry(std::string_view name) const noexcept;
+};
+
 /// Every key of a loaded file (or of one list item) after defaults, by dotted path, in declaration order.
 class values {
  public:
@@ -58,6 +72,8 @@ class values {
 
   [[nodiscard]] bool contains(std::string_view path) const noexcept { return lookup(path) != nullptr; }
   [[nodiscard]] const std::vector<std::pair<std::string, value>>& entries() const noexcept { return m_entries; }
+  /// The secrecy declared on the key of entries()[i].
+  [[nodiscard]] const secrecy& secrecy_of(std::size_t i) const noexcept { return m_secrecy[i]; }
 
   friend bool operator==(const values& a, const values& b) { return a.m_entries == b.m_entries; }
 
@@ -65,9 +81,10 @@ class values {
   friend class detail::document_parser;
 
   [[nodiscard]] const value* lookup(std::string_view path) const noexcept;
-  void set(std::string path, value v);
+  void set(std::string path, value v, secrecy s = {});
 
   std::vector<std::pair<std::string, value>> m_entries;
+  std::vector<secrecy> m_secrecy;  ///< parallel to m_entries
 };
 
 /// Checks one value: returns an empty string when it is fine, else what is wrong and how to fix it.
@@ -87,6 +104,7 @@ struct key_spec {
   validator validate;
   std::string constraint;          ///< what `validate` enforces, in a few words for the docs
   std::vector<key_spec> children;  ///< keys of a section, or of each item of an object list
+  secrecy secret_as;               ///< how the value is redacted when printed
   /// A list key may be written as one of these names instead of a list: (name, the list it stands for).
   std::vector<std::pair<std::string, std::string>> presets;
 
@@ -98,6 +116,10 @@ struct key_spec {
   key_spec describe(std::string text) &&;
   key_spec between(std::int64_t lo, std::int64_t hi) &&;
   key_spec check(validator v, std::string what = {}) &&;
+  /// The value is a secret: never printed, never quoted in an error message.
+  key_spec secret() &&;
+  /// A map whose entries matching `patterns` (`*` = any characters, e.g. `sasl.*`) are secrets.
+  key_spec secret_entries(std::vector<std::string> patterns) &&;
   /// Lets a list key be written as `preset_name`, standing for `list_text` (YAML flow text such as `[15s, 30s]`).
   key_spec preset(std::string preset_name, std::string list_text) &&;
 };
@@ -146,7 +168,8 @@ values parse_values(const schema& s, std::string_view yaml_text, std::string_vie
 /// Reads `path` and parses it like parse_values; an unreadable file is a config_error too.
 values load_values(const schema& s, const std::string& path);
 
-/// The values as YAML in declaration order, with passwords and secrets replaced by `*****`.
+/// The values as YAML in declaration order, with every value declared secret (and every password inside a DSN or
+/// URL) replaced by `*****`.
 std::string dump_redacted(const values& v);
 
 template <typename T>

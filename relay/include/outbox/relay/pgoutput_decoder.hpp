@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -31,11 +32,11 @@ struct relation {
   std::vector<column> columns;
 };
 
-/// One column value of a row.
+/// One column value of a row: a view into the message it came in (valid until the next decode).
 struct tuple_value {
   enum class kind : char { null = 'n', unchanged_toast = 'u', text = 't', binary = 'b' };
   kind k;
-  std::string data;
+  std::string_view data;
 
   bool operator==(const tuple_value&) const = default;
 };
@@ -61,18 +62,19 @@ struct relation_msg {
   bool columns_changed;
 };
 
-/// Insert ('I'): the new row, one value per column of `rel`.
+/// Insert ('I'): the new row, one value per column of `rel` (views valid until the next decode).
 struct insert_msg {
   std::shared_ptr<const relation> rel;
-  std::vector<tuple_value> values;
+  std::span<const tuple_value> values;
 };
 
-/// Logical decoding message ('M'), from pg_logical_emit_message.
+/// Logical decoding message ('M'), from pg_logical_emit_message; prefix and content are views valid until the
+/// next decode.
 struct logical_message {
   bool transactional;
   lsn_t lsn;
-  std::string prefix;
-  std::string content;
+  std::string_view prefix;
+  std::string_view content;
 };
 
 /// A well-formed message the relay does not act on: 'Y' type, 'O' origin, 'U' update, 'D' delete, 'T' truncate.
@@ -83,7 +85,7 @@ struct ignored_msg {
 /// What one pgoutput message means.
 using pg_event = std::variant<begin_msg, commit_msg, relation_msg, insert_msg, logical_message, ignored_msg>;
 
-/// Decodes pgoutput (proto_version 1) messages; owns the relation cache keyed by OID.
+/// Decodes pgoutput (proto_version 1) messages without copying column values; owns the relation cache keyed by OID.
 class pgoutput_decoder {
  public:
   /// Decodes one XLogData payload. Throws outbox_error("decode") naming `wal_start` on an unknown tag, a
@@ -95,6 +97,7 @@ class pgoutput_decoder {
 
  private:
   std::unordered_map<std::uint32_t, std::shared_ptr<const relation>> m_relations;
+  std::vector<tuple_value> m_values;  ///< the last Insert's row, reused
 };
 
 }  // namespace outbox::relay

@@ -1,17 +1,21 @@
 #pragma once
 
 #include "outbox/base/error.hpp"
+#include "outbox/config/relay_config.hpp"
 #include "outbox/relay/router.hpp"
+
+#include <librdkafka/rdkafka.h>
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
-#include <utility>
+#include <unordered_map>
 #include <vector>
-
-struct rd_kafka_s;
 
 namespace outbox::relay {
 
@@ -19,22 +23,34 @@ namespace outbox::relay {
 struct delivery {
   std::uint64_t event_id = 0;
   std::size_t bytes = 0;
-  std::uint32_t route = 0;          ///< what the caller passed to produce(): which source the record came from
+  std::uint32_t source = 0;         ///< what the caller passed to produce(): which source the record came from
   std::int64_t commit_time_ms = 0;  ///< as passed to produce()
   std::string_view topic;           ///< valid during the callback only
-  bool ok = true;
-  error failure;  ///< when !ok: names topic, key and the broker's error
+  std::string_view key;             ///< valid during the callback only
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+  [[nodiscard]] bool ok() const noexcept { return err == RD_KAFKA_RESP_ERR_NO_ERROR; }
 };
 
-/// The Kafka side of the relay: an idempotent librdkafka producer (acks=all, murmur2_random).
-/// Used by the event-loop thread only; delivery reports are served by `poll()` on that thread.
+/// What produce() did with a record.
+enum class produce_result : std::uint8_t {
+  queued,      ///< librdkafka has it; its delivery report follows
+  queue_full,  ///< librdkafka's queue is full: backpressure, try the same record again after deliveries
+  refused,     ///< librdkafka refused this record for good (too large, bad topic); `why` says so
+};
+
+/// The Kafka side of the relay: an idempotent, gap-less librdkafka producer (acks=all, murmur2_random, records never
+/// timed out). Used by the event-loop thread only, except handle(), which other threads may use for metadata and
+/// admin calls. Delivery reports are served by poll() on the loop's thread.
 class publisher {
  public:
   using delivery_handler = std::function<void(const delivery&)>;
-  using state_handler = std::function<void(bool brokers_up, const std::string& reason)>;
+  /// librdkafka's error callback (from its own thread): the code and reason, for counting and reachability.
+  using error_handler = std::function<void(rd_kafka_resp_err_t err, const std::string& reason)>;
 
-  publisher(const std::string& brokers, const std::vector<std::pair<std::string, std::string>>& properties,
-            std::size_t max_inflight_messages, delivery_handler on_delivery, state_handler on_state);
+  /// Throws outbox_error("config") naming the key when librdkafka refuses a setting.
+  publisher(const config::sink_config& sink, std::size_t max_inflight_messages, delivery_handler on_delivery,
+            error_handler on_error);
   ~publisher();
   publisher(const publisher&) = delete;
   publisher& operator=(const publisher&) = delete;
@@ -42,34 +58,61 @@ class publisher {
   /// Becomes readable when librdkafka has delivery reports or errors to serve.
   [[nodiscard]] int wakeup_fd() const { return m_wakeup[0]; }
 
-  /// Hands a record to librdkafka (copying it). Throws outbox_error when librdkafka refuses it.
-  void produce(const kafka_record& record, std::uint64_t event_id, std::uint32_t route = 0,
-               std::int64_t commit_time_ms = 0);
+  /// Hands a record to librdkafka (which copies it), to its topic's cached handle. When refused, `why` says why and
+  /// `code` is librdkafka's error.
+  produce_result produce(const record_view& record, std::uint64_t event_id, std::uint32_t source,
+                         std::int64_t commit_time_ms, std::string* why = nullptr, rd_kafka_resp_err_t* code = nullptr);
 
   /// Serves every queued delivery report and error; drains the wakeup fd.
   void poll();
-
   /// Waits up to `timeout` for every in-flight record; serves their reports.
   void flush(std::chrono::milliseconds timeout);
+  /// Stops every callback into the owner (before it goes away); later reports are dropped.
+  void detach() noexcept;
+  /// Drops what is queued or in flight (their reports arrive with a purge error unless detached).
+  void purge() noexcept;
 
   /// Asks the cluster for metadata; returns the broker list or throws a retryable outbox_error.
   std::vector<std::string> describe_cluster(std::chrono::milliseconds timeout);
+  /// Whether librdkafka raised a fatal error (idempotence or gap-less guarantee broken), and which.
+  [[nodiscard]] std::optional<std::string> fatal_error() const;
 
   [[nodiscard]] std::size_t inflight_messages() const { return m_inflight_messages; }
+  /// Records from the oldest one not yet reported to the newest: the bookkeeping one record stuck on a sick partition
+  /// makes grow while the others flow (the relay stops reading when it grows too large).
+  [[nodiscard]] std::size_t tracked_records() const { return m_ring.size(); }
   [[nodiscard]] std::uint64_t inflight_bytes() const { return m_inflight_bytes; }
+  /// The librdkafka handle, for metadata and admin calls (thread-safe in librdkafka).
+  [[nodiscard]] rd_kafka_t* handle() const noexcept { return m_producer; }
 
  private:
-  struct tag;
-  static void on_delivery_report(rd_kafka_s* rk, const void* message, void* opaque);
-  static void on_error(rd_kafka_s* rk, int err, const char* reason, void* opaque);
+  struct inflight_entry {
+    std::uint64_t event_id;
+    std::int64_t commit_time_ms;
+    std::uint32_t bytes;
+    std::uint32_t source;
+    bool done;
+  };
+  struct string_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
 
-  rd_kafka_s* m_producer = nullptr;
+  rd_kafka_topic_t* topic_handle(std::string_view topic);
+  static void on_delivery_report(rd_kafka_t* rk, const rd_kafka_message_t* message, void* opaque);
+  static void on_error_cb(rd_kafka_t* rk, int err, const char* reason, void* opaque);
+
+  rd_kafka_t* m_producer = nullptr;
   int m_wakeup[2] = {-1, -1};
   delivery_handler m_on_delivery;
-  state_handler m_on_state;
+  error_handler m_on_error;
+  std::unordered_map<std::string, rd_kafka_topic_t*, string_hash, std::equal_to<>> m_topics;
+  std::deque<inflight_entry> m_ring;  ///< per produced record, from the oldest not yet reported
+  std::uint64_t m_ring_base = 0;      ///< sequence number of m_ring.front()
+  std::uint64_t m_next_seq = 0;
   std::size_t m_inflight_messages = 0;
   std::uint64_t m_inflight_bytes = 0;
-  bool m_brokers_down = false;
+  bool m_detached = false;
 };
 
 }  // namespace outbox::relay

@@ -1,11 +1,14 @@
 #pragma once
 
+#include "outbox/relay/copy_protocol.hpp"
 #include "outbox/relay/lsn.hpp"
+#include "outbox/relay/pg_session.hpp"
 
+#include <chrono>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
-
-struct pg_conn;
 
 namespace outbox::relay {
 
@@ -17,39 +20,53 @@ struct system_identity {
   std::string database;
 };
 
-/// One libpq replication connection (`replication=database`) streaming a pgoutput slot.
-/// Owned and used by the relay's event-loop thread only.
+/// A slot CREATE_REPLICATION_SLOT made: where it starts, and the exported snapshot when one was asked for.
+struct created_slot {
+  lsn_t consistent_point = 0;
+  std::string snapshot_name;  ///< empty without EXPORT_SNAPSHOT
+};
+
+/// One replication connection (`replication=database`) streaming a pgoutput slot. Connecting, creating the slot
+/// and START_REPLICATION may run on any one thread (they wait, abandonably); streaming reads never block.
 class replication_stream {
  public:
-  explicit replication_stream(std::string dsn);
+  explicit replication_stream(conn_params params);
   ~replication_stream();
   replication_stream(const replication_stream&) = delete;
   replication_stream& operator=(const replication_stream&) = delete;
 
   /// Connects and runs IDENTIFY_SYSTEM. Throws outbox_error, retryable when the server is unreachable.
-  system_identity connect();
-  /// START_REPLICATION of `slot` from `from` with pgoutput v1, the publication and logical messages.
-  void start(std::string_view slot, std::string_view publication, lsn_t from);
+  system_identity connect(std::chrono::milliseconds timeout);
+  /// CREATE_REPLICATION_SLOT `slot` LOGICAL pgoutput, exporting a snapshot when asked (the connection must then
+  /// stay idle until the snapshot is imported), as a failover slot when asked (PostgreSQL 17+).
+  created_slot create_slot(std::string_view slot, bool export_snapshot, bool failover);
+  /// START_REPLICATION of `slot` from `from` with pgoutput v1 and the publication; logical messages only when
+  /// `messages` (PostgreSQL then decodes and ships every message of the database).
+  void start(std::string_view slot, std::string_view publication, lsn_t from, bool messages);
 
   /// The socket to watch for readability; -1 when not connected.
   [[nodiscard]] int socket() const;
+  [[nodiscard]] int server_version() const noexcept { return m_session.server_version(); }
 
   enum class read_result { message, would_block, ended };
-  /// Reads one CopyData message without blocking; `out` stays valid until the next call.
-  /// Throws outbox_error (retryable) when the connection breaks.
-  read_result read(std::string_view& out);
+  /// Reads and parses one CopyData message without blocking; `out` (and the views inside it) stay valid until
+  /// the next call. Throws outbox_error (retryable) when the connection breaks.
+  read_result read(server_message& out);
 
-  /// Sends a standby status update: WAL received up to `written`, safe to discard up to `flushed`.
+  /// Sends a standby status update: WAL received up to `written`, safe to discard up to `flushed`;
+  /// `reply_requested` asks the server to answer at once (the liveness probe).
   void send_status(lsn_t written, lsn_t flushed, bool reply_requested = false);
 
+  /// Makes a connect or slot creation in progress on another thread give up.
+  void abandon() noexcept { m_session.abandon(); }
+  void abandon_with(const std::atomic<bool>* flag) noexcept { m_session.abandon_with(flag); }
   /// Closes the connection (idempotent).
   void close();
 
  private:
   void free_buffer();
 
-  std::string m_dsn;
-  pg_conn* m_conn = nullptr;
+  pg_session m_session;
   char* m_buffer = nullptr;
 };
 

@@ -22,8 +22,12 @@ struct consumed_record {
   [[nodiscard]] std::optional<std::string> header(std::string_view name) const;
 };
 
-/// Creates a topic with `partitions` partitions (waits until it exists).
-void kafka_create_topic(const std::string& topic, int partitions = 3);
+/// Creates a topic with `partitions` partitions and topic `configs` (e.g. max.message.bytes); waits until it exists.
+void kafka_create_topic(const std::string& topic, int partitions = 3,
+                        const std::vector<std::pair<std::string, std::string>>& configs = {});
+
+/// Deletes the records of `topic`'s `partition` below `before_offset` (Kafka's DeleteRecords).
+void kafka_delete_records(const std::string& topic, int partition, long long before_offset);
 
 /// Reads `topic` from the beginning until `count` records arrived or `timeout` passed.
 std::vector<consumed_record> kafka_consume(const std::string& topic, std::size_t count,
