@@ -473,7 +473,13 @@ class consumer::impl {
       } else {
         rd_kafka_assign(rk, parts);
       }
-      if (m_halted.load(std::memory_order_relaxed)) rd_kafka_pause_partitions(rk, parts);  // take nothing new
+      // A partition paused for a waiting record that was revoked or lost and comes back stays paused in
+      // librdkafka: resume it, unless the consumer is halted and takes nothing new.
+      if (m_halted.load(std::memory_order_relaxed)) {
+        rd_kafka_pause_partitions(rk, parts);
+      } else {
+        rd_kafka_resume_partitions(rk, parts);
+      }
       m_assigned_count.fetch_add(static_cast<int>(tps.size()), std::memory_order_relaxed);
       log::info(k_component, "partitions assigned", {{"partitions", describe(tps)}});
       return;

@@ -2,6 +2,7 @@
 // the topic checks and the attempt's lease renewal.
 #include "flow_context.hpp"
 #include "offset_commits.hpp"
+#include "options_check.hpp"
 #include "topic_plan.hpp"
 #include "topic_setup.hpp"
 #include "outbox/base/error.hpp"
@@ -225,6 +226,38 @@ TEST(attempt, a_claim_held_by_another_worker_is_a_wait_not_an_attempt) {
   EXPECT_EQ(calls, 0);
   ASSERT_TRUE(store.complete("g", "e1", "someone-else"));
   EXPECT_EQ(runner.run(flow_context::source("e1", 0), c).kind, attempt_kind::duplicate);
+}
+
+}  // namespace
+}  // namespace outbox::consumer::detail::test
+
+namespace outbox::consumer::detail::test {
+namespace {
+
+TEST(options_check, options_built_by_hand_get_the_retention_check_and_a_warning_for_long_blocking_retries) {
+  consumer_options o;
+  o.group_id = "g";
+  o.topics = {"t"};
+  o.retry = wechatpay_policy();
+  o.retry.max_attempts = 16;  // the whole WeChat schedule in process: 24 h 04 m holding a partition
+  const retry_schedule schedule = checked_schedule(o.retry);
+  ::testing::internal::CaptureStderr();
+  EXPECT_NO_THROW(check_retention(o, schedule, std::chrono::hours(24 * 30)));
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find("in-process retries can hold a partition for a long time"), std::string::npos) << log;
+  try {
+    check_retention(o, schedule, std::chrono::hours(24));
+    FAIL() << "expected an outbox_error";
+  } catch (const outbox_error& e) {
+    EXPECT_EQ(e.value().category, "config");
+    EXPECT_NE(std::string(e.what()).find("dedupe.retention 1d is shorter than the retry schedule"), std::string::npos)
+        << e.what();
+  }
+  o.group_id = "pay ledger";
+  EXPECT_THROW(checked_group(o), outbox_error) << "the group is part of topic names";
+  o.group_id = "g";
+  o.dlq_topic = "{topic}";
+  EXPECT_THROW(checked_group(o), outbox_error);
 }
 
 }  // namespace
