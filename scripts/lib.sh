@@ -45,6 +45,10 @@ pg_standby_port() {
 # Kafka's TLS and SASL_SSL (SCRAM-SHA-512) listeners, beside the PLAINTEXT one.
 OUTBOX_KAFKA_TLS_PORT=${OUTBOX_KAFKA_TLS_PORT:-$((OUTBOX_KAFKA_PORT + 2))}
 OUTBOX_KAFKA_SASL_PORT=${OUTBOX_KAFKA_SASL_PORT:-$((OUTBOX_KAFKA_PORT + 3))}
+# A PLAINTEXT listener that advertises OUTBOX_KAFKA_PROXY_PORT, where a test's TCP proxy listens (nothing else
+# does): every connection a client makes to the broker then goes through the proxy, for network-fault tests.
+OUTBOX_KAFKA_PROXIED_PORT=${OUTBOX_KAFKA_PROXIED_PORT:-$((OUTBOX_KAFKA_PORT + 4))}
+OUTBOX_KAFKA_PROXY_PORT=${OUTBOX_KAFKA_PROXY_PORT:-$((OUTBOX_KAFKA_PORT + 5))}
 OUTBOX_KAFKA_SASL_USER=${OUTBOX_KAFKA_SASL_USER:-outbox}
 OUTBOX_KAFKA_SASL_PASSWORD=${OUTBOX_KAFKA_SASL_PASSWORD:-outbox-scram-local}
 

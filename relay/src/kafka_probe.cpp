@@ -40,7 +40,6 @@ void kafka_probe::stop() noexcept {
 
 void kafka_probe::run() {
   int failures = 0;
-  bool reachable = true;
   auto next_probe = std::chrono::steady_clock::now();
   while (true) {
     std::optional<std::string> topic;
@@ -75,19 +74,16 @@ void kafka_probe::run() {
       m_on_topic(*topic, limits);
       continue;
     }
-    next_probe = std::chrono::steady_clock::now() + m_interval;
+    const auto sent = std::chrono::steady_clock::now();
+    next_probe = sent + m_interval;
     const rd_kafka_metadata_t* md = nullptr;
     const auto err = rd_kafka_metadata(m_rk, 0, nullptr, &md, static_cast<int>(k_request_timeout.count()));
     if (md != nullptr) rd_kafka_metadata_destroy(md);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       failures = 0;
-      if (!reachable) {
-        reachable = true;
-        m_on_state(true, "metadata request answered");
-      }
-    } else if (++failures >= k_failures_before_down && reachable) {
-      reachable = false;
-      m_on_state(false, std::string("metadata request failed: ") + rd_kafka_err2str(err));
+      m_on_state(true, "metadata request answered", sent);
+    } else if (++failures >= k_failures_before_down) {
+      m_on_state(false, std::string("metadata request failed: ") + rd_kafka_err2str(err), sent);
     }
   }
 }

@@ -21,11 +21,14 @@ struct topic_limits {
 };
 
 /// A thread that asks the Kafka cluster for metadata every `interval`, so that reachability is known in both
-/// directions within seconds without waiting for the next delivery, and that describes topics on request.
+/// directions within seconds without waiting for the next delivery, and that describes topics on request. It reports
+/// every probe (one failure is not yet "down": a second one in a row is).
 /// Callbacks run on the probe's thread; the owner posts them to its loop.
 class kafka_probe {
  public:
-  using state_handler = std::function<void(bool reachable, const std::string& why)>;
+  /// Every probe's outcome: reachable (or not, with why), and when the probe's request was sent.
+  using state_handler =
+      std::function<void(bool reachable, const std::string& why, std::chrono::steady_clock::time_point sent)>;
   using topic_handler = std::function<void(const std::string& topic, const topic_limits& limits)>;
 
   kafka_probe(rd_kafka_t* rk, std::chrono::milliseconds interval, state_handler on_state, topic_handler on_topic);

@@ -47,6 +47,8 @@ constexpr milliseconds k_min_confirm_gap{20};
 constexpr milliseconds k_slot_watch_interval{5'000};
 constexpr milliseconds k_kafka_probe_interval{2'000};
 constexpr milliseconds k_halt_log_interval{60'000};
+/// How long a clean stop waits for the server to take the last status update.
+constexpr milliseconds k_finish_timeout{2'000};
 /// A record's overhead inside a Kafka batch beyond its key, value and headers (batch header, varints, CRC).
 constexpr std::size_t k_record_overhead = 512;
 /// Backfill records carry event ids with this bit, outside the tracker's ids.
@@ -192,9 +194,12 @@ class relay::loop {
     watch_kafka(generation);
     m_probe = std::make_unique<kafka_probe>(
         m_publisher->handle(), k_kafka_probe_interval,
-        [this, generation](bool up, const std::string& why) {
-          asio::post(m_io, [this, generation, up, why] {
-            if (generation == m_publisher_generation) set_kafka_up(up, why);
+        [this, generation](bool up, const std::string& why, clock::time_point sent) {
+          asio::post(m_io, [this, generation, up, why, sent] {
+            if (generation != m_publisher_generation) return;
+            // An answer counts only if its request left after the last "all brokers down".
+            if (up && sent < m_kafka_down_at) return;
+            set_kafka_up(up, why);
           });
         },
         [this, generation](const std::string& topic, const topic_limits& limits) {
@@ -866,6 +871,7 @@ class relay::loop {
   void on_kafka_error(rd_kafka_resp_err_t err, const std::string& reason) {
     m_metrics.publish_error(error_reason(err));
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+      m_kafka_down_at = clock::now();
       set_kafka_up(false, reason);
       return;
     }
@@ -1189,6 +1195,7 @@ class relay::loop {
     send_status(false);
     log::info(k_component, "confirmed", {{"lsn", format_lsn(m_tracker.confirmable())}});
     release_pg_socket();
+    if (m_stream) m_stream->finish(k_finish_timeout);
     m_stream.reset();
     m_metrics.leader.set(0);
     m_metrics.forget_slot();
@@ -1257,6 +1264,7 @@ class relay::loop {
     if (m_halted) m_exit_code = 1;
     send_status(false);
     release_pg_socket();
+    if (m_stream) m_stream->finish(k_finish_timeout);
     m_stream.reset();
     log::info(k_component, "stopped",
               {{"published", m_published},
@@ -1343,6 +1351,7 @@ class relay::loop {
   clock::time_point m_last_heartbeat{};
   clock::time_point m_last_halt_log{};
   clock::time_point m_next_delete_attempt{};
+  clock::time_point m_kafka_down_at{};  ///< the last "all brokers down" from librdkafka
   milliseconds m_backoff{0};
   milliseconds m_delete_backoff{0};
   bool m_watch_busy = false;

@@ -155,6 +155,43 @@ void replication_stream::send_status(lsn_t written, lsn_t flushed, bool reply_re
   if (PQflush(conn) == -1) throw broken(conn, "sending a standby status update failed");
 }
 
+void replication_stream::finish(std::chrono::milliseconds timeout) {
+  PGconn* conn = m_session.raw();
+  if (conn == nullptr) return;
+  free_buffer();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto wait = [&](short events) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{PQsocket(conn), events, 0};
+    return ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 100))) >= 0;
+  };
+  auto flush = [&] {
+    int r = 0;
+    while ((r = PQflush(conn)) == 1) {
+      if (!wait(POLLOUT)) return false;
+    }
+    return r == 0;
+  };
+  if (flush() && PQputCopyEnd(conn, nullptr) == 1 && flush()) {
+    // The server answers CopyDone only after it processed every message before it, the status update included.
+    while (std::chrono::steady_clock::now() < deadline) {
+      char* buf = nullptr;
+      const int n = PQgetCopyData(conn, &buf, 1);
+      if (buf != nullptr) PQfreemem(buf);
+      if (n > 0) continue;
+      if (n == -1) {
+        while (PGresult* r = PQgetResult(conn)) PQclear(r);
+        break;
+      }
+      if (n < -1) break;
+      if (!wait(POLLIN) || PQconsumeInput(conn) == 0) break;
+    }
+  }
+  close();
+}
+
 void replication_stream::close() {
   free_buffer();
   m_session.close();

@@ -60,6 +60,10 @@ class replication_stream {
   /// Makes a connect or slot creation in progress on another thread give up.
   void abandon() noexcept { m_session.abandon(); }
   void abandon_with(const std::atomic<bool>* flag) noexcept { m_session.abandon_with(flag); }
+  /// Ends the stream cleanly: flushes what is queued (the last status update), ends the copy and waits, at most
+  /// `timeout`, until the server has answered, so that it has processed the last confirmed LSN before the
+  /// connection goes; then closes.
+  void finish(std::chrono::milliseconds timeout);
   /// Closes the connection (idempotent).
   void close();
 
