@@ -35,4 +35,11 @@ bool valid_utf8(std::string_view s) noexcept {
   return true;
 }
 
+std::string cut_utf8(std::string_view s, std::size_t max) {
+  if (s.size() <= max) return std::string(s);
+  std::size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0U) == 0x80U) --n;
+  return std::string(s.substr(0, n));
+}
+
 }  // namespace outbox

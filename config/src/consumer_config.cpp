@@ -30,11 +30,7 @@ rep saturating_add(rep a, rep b) noexcept {
 milliseconds in_process_worst_case(std::string_view schedule, milliseconds initial, milliseconds max,
                                    std::int64_t attempts, const std::vector<milliseconds>& delays,
                                    milliseconds max_elapsed) {
-  static const std::vector<milliseconds> wechatpay = {
-      std::chrono::seconds(15), std::chrono::seconds(15), std::chrono::seconds(30), std::chrono::minutes(3),
-      std::chrono::minutes(10), std::chrono::minutes(20), std::chrono::minutes(30), std::chrono::minutes(30),
-      std::chrono::minutes(30), std::chrono::minutes(60), std::chrono::hours(3),    std::chrono::hours(3),
-      std::chrono::hours(3),    std::chrono::hours(6),    std::chrono::hours(6)};
+  const auto& wechatpay = wechatpay_delays();
   rep total = 0;
   for (std::int64_t i = 0; i + 1 < attempts; ++i) {
     rep d = 0;
@@ -113,6 +109,73 @@ void check_retention_covers_retries(rule_context& ctx) {
                                    writable_at_least(needed) + ") or shorten the schedule");
 }
 
+/// `dlq.retention` holds a dead letter at least as long as it may be replayed.
+void check_dlq_retention_covers_replay(rule_context& ctx) {
+  const auto* retention = ctx.loaded().find<milliseconds>("dlq.retention");
+  const auto* replay = ctx.loaded().find<milliseconds>("dlq.replay_window");
+  if (retention != nullptr && replay != nullptr && *retention < *replay) {
+    ctx.fail("dlq.retention", readable(*retention) + " is shorter than dlq.replay_window " + readable(*replay) +
+                                  "; a dead letter must stay in its topic while it may be replayed");
+  }
+}
+
+/// The consumer group names topics (`<topic>.<group>.retry.<delay>`), so it may hold only what a topic name may.
+validator topic_safe_group() {
+  return [](const value& v) -> std::string {
+    const auto& g = std::get<std::string>(v);
+    if (g.empty()) return "is empty; name the consumer group";
+    if (g.size() > 200) return "is longer than 200 characters; the retry and dead-letter topics carry it";
+    for (const char c : g) {
+      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                      c == '_' || c == '-';
+      if (!ok) {
+        return "`" + g + "` has `" + std::string(1, c) +
+               "`; use letters, digits, `.`, `_` and `-` only: the group is part of its retry and dead-letter topics' "
+               "names";
+      }
+    }
+    return {};
+  };
+}
+
+/// A duration of at least `min`.
+validator at_least(milliseconds min) {
+  return [min](const value& v) -> std::string {
+    const auto d = std::get<milliseconds>(v);
+    return d >= min ? "" : "is " + readable(d) + "; it must be at least " + readable(min);
+  };
+}
+
+/// Every retry tier waits more than 0s.
+validator positive_delays() {
+  return [](const value& v) -> std::string {
+    const auto& delays = std::get<std::vector<milliseconds>>(v);
+    for (std::size_t i = 0; i < delays.size(); ++i) {
+      if (delays[i].count() <= 0) return "entry " + std::to_string(i) + " is 0s; every tier waits longer than 0s";
+    }
+    return {};
+  };
+}
+
+/// A dead-letter topic template that is not just `{topic}` (which would be the source topic itself).
+validator dead_letter_template() {
+  auto base = detail::topic_template({"topic", "group"});
+  return [base](const value& v) -> std::string {
+    if (std::get<std::string>(v) == "{topic}") {
+      return "is `{topic}`, the source topic itself; dead letters need a topic of their own, e.g. "
+             "`{topic}.{group}.dlq`";
+    }
+    return base(v);
+  };
+}
+
+/// The list text of the `wechatpay` preset.
+std::string wechatpay_list_text() {
+  std::string out = "[";
+  for (const auto& d : wechatpay_delays()) out += (out.size() > 1 ? ", " : "") + format_duration(d);
+  return out + "]";
+}
+
 schema make_consumer_schema() {
   schema s;
   s.title = "consumer SDK";
@@ -123,14 +186,23 @@ schema make_consumer_schema() {
                       .defaults("127.0.0.1:9092")
                       .check(detail::not_empty())
                       .describe("Kafka bootstrap servers, comma-separated `host:port`"),
-                  string_key("group_id").required().describe("Kafka consumer group"),
+                  string_key("group_id")
+                      .required()
+                      .check(topic_safe_group(), "letters, digits, `.`, `_`, `-`")
+                      .describe("Kafka consumer group; also part of its retry, replay and dead-letter topics' names"),
                   string_list_key("topics")
                       .required()
                       .check(detail::topic_list(), "non-empty")
                       .describe("Topics to consume; `^regex` subscribes by pattern"),
                   string_map_key("properties")
                       .secret_entries(detail::kafka_secret_properties())
-                      .describe("librdkafka consumer properties, passed unchanged"),
+                      .describe("librdkafka consumer properties, passed unchanged (security settings also reach the "
+                                "retry/dead-letter producer); `partition.assignment.strategy` defaults to "
+                                "`cooperative-sticky`"),
+                  duration_key("pattern_refresh")
+                      .defaults("30s")
+                      .check(detail::positive(), "more than 0s")
+                      .describe("How often `^regex` topics are matched against the cluster's topics again"),
               })
           .describe("Kafka consumer"),
       section("dedupe",
@@ -144,7 +216,30 @@ schema make_consumer_schema() {
                   duration_key("retention")
                       .defaults("7d")
                       .check(detail::positive(), "more than 0s")
-                      .describe("How long an event id is remembered; must cover the whole retry schedule"),
+                      .describe("How long an event id is remembered; must cover the whole retry schedule, and what "
+                                "Kafka can still redeliver (see `retention_check`)"),
+                  duration_key("lease")
+                      .defaults("5m")
+                      .check(detail::positive(), "more than 0s")
+                      .describe("How long a claim on an event id lasts unless renewed; renewed every third of it while "
+                                "the handler runs, so it only bounds how long a dead worker's claim blocks the event "
+                                "(memory, sqlite, redis)"),
+                  duration_key("cleanup_interval")
+                      .defaults("1m")
+                      .check(detail::positive(), "more than 0s")
+                      .describe("How often expired entries are deleted (postgres, sqlite, memory); each run deletes "
+                                "batches until none is left or 200ms passed, then runs again after 1s"),
+                  int_key("cleanup_batch")
+                      .defaults("1000")
+                      .between(1, 1'000'000)
+                      .in_unit("rows")
+                      .describe("Entries one cleanup statement deletes at most"),
+                  enum_key("retention_check", {"refuse", "warn"})
+                      .defaults("refuse")
+                      .describe("At start the consumer reads each topic's `retention.ms` and `segment.ms` and the "
+                                "brokers' `offsets.retention.minutes`; when expired offsets could make Kafka "
+                                "redeliver records older than `retention` minus `dlq.replay_window`, `refuse` stops "
+                                "with the numbers, `warn` logs them and starts"),
               })
           .describe("Duplicate detection on the `event_id` header"),
       section(
@@ -153,7 +248,8 @@ schema make_consumer_schema() {
               enum_key("schedule", {"fixed", "exponential", "decorrelated", "list", "wechatpay"})
                   .defaults("exponential")
                   .describe("Backoff between in-process attempts; `wechatpay` is 15s 15s 30s 3m 10m 20m 30m "
-                            "30m 30m 60m 3h 3h 3h 6h 6h"),
+                            "30m 30m 60m 3h 3h 3h 6h 6h, of which `attempts` - 1 delays run (blocking the "
+                            "partition); for the whole schedule without blocking use `topics: wechatpay`"),
               duration_key("initial")
                   .defaults("200ms")
                   .check(detail::positive(), "more than 0s")
@@ -169,19 +265,40 @@ schema make_consumer_schema() {
                   .describe("In-process attempts stop once the next delay would end this long after the first "
                             "failure; `0s` is no cap"),
               duration_list_key("delays").describe("The delays of `schedule: list`"),
-              duration_list_key("topics").describe(
-                  "Non-blocking tiers `<topic>.retry.<delay>` tried after the in-process attempts, then the DLQ"),
+              duration_list_key("topics")
+                  .check(positive_delays(), "each more than 0s")
+                  .preset("wechatpay", wechatpay_list_text())
+                  .describe("Non-blocking tiers tried after the in-process attempts, one attempt per entry (a delay "
+                            "may repeat), then the DLQ; a copy waits in `<topic>.<group>.retry.<delay>`"),
               enum_key("ordering", {"per_key", "none"})
                   .defaults("per_key")
-                  .describe("`per_key` holds later records of a key while one waits to be retried"),
+                  .describe("`per_key` holds later records of a key while one waits in a retry tier; the hold lives "
+                            "in the dedupe store (postgres, redis, sqlite), so it survives rebalances and restarts"),
+              int_key("topic_replication_factor")
+                  .defaults("-1")
+                  .between(-1, 32767)
+                  .check(
+                      [](const value& v) -> std::string {
+                        return std::get<std::int64_t>(v) == 0 ? "is 0; give at least 1, or -1 for the cluster's default"
+                                                              : "";
+                      },
+                      "not 0")
+                  .describe("Replication factor of the tier, replay and dead-letter topics the consumer creates; "
+                            "`-1` is the cluster's `default.replication.factor`. Existing ones must have at least "
+                            "the source topic's"),
+              duration_key("topic_retention")
+                  .defaults("7d")
+                  .check(detail::positive(), "more than 0s")
+                  .describe("`retention.ms` of the tier and replay topics the consumer creates (a tier gets at least "
+                            "10 times its delay); they hold the only copy of a parked record"),
           })
           .describe("Retries of failed records"),
       section("dlq",
               {
                   string_key("topic")
-                      .defaults("{topic}.dlq")
-                      .check(detail::topic_template({"topic"}))
-                      .describe("Dead-letter topic; `{topic}` is the original topic"),
+                      .defaults("{topic}.{group}.dlq")
+                      .check(dead_letter_template())
+                      .describe("Dead-letter topic; `{topic}` is the original topic, `{group}` the consumer group"),
                   number_key("max_ratio")
                       .defaults("0.5")
                       .check(detail::ratio(), "more than 0, at most 1")
@@ -198,6 +315,16 @@ schema make_consumer_schema() {
                       .check(detail::positive(), "more than 0s")
                       .describe("How long after dead-lettering a record may still be replayed; `dedupe.retention` "
                                 "must cover it"),
+                  duration_key("retention")
+                      .defaults("30d")
+                      .check(at_least(std::chrono::hours(24 * 7)), "at least 7d")
+                      .describe("`retention.ms` of a dead-letter topic the consumer creates; an existing one must keep "
+                                "records at least this long"),
+                  duration_key("probe_interval")
+                      .defaults("5m")
+                      .check(detail::positive(), "more than 0s")
+                      .describe("A consumer halted by the breaker runs the record it holds again this often; when it "
+                                "succeeds, the breaker closes and consumption resumes"),
               })
           .describe("Dead-letter topic and its breaker"),
       detail::metrics_section("127.0.0.1:9188"),
@@ -238,6 +365,7 @@ schema make_consumer_schema() {
        "at their caps, at most `retry.max_elapsed`) plus the sum of `retry.topics` plus `dlq.replay_window`, so "
        "a retried or replayed record is still recognised as a duplicate.",
        check_retention_covers_retries},
+      {"`dlq.retention` is at least `dlq.replay_window`.", check_dlq_retention_covers_replay},
   };
   return s;
 }
@@ -262,6 +390,8 @@ constexpr std::array<std::pair<std::string_view, retry_schedule>, 5> k_schedules
      {"wechatpay", retry_schedule::wechatpay}}};
 constexpr std::array<std::pair<std::string_view, retry_ordering>, 2> k_orderings{
     {{"per_key", retry_ordering::per_key}, {"none", retry_ordering::none}}};
+constexpr std::array<std::pair<std::string_view, retention_check>, 2> k_checks{
+    {{"refuse", retention_check::refuse}, {"warn", retention_check::warn}}};
 
 template <typename E, std::size_t N>
 std::string_view name_of(E e, const std::array<std::pair<std::string_view, E>, N>& table) noexcept {
@@ -282,12 +412,17 @@ consumer_config from_values(values v) {
   c.consumer.group_id = v.get<std::string>("consumer.group_id");
   c.consumer.topics = v.get<std::vector<std::string>>("consumer.topics");
   c.consumer.properties = v.get<std::map<std::string, std::string>>("consumer.properties");
+  c.consumer.pattern_refresh = v.get<std::chrono::milliseconds>("consumer.pattern_refresh");
 
   c.dedupe.store = pick(v.get<std::string>("dedupe.store"), k_stores);
   c.dedupe.dsn = optional_text(v, "dedupe.dsn");
   c.dedupe.path = optional_text(v, "dedupe.path");
   c.dedupe.url = optional_text(v, "dedupe.url");
   c.dedupe.retention = v.get<std::chrono::milliseconds>("dedupe.retention");
+  c.dedupe.lease = v.get<std::chrono::milliseconds>("dedupe.lease");
+  c.dedupe.cleanup_interval = v.get<std::chrono::milliseconds>("dedupe.cleanup_interval");
+  c.dedupe.cleanup_batch = static_cast<int>(v.get<std::int64_t>("dedupe.cleanup_batch"));
+  c.dedupe.check = pick(v.get<std::string>("dedupe.retention_check"), k_checks);
 
   c.retry.schedule = pick(v.get<std::string>("retry.schedule"), k_schedules);
   c.retry.initial = v.get<std::chrono::milliseconds>("retry.initial");
@@ -297,11 +432,15 @@ consumer_config from_values(values v) {
   c.retry.topics = v.get<std::vector<std::chrono::milliseconds>>("retry.topics");
   c.retry.ordering = pick(v.get<std::string>("retry.ordering"), k_orderings);
   c.retry.max_elapsed = v.get<std::chrono::milliseconds>("retry.max_elapsed");
+  c.retry.topic_replication_factor = static_cast<int>(v.get<std::int64_t>("retry.topic_replication_factor"));
+  c.retry.topic_retention = v.get<std::chrono::milliseconds>("retry.topic_retention");
 
   c.dlq.topic = v.get<std::string>("dlq.topic");
   c.dlq.max_ratio = v.get<double>("dlq.max_ratio");
   c.dlq.window = static_cast<int>(v.get<std::int64_t>("dlq.window"));
   c.dlq.replay_window = v.get<std::chrono::milliseconds>("dlq.replay_window");
+  c.dlq.retention = v.get<std::chrono::milliseconds>("dlq.retention");
+  c.dlq.probe_interval = v.get<std::chrono::milliseconds>("dlq.probe_interval");
 
   c.metrics = detail::read_metrics(v);
   c.log = detail::read_log(v);
@@ -314,6 +453,14 @@ consumer_config from_values(values v) {
 std::string_view to_string(dedupe_store s) noexcept { return name_of(s, k_stores); }
 std::string_view to_string(retry_schedule s) noexcept { return name_of(s, k_schedules); }
 std::string_view to_string(retry_ordering o) noexcept { return name_of(o, k_orderings); }
+std::string_view to_string(retention_check c) noexcept { return name_of(c, k_checks); }
+
+const std::vector<std::chrono::milliseconds>& wechatpay_delays() {
+  using namespace std::chrono_literals;
+  static const std::vector<std::chrono::milliseconds> delays = {15s,   15s,   30s, 3min, 10min, 20min, 30min, 30min,
+                                                                30min, 60min, 3h,  3h,   3h,    6h,    6h};
+  return delays;
+}
 
 schema consumer_schema(std::span<const key_spec> extra_sections) {
   static const schema base = make_consumer_schema();

@@ -51,7 +51,8 @@ std::string default_text(const key_spec& k) {
 void rows(const std::vector<key_spec>& keys, const std::string& prefix, std::string& out) {
   for (const auto& k : keys) {
     const std::string path = prefix + k.name;
-    const std::string type = k.constraint.empty() ? type_text(k) : type_text(k) + " (" + k.constraint + ")";
+    std::string type = k.constraint.empty() ? type_text(k) : type_text(k) + " (" + k.constraint + ")";
+    for (const auto& [name, list] : k.presets) type += ", or " + code(name) + " = " + code(list);
     std::string description = k.description;
     if (k.secret_as.how == secrecy::kind::whole) description += " (**secret**)";
     if (k.secret_as.how == secrecy::kind::entries) description += " (secret entries are hidden when printed)";

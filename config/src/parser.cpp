@@ -429,9 +429,22 @@ class document_parser {
     return std::move(v.value);
   }
 
-  void read_list(const key_spec& spec, const YAML::Node& node, position where, const std::string& path,
+  void read_list(const key_spec& spec, const YAML::Node& given, position where, const std::string& path,
                  const std::string& store, values& out) {
+    YAML::Node node = given;
+    if (given.IsScalar()) {
+      for (const auto& [name, list_text] : spec.presets) {
+        if (given.Scalar() == name) node = YAML::Load(list_text);
+      }
+    }
     if (!node.IsSequence()) {
+      if (node.IsScalar() && !spec.presets.empty()) {
+        std::vector<std::string> names;
+        for (const auto& p : spec.presets) names.push_back(p.first);
+        error(where, path,
+              "expected " + expected(spec) + " or one of " + quoted_list(names) + ", got " + describe(node, false));
+        return;
+      }
       error(where, path, "expected " + expected(spec) + ", got " + describe(node, false));
       return;
     }

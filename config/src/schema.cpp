@@ -142,6 +142,11 @@ key_spec key_spec::check(validator v, std::string what) && {
   return std::move(*this);
 }
 
+key_spec key_spec::preset(std::string preset_name, std::string list_text) && {
+  presets.emplace_back(std::move(preset_name), std::move(list_text));
+  return std::move(*this);
+}
+
 key_spec string_key(std::string name) { return make(std::move(name), value_type::string); }
 key_spec bool_key(std::string name) { return make(std::move(name), value_type::boolean); }
 key_spec int_key(std::string name) { return make(std::move(name), value_type::integer); }

@@ -1,5 +1,7 @@
 #include "outbox/consumer/record.hpp"
 
+#include "outbox/base/record_format.hpp"
+
 namespace outbox::consumer {
 
 std::optional<std::string_view> record::header(std::string_view name) const noexcept {
@@ -9,6 +11,15 @@ std::optional<std::string_view> record::header(std::string_view name) const noex
   return std::nullopt;
 }
 
-std::string_view record::event_id() const noexcept { return header("event_id").value_or(std::string_view()); }
+std::string_view record::event_id() const noexcept {
+  return header(record_format::k_event_id).value_or(std::string_view());
+}
+
+bool record::header_is_null(std::size_t i) const noexcept {
+  for (const auto n : null_headers) {
+    if (n == i) return true;
+  }
+  return false;
+}
 
 }  // namespace outbox::consumer

@@ -85,10 +85,9 @@ void check(const retry_policy& p) {
 }  // namespace
 
 retry_policy wechatpay_policy() {
-  using namespace std::chrono_literals;
   retry_policy p;
   p.kind = schedule_kind::list;
-  p.delays = {15s, 15s, 30s, 3min, 10min, 20min, 30min, 30min, 30min, 60min, 3h, 3h, 3h, 6h, 6h};
+  p.delays = config::wechatpay_delays();
   return p;
 }
 

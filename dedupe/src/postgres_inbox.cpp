@@ -1,12 +1,16 @@
 #include "outbox/dedupe/postgres_inbox.hpp"
 
 #include "outbox/base/error.hpp"
+#include "outbox/dedupe/key_holds.hpp"
+
+#include "event_id_check.hpp"
 
 #include <pqxx/pqxx>
 
 #include <algorithm>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -50,6 +54,7 @@ struct postgres_inbox::impl {
   options opts;
   std::string quoted;      ///< the table, quoted for SQL
   std::string insert_sql;  ///< claim_in's statement
+  std::string check_sql;   ///< still_claimed_in's statement
   std::string cleanup_sql;
   std::mutex mutex;  ///< guards `conn` (cleanup may run beside claim_in, which never touches it)
   std::unique_ptr<pqxx::connection> conn;
@@ -112,6 +117,7 @@ postgres_inbox::postgres_inbox(std::string dsn, options opts) : m_impl(std::make
     d.fail("cannot create the inbox table", e);
   }
   d.insert_sql = "INSERT INTO " + d.quoted + " (consumer_group, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+  d.check_sql = "SELECT 1 FROM " + d.quoted + " WHERE consumer_group = $1 AND event_id = $2";
   d.cleanup_sql = "DELETE FROM " + d.quoted + " WHERE ctid IN (SELECT ctid FROM " + d.quoted +
                   " WHERE processed_at < now() - $1::bigint * interval '1 millisecond' LIMIT $2)";
 }
@@ -121,6 +127,7 @@ postgres_inbox::postgres_inbox(postgres_inbox&&) noexcept = default;
 postgres_inbox& postgres_inbox::operator=(postgres_inbox&&) noexcept = default;
 
 bool postgres_inbox::claim_in(pqxx::transaction_base& tx, std::string_view group, std::string_view event_id) {
+  detail::check_event_id(event_id);
   try {
     // A concurrent insert of the same key waits on the primary key until the other transaction ends: a commit
     // there makes this a conflict (nothing inserted), a rollback lets this insert through.
@@ -128,6 +135,14 @@ bool postgres_inbox::claim_in(pqxx::transaction_base& tx, std::string_view group
     return r.affected_rows() == 1;
   } catch (const std::exception& e) {
     m_impl->fail("claim of event " + std::string(event_id) + " for group " + std::string(group), e);
+  }
+}
+
+bool postgres_inbox::still_claimed_in(pqxx::transaction_base& tx, std::string_view group, std::string_view event_id) {
+  try {
+    return !tx.exec_params(m_impl->check_sql, std::string(group), std::string(event_id)).empty();
+  } catch (const std::exception& e) {
+    m_impl->fail("check of event " + std::string(event_id) + " for group " + std::string(group), e);
   }
 }
 
@@ -153,5 +168,124 @@ std::size_t postgres_inbox::cleanup(std::size_t limit) {
 }
 
 const std::string& postgres_inbox::table() const { return m_impl->opts.table; }
+
+std::chrono::milliseconds postgres_inbox::retention() const { return m_impl->opts.retention; }
+
+namespace {
+
+/// Key holds in `<inbox table>_parked`: `seq` keeps the order records were parked in.
+class postgres_key_holds final : public key_holds {
+ public:
+  postgres_key_holds(std::string dsn, const std::string& inbox_table, std::chrono::milliseconds lapse)
+      : m_dsn(std::move(dsn)), m_lapse_ms(lapse.count()) {
+    try {
+      pqxx::connection& c = connection();
+      m_quoted = quote_table(c, inbox_table + "_parked");
+      for (int attempt = 0;; ++attempt) {
+        try {
+          pqxx::work tx(c);
+          tx.exec0(
+              "CREATE TABLE IF NOT EXISTS " + m_quoted +
+              " (seq bigserial PRIMARY KEY, consumer_group text NOT NULL, topic text NOT NULL, key bytea NOT NULL,"
+              " partition integer NOT NULL, \"offset\" bigint NOT NULL, parked_at timestamptz NOT NULL DEFAULT now(),"
+              " UNIQUE (consumer_group, topic, key, partition, \"offset\"))");
+          tx.commit();
+          break;
+        } catch (const pqxx::unique_violation&) {
+          if (attempt >= 2) throw;
+        }
+      }
+    } catch (const outbox_error&) {
+      throw;
+    } catch (const std::exception& e) {
+      fail("cannot create the table of held keys", e);
+    }
+    m_add_sql =
+        "INSERT INTO " + m_quoted +
+        " (consumer_group, topic, key, partition, \"offset\") VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+    m_head_sql = "WITH lapsed AS (DELETE FROM " + m_quoted +
+                 " WHERE consumer_group = $1 AND topic = $2 AND key = $3"
+                 " AND parked_at < now() - $4::bigint * interval '1 millisecond')"
+                 " SELECT partition, \"offset\" FROM " +
+                 m_quoted +
+                 " WHERE consumer_group = $1 AND topic = $2 AND key = $3"
+                 " AND parked_at >= now() - $4::bigint * interval '1 millisecond' ORDER BY seq LIMIT 1";
+    m_remove_sql = "DELETE FROM " + m_quoted +
+                   " WHERE consumer_group = $1 AND topic = $2 AND key = $3 AND partition = $4 AND \"offset\" = $5";
+  }
+
+  void add(std::string_view group, std::string_view topic, std::string_view key, held_record r) override {
+    run("hold", [&](pqxx::nontransaction& tx) {
+      tx.exec_params(m_add_sql, std::string(group), std::string(topic), bytes(key), r.partition, r.offset);
+    });
+  }
+
+  std::optional<held_record> head(std::string_view group, std::string_view topic, std::string_view key) override {
+    std::optional<held_record> out;
+    run("hold head", [&](pqxx::nontransaction& tx) {
+      const pqxx::result res =
+          tx.exec_params(m_head_sql, std::string(group), std::string(topic), bytes(key), m_lapse_ms);
+      if (!res.empty()) out = held_record{res[0][0].as<std::int32_t>(), res[0][1].as<std::int64_t>()};
+    });
+    return out;
+  }
+
+  void remove(std::string_view group, std::string_view topic, std::string_view key, held_record r) override {
+    run("hold release", [&](pqxx::nontransaction& tx) {
+      tx.exec_params(m_remove_sql, std::string(group), std::string(topic), bytes(key), r.partition, r.offset);
+    });
+  }
+
+ private:
+  static pqxx::binarystring bytes(std::string_view key) { return pqxx::binarystring(key.data(), key.size()); }
+
+  pqxx::connection& connection() {
+    if (!m_conn || !m_conn->is_open()) m_conn = std::make_unique<pqxx::connection>(m_dsn);
+    return *m_conn;
+  }
+
+  template <typename Fn>
+  void run(const char* what, Fn&& fn) {
+    std::lock_guard lock(m_mutex);
+    try {
+      pqxx::nontransaction tx(connection());
+      fn(tx);
+    } catch (const std::exception& e) {
+      if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) m_conn.reset();
+      fail(what, e);
+    }
+  }
+
+  [[noreturn]] void fail(const std::string& what, const std::exception& e) const {
+    if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
+      throw outbox_error(
+          "dedupe", "held keys " + m_quoted + ": " + what + ": " + sql->what() + " (SQLSTATE " + sql->sqlstate() + ")",
+          classify_sqlstate(sql->sqlstate()));
+    }
+    if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
+      throw outbox_error(
+          "dedupe",
+          "held keys " + m_quoted + ": " + what + ": connection lost: " + e.what() + "; check that PostgreSQL is up",
+          retry_class::retryable);
+    }
+    throw outbox_error("dedupe", "held keys " + m_quoted + ": " + what + ": " + e.what(), retry_class::retryable);
+  }
+
+  std::string m_dsn;
+  long long m_lapse_ms;
+  std::string m_quoted;
+  std::string m_add_sql;
+  std::string m_head_sql;
+  std::string m_remove_sql;
+  std::mutex m_mutex;
+  std::unique_ptr<pqxx::connection> m_conn;
+};
+
+}  // namespace
+
+std::unique_ptr<key_holds> make_postgres_key_holds(const std::string& dsn, const std::string& inbox_table,
+                                                   std::chrono::milliseconds lapse) {
+  return std::make_unique<postgres_key_holds>(dsn, inbox_table, lapse);
+}
 
 }  // namespace outbox::dedupe

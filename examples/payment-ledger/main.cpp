@@ -143,7 +143,7 @@ int main(int argc, char** argv) {
     options.metrics = &registry;
     consumer::consumer c(std::move(options), consumer::transactional_handler(apply));
     metrics::http_endpoint endpoint(registry, [&c]() -> metrics::readiness {
-      if (c.halted()) return {false, "halted by the DLQ breaker: too many records dead-lettered"};
+      if (c.halted()) return {false, "halted: " + c.halt_reason()};
       if (!c.assigned()) return {false, "no partitions assigned"};
       return {true, ""};
     });

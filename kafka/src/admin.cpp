@@ -90,14 +90,17 @@ std::optional<topic_info> describe_topic(rd_kafka_t* rk, const std::string& topi
   return std::nullopt;
 }
 
-std::map<std::string, std::string> describe_topic_config(rd_kafka_t* rk, const std::string& topic,
-                                                         std::chrono::milliseconds timeout) {
-  rd_kafka_ConfigResource_t* res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
+namespace {
+
+std::map<std::string, std::string> describe_config(rd_kafka_t* rk, rd_kafka_ResourceType_t type,
+                                                   const std::string& name, const std::string& what,
+                                                   std::chrono::milliseconds timeout) {
+  rd_kafka_ConfigResource_t* res = rd_kafka_ConfigResource_new(type, name.c_str());
   queue_ptr q(rd_kafka_queue_new(rk));
   const auto opts = options(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, timeout);
   rd_kafka_DescribeConfigs(rk, &res, 1, opts.get(), q.get());
   rd_kafka_ConfigResource_destroy(res);
-  const event_ptr ev = wait_for(q.get(), timeout, "describing topic " + topic);
+  const event_ptr ev = wait_for(q.get(), timeout, "describing " + what);
   std::size_t n = 0;
   const rd_kafka_ConfigResource_t** resources =
       rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev.get()), &n);
@@ -105,7 +108,7 @@ std::map<std::string, std::string> describe_topic_config(rd_kafka_t* rk, const s
   for (std::size_t i = 0; i < n; ++i) {
     if (const auto e = rd_kafka_ConfigResource_error(resources[i]); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
       const char* why = rd_kafka_ConfigResource_error_string(resources[i]);
-      throw outbox_error("kafka", "describing topic " + topic + ": " + (why != nullptr ? why : rd_kafka_err2str(e)),
+      throw outbox_error("kafka", "describing " + what + ": " + (why != nullptr ? why : rd_kafka_err2str(e)),
                          classify(e));
     }
     std::size_t count = 0;
@@ -114,6 +117,36 @@ std::map<std::string, std::string> describe_topic_config(rd_kafka_t* rk, const s
       const char* value = rd_kafka_ConfigEntry_value(entries[j]);
       out.emplace(rd_kafka_ConfigEntry_name(entries[j]), value != nullptr ? value : "");
     }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> describe_topic_config(rd_kafka_t* rk, const std::string& topic,
+                                                         std::chrono::milliseconds timeout) {
+  return describe_config(rk, RD_KAFKA_RESOURCE_TOPIC, topic, "topic " + topic, timeout);
+}
+
+std::map<std::string, std::string> describe_broker_config(rd_kafka_t* rk, int broker_id,
+                                                          std::chrono::milliseconds timeout) {
+  return describe_config(rk, RD_KAFKA_RESOURCE_BROKER, std::to_string(broker_id), "broker " + std::to_string(broker_id),
+                         timeout);
+}
+
+std::vector<topic_info> list_topics(rd_kafka_t* rk, std::chrono::milliseconds timeout, int* broker_id) {
+  const rd_kafka_metadata_t* md = nullptr;
+  const auto e = rd_kafka_metadata(rk, 1, nullptr, &md, ms(timeout));
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw outbox_error("kafka", std::string("listing topics: ") + rd_kafka_err2str(e), retry_class::retryable);
+  }
+  const metadata_ptr owned(md);
+  if (broker_id != nullptr) *broker_id = md->broker_cnt > 0 ? md->brokers[0].id : -1;
+  std::vector<topic_info> out;
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    const auto& t = md->topics[i];
+    if (t.err != RD_KAFKA_RESP_ERR_NO_ERROR || std::string_view(t.topic).starts_with("__")) continue;
+    out.push_back({t.topic, t.partition_cnt, t.partition_cnt > 0 ? t.partitions[0].replica_cnt : 0});
   }
   return out;
 }

@@ -20,7 +20,12 @@ conf_builder& conf_builder::set(std::string_view key, std::string_view value, st
   const std::string k(key);
   const std::string v(value);
   if (rd_kafka_conf_set(m_conf.get(), k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-    throw outbox_error("config", std::string(origin) + k + ": " + err);
+    std::string why = err;
+    // librdkafka's reason may quote the value: never let a password or key through.
+    if (secret_property(k) && !v.empty()) {
+      for (auto at = why.find(v); at != std::string::npos; at = why.find(v, at + 5)) why.replace(at, v.size(), "*****");
+    }
+    throw outbox_error("config", std::string(origin) + k + ": " + why);
   }
   return *this;
 }
@@ -55,6 +60,13 @@ client_ptr conf_builder::create(rd_kafka_type_t type, std::string_view what) {
   if (rk == nullptr) throw outbox_error("config", "cannot create " + std::string(what) + ": " + err);
   static_cast<void>(m_conf.release());  // rd_kafka_new took it over
   return client_ptr(rk);
+}
+
+bool secret_property(std::string_view key) noexcept {
+  for (const auto word : {"password", "secret", "sasl.jaas", "key.pem", "certificate.pem", "token", "credentials"}) {
+    if (key.find(word) != std::string_view::npos) return true;
+  }
+  return false;
 }
 
 bool consumer_only_property(std::string_view key) noexcept {

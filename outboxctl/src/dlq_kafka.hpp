@@ -9,12 +9,23 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace outbox::ctl {
 
+/// librdkafka properties from `--property` and `--kafka-config` (security settings, timeouts), applied after
+/// outboxctl's own defaults; secret values are never printed.
+using kafka_properties = std::vector<std::pair<std::string, std::string>>;
+
 /// A Kafka failure the operator has to act on (unreachable brokers, a missing topic); exit code 1.
 class kafka_failure : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A `--property` or `--kafka-config` setting librdkafka refuses (named, never its secret value); exit code 2.
+class bad_property : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
@@ -27,7 +38,7 @@ class topic_reader {
  public:
   /// Connects and fetches the topic's partitions; throws kafka_failure when the brokers do not answer
   /// within k_request_timeout or the topic does not exist.
-  topic_reader(const std::string& brokers, std::string topic);
+  topic_reader(const std::string& brokers, const kafka_properties& properties, std::string topic);
   ~topic_reader();
   topic_reader(const topic_reader&) = delete;
   topic_reader& operator=(const topic_reader&) = delete;
@@ -56,7 +67,7 @@ class topic_reader {
 /// An idempotent, acks=all producer that remembers which deliveries failed.
 class replay_producer {
  public:
-  explicit replay_producer(const std::string& brokers);
+  replay_producer(const std::string& brokers, const kafka_properties& properties);
   ~replay_producer();
   replay_producer(const replay_producer&) = delete;
   replay_producer& operator=(const replay_producer&) = delete;

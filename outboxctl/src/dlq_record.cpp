@@ -1,5 +1,6 @@
 #include "dlq_record.hpp"
 
+#include "outbox/base/record_format.hpp"
 #include "outbox/base/text.hpp"
 
 #include <algorithm>
@@ -24,10 +25,15 @@ std::optional<std::string> first_of(const dlq_record& r, std::initializer_list<s
   return std::nullopt;
 }
 
+namespace rf = record_format;
+
+/// Headers of dead-letter and retry stacks that a replay drops (ours by exact name, the others by prefix).
 bool is_bookkeeping(std::string_view name) {
-  return name.starts_with("dlq_") || name.starts_with("retry_") || name.starts_with("kafka_dlt-") ||
-         name.starts_with("__connect.errors.");
+  return rf::is_dead_letter_header(name) || rf::is_retry_header(name) || name == rf::k_dlq_replay_count ||
+         name.starts_with("kafka_dlt-") || name.starts_with("__connect.errors.");
 }
+
+constexpr std::int64_t k_max_duration_ms = std::int64_t{100} * 365 * 86'400'000;
 
 }  // namespace
 
@@ -74,8 +80,8 @@ dlq_origin interpret(const dlq_record& r) {
     std::string_view topic, partition, offset, timestamp;
   };
   static constexpr std::array<origin_headers, 3> k_formats{{
-      {dlq_format::outbox, "dlq_original_topic", "dlq_original_partition", "dlq_original_offset",
-       "dlq_original_timestamp_ms"},
+      {dlq_format::outbox, rf::k_dlq_original_topic, rf::k_dlq_original_partition, rf::k_dlq_original_offset,
+       rf::k_dlq_original_timestamp_ms},
       {dlq_format::spring, "kafka_dlt-original-topic", "kafka_dlt-original-partition", "kafka_dlt-original-offset",
        "kafka_dlt-original-timestamp"},
       {dlq_format::connect, "__connect.errors.topic", "__connect.errors.partition", "__connect.errors.offset", ""},
@@ -91,27 +97,44 @@ dlq_origin interpret(const dlq_record& r) {
     }
   }
   if (o.topic && o.topic->empty()) o.topic.reset();
-  o.consumer_group = first_of(r, {"dlq_consumer_group", "kafka_dlt-original-consumer-group"});
-  o.error_class = first_of(r, {"dlq_error_class", "kafka_dlt-exception-fqcn", "__connect.errors.exception.class.name"});
+  o.consumer_group = first_of(r, {rf::k_dlq_consumer_group, "kafka_dlt-original-consumer-group"});
+  o.event_id = r.find(rf::k_event_id);
+  o.error_class =
+      first_of(r, {rf::k_dlq_error_class, "kafka_dlt-exception-fqcn", "__connect.errors.exception.class.name"});
   o.error_message =
-      first_of(r, {"dlq_error_message", "kafka_dlt-exception-message", "__connect.errors.exception.message"});
-  o.attempts = number_header(r, "dlq_attempts");
-  o.first_failure_ms = number_header(r, "dlq_first_failure_ms");
-  o.last_failure_ms = number_header(r, "dlq_last_failure_ms");
-  if (auto c = r.find("dlq_replay_count")) o.replay_count = parse_int64(*c).value_or(0);
+      first_of(r, {rf::k_dlq_error_message, "kafka_dlt-exception-message", "__connect.errors.exception.message"});
+  o.attempts = number_header(r, rf::k_dlq_attempts);
+  o.first_failure_ms = number_header(r, rf::k_dlq_first_failure_ms);
+  o.last_failure_ms = number_header(r, rf::k_dlq_last_failure_ms);
+  if (auto c = r.find(rf::k_dlq_replay_count)) o.replay_count = parse_int64(*c).value_or(0);
   return o;
 }
 
-std::vector<header> replay_headers(const dlq_record& r, std::int64_t previous_replay_count) {
+std::vector<header> replay_headers(const dlq_record& r, const dlq_origin& o, bool to_replay_topic) {
   std::vector<header> out;
   for (const auto& h : r.headers) {
     if (!is_bookkeeping(h.name)) out.push_back(h);
   }
-  out.push_back({"dlq_replay_count", std::to_string(previous_replay_count + 1)});
+  out.push_back({std::string(rf::k_dlq_replay_count), std::to_string(o.replay_count + 1)});
+  if (to_replay_topic) {
+    const auto add = [&](std::string_view name, std::string value) { out.push_back({std::string(name), value}); };
+    add(rf::k_retry_original_topic, o.topic.value_or(""));
+    add(rf::k_retry_original_partition, std::to_string(o.partition.value_or(-1)));
+    add(rf::k_retry_original_offset, std::to_string(o.offset.value_or(-1)));
+    add(rf::k_retry_original_timestamp_ms, std::to_string(o.timestamp_ms.value_or(-1)));
+    add(rf::k_retry_consumer_group, o.consumer_group.value_or(""));
+  }
   return out;
 }
 
+std::int64_t first_seen_ms(const dlq_record& r, const dlq_origin& o) {
+  return o.timestamp_ms && *o.timestamp_ms > 0 ? *o.timestamp_ms : r.timestamp_ms;
+}
+
 bool dlq_filter::matches(const dlq_record& r) const {
+  if (partition && r.partition != *partition) return false;
+  if (offset && r.offset != *offset) return false;
+  if (event_id && r.find(rf::k_event_id) != event_id) return false;
   if (since_ms && r.timestamp_ms < *since_ms) return false;
   if (until_ms && r.timestamp_ms >= *until_ms) return false;
   if (key && (!r.key || *r.key != *key)) return false;
@@ -129,13 +152,10 @@ std::optional<std::int64_t> parse_time(std::string_view text, std::chrono::syste
   if (text.empty()) return std::nullopt;
   const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   // A duration ago: digits and one unit.
-  const char unit = text.back();
-  if (text.size() >= 2 && std::string_view("smhd").find(unit) != std::string_view::npos) {
-    if (const auto n = parse_int64(text.substr(0, text.size() - 1)); n && *n >= 0) {
-      const std::int64_t scale = unit == 's' ? 1000 : unit == 'm' ? 60'000 : unit == 'h' ? 3'600'000 : 86'400'000;
-      return now_ms - *n * scale;
-    }
-    return std::nullopt;
+  if (std::string_view("smhd").find(text.back()) != std::string_view::npos) {
+    const auto d = parse_duration(text);
+    if (!d) return std::nullopt;
+    return now_ms - *d;
   }
   // RFC 3339: YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM|-HH:MM)
   const std::string s(text);
@@ -190,6 +210,19 @@ std::optional<std::int64_t> parse_time(std::string_view text, std::chrono::syste
   return (static_cast<std::int64_t>(t) - offset_s) * 1000 + millis;
 }
 
+std::optional<std::int64_t> parse_duration(std::string_view text) {
+  if (text.size() < 2) return std::nullopt;
+  const char unit = text.back();
+  const std::int64_t scale = unit == 's'   ? 1000
+                             : unit == 'm' ? 60'000
+                             : unit == 'h' ? 3'600'000
+                             : unit == 'd' ? 86'400'000
+                                           : 0;
+  const auto n = parse_int64(text.substr(0, text.size() - 1));
+  if (scale == 0 || !n || *n < 0 || *n > k_max_duration_ms / scale) return std::nullopt;
+  return *n * scale;
+}
+
 std::string format_time(std::int64_t ms) {
   if (ms < 0) return "-";
   const std::time_t t = static_cast<std::time_t>(ms / 1000);
@@ -200,43 +233,6 @@ std::string format_time(std::int64_t ms) {
   char out[48];
   std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms % 1000));
   return out;
-}
-
-bool valid_utf8(std::string_view s) noexcept {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    std::size_t n = 0;
-    std::uint32_t cp = 0;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    if ((c & 0xE0) == 0xC0) {
-      n = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      n = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      n = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    for (std::size_t k = 1; k <= n; ++k) {
-      if (i + k >= s.size()) return false;
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return false;
-    }
-    i += n + 1;
-  }
-  return true;
 }
 
 std::string base64(std::string_view bytes) {

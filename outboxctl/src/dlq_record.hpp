@@ -41,6 +41,7 @@ struct dlq_origin {
   std::optional<std::int64_t> offset;
   std::optional<std::int64_t> timestamp_ms;
   std::optional<std::string> consumer_group;
+  std::optional<std::string> event_id;  ///< the record's `event_id` header
   std::optional<std::string> error_class;
   std::optional<std::string> error_message;
   std::optional<std::int64_t> attempts;
@@ -53,8 +54,13 @@ struct dlq_origin {
 dlq_origin interpret(const dlq_record& r);
 
 /// The headers a replayed record carries: the originals in order without the dead-letter and retry
-/// bookkeeping (`dlq_*`, `retry_*`, `kafka_dlt-*`, `__connect.errors.*`), plus `dlq_replay_count`.
-std::vector<header> replay_headers(const dlq_record& r, std::int64_t previous_replay_count);
+/// bookkeeping (our `dlq_*` and `retry_*` names, `kafka_dlt-*`, `__connect.errors.*`), plus `dlq_replay_count`.
+/// With `to_replay_topic` (a consumer group's replay topic) also where the record first arrived and for which
+/// group (record_format::retry_copy's origin headers), so that group runs it as the original.
+std::vector<header> replay_headers(const dlq_record& r, const dlq_origin& o, bool to_replay_topic);
+
+/// When the event first arrived (the original record's timestamp, or the dead letter's own when unknown).
+std::int64_t first_seen_ms(const dlq_record& r, const dlq_origin& o);
 
 /// An integer header value: decimal text, or Spring's big-endian binary (4 bytes int, 8 bytes long).
 std::optional<std::int64_t> header_number(std::string_view raw);
@@ -65,19 +71,23 @@ struct dlq_filter {
   std::optional<std::int64_t> until_ms;  ///< exclusive
   std::optional<std::string> key;
   std::optional<std::string> error_contains;
+  std::optional<std::string> event_id;
+  std::optional<int> partition;        ///< of the dead-letter topic
+  std::optional<std::int64_t> offset;  ///< in that partition
 
   [[nodiscard]] bool matches(const dlq_record& r) const;
 };
 
 /// A point in time for --since/--until: RFC 3339 (`2026-11-23T10:00:00Z`, `...+02:00`, fractions) or a
-/// duration ago (`90s`, `15m`, `2h`, `7d`). Milliseconds since the epoch; nullopt when unparseable.
+/// duration ago (`90s`, `15m`, `2h`, `7d`, at most 100 years). Milliseconds since the epoch; nullopt when
+/// unparseable or out of range.
 std::optional<std::int64_t> parse_time(std::string_view text, std::chrono::system_clock::time_point now);
+
+/// A duration such as `90s`, `15m`, `2h`, `7d` in milliseconds (at most 100 years); nullopt when unparseable.
+std::optional<std::int64_t> parse_duration(std::string_view text);
 
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds.
 std::string format_time(std::int64_t ms);
-
-/// True when `s` is well-formed UTF-8.
-bool valid_utf8(std::string_view s) noexcept;
 
 /// Standard base64 with padding.
 std::string base64(std::string_view bytes);

@@ -10,10 +10,11 @@ namespace {
 constexpr const char* k_usage =
     "usage: outboxctl slot status --dsn DSN [--slot S] [--json]\n"
     "       outboxctl dlq list   --brokers B --topic T.dlq [--since TIME] [--until TIME] [--key K]\n"
-    "                            [--error-contains S] [--json]\n"
+    "                            [--event-id ID] [--error-contains S] [--partition P [--offset O]] [--json]\n"
     "       outboxctl dlq show   --brokers B --topic T.dlq --partition P --offset O [--json]\n"
     "       outboxctl dlq replay --brokers B --topic T.dlq [list's filters] [--to TOPIC] [--rate N/s]\n"
-    "                            [--limit N] [--dry-run]\n"
+    "                            [--limit N] [--dedupe-retention D] [--force] [--all-copies] [--dry-run]\n"
+    "       every dlq command: [--property KEY=VALUE]... [--kafka-config FILE]  (librdkafka settings)\n"
     "       outboxctl verify --dsn DSN --brokers B [--table SCHEMA.TABLE] [--since TIME] [--grace D] [--json]\n"
     "       outboxctl verify --config relay.yaml [--since TIME] [--grace D] [--json]\n"
     "       outboxctl --version | --help\n"

@@ -38,11 +38,11 @@ void claim_complete(benchmark::State& state, store& s) {
   std::size_t n = 0;
   for (auto _ : state) {
     const std::string id = "evt-" + std::to_string(n++);
-    if (s.claim("bench", id) != claim_result::claimed) {
+    if (s.claim("bench", id, "bench-worker") != claim_result::claimed) {
       state.SkipWithError("a new id was not claimed");
       break;
     }
-    s.complete("bench", id);
+    s.complete("bench", id, "bench-worker");
   }
   state.SetItemsProcessed(state.iterations());
 }
@@ -51,12 +51,12 @@ void claim_complete(benchmark::State& state, store& s) {
 void duplicate(benchmark::State& state, store& s) {
   constexpr std::size_t k_ids = 1000;
   for (std::size_t i = 0; i < k_ids; ++i) {
-    s.claim("bench", "dup-" + std::to_string(i));
-    s.complete("bench", "dup-" + std::to_string(i));
+    s.claim("bench", "dup-" + std::to_string(i), "bench-worker");
+    s.complete("bench", "dup-" + std::to_string(i), "bench-worker");
   }
   std::size_t n = 0;
   for (auto _ : state) {
-    if (s.claim("bench", "dup-" + std::to_string(n++ % k_ids)) != claim_result::duplicate) {
+    if (s.claim("bench", "dup-" + std::to_string(n++ % k_ids), "bench-worker") != claim_result::duplicate) {
       state.SkipWithError("a done id was not a duplicate");
       break;
     }

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <fstream>
 #include <cstdint>
 #include <ctime>
 #include <iostream>
@@ -124,7 +125,9 @@ class outboxctl_dlq : public ::testing::Test {
     m_orig = unique_name("payments");
     m_dlq = m_orig + ".dlq";
     m_other = unique_name("other");
+    m_replay = m_orig + ".ledger.replay";  // the replay topic of group `ledger`, which our_headers names
     kafka_create_topic(m_orig, 3);
+    kafka_create_topic(m_replay, 3);
     kafka_create_topic(m_dlq, 2);
     kafka_create_topic(m_other, 1);
   }
@@ -193,6 +196,7 @@ class outboxctl_dlq : public ::testing::Test {
   std::string m_orig;
   std::string m_dlq;
   std::string m_other;
+  std::string m_replay;
 };
 
 TEST_F(outboxctl_dlq, list_shows_every_format_as_a_table_and_as_json) {
@@ -272,50 +276,166 @@ TEST_F(outboxctl_dlq, show_prints_one_record_fully) {
   EXPECT_NE(missing.output.find("no record at"), std::string::npos) << missing.output;
 }
 
-TEST_F(outboxctl_dlq, replay_sends_every_format_to_its_original_topic) {
+TEST_F(outboxctl_dlq, replay_sends_ours_to_the_failing_groups_replay_topic_and_others_to_their_original_topic) {
   write_mixed();
   const auto r = dlq("replay");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.exit_code, 1) << "a record was skipped: " << r.output;
   EXPECT_NE(r.output.find("selected 5, replayed 4, skipped 1"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("skipped partition 1 offset 2: no original topic"), std::string::npos) << r.output;
 
-  const auto got = kafka_consume(m_orig, 4, 30s);
-  ASSERT_EQ(got.size(), 4U);
-  std::map<std::string, consumed_record> by_key;
-  for (const auto& c : got) by_key[c.key.value_or("")] = c;
   using hv = std::vector<std::pair<std::string, std::string>>;
-
+  // Ours name their group: only that group reads its replay topic, and learns there where the record came from.
+  const auto ours = kafka_consume(m_replay, 2, 30s);
+  ASSERT_EQ(ours.size(), 2U);
+  std::map<std::string, consumed_record> by_key;
+  for (const auto& c : ours) by_key[c.key.value_or("")] = c;
   EXPECT_EQ(by_key["k1"].value, "v1");
-  EXPECT_EQ(by_key["k1"].partition, 1);
-  EXPECT_EQ(by_key["k1"].headers, (hv{{"event_id", "e1"}, {"trace", "t1"}, {"dlq_replay_count", "1"}}));
-
+  EXPECT_EQ(by_key["k1"].partition, 1) << "the original partition";
+  const auto t1 = by_key["k1"].header("retry_original_timestamp_ms").value_or("?");
+  EXPECT_EQ(by_key["k1"].headers, (hv{{"event_id", "e1"},
+                                      {"trace", "t1"},
+                                      {"dlq_replay_count", "1"},
+                                      {"retry_original_topic", m_orig},
+                                      {"retry_original_partition", "1"},
+                                      {"retry_original_offset", "10"},
+                                      {"retry_original_timestamp_ms", t1},
+                                      {"retry_consumer_group", "ledger"}}));
   EXPECT_EQ(by_key["k2"].value, std::string("\xff\x00\x01", 3));
   EXPECT_EQ(by_key["k2"].partition, 0);
-  EXPECT_EQ(by_key["k2"].headers, (hv{{"event_id", "e2"}, {"empty", ""}, {"dlq_replay_count", "2"}}));
+  EXPECT_EQ(by_key["k2"].header("dlq_replay_count"), "2");
+  EXPECT_EQ(by_key["k2"].header("retry_original_offset"), "11");
+  EXPECT_EQ(by_key["k2"].headers[1], (std::pair<std::string, std::string>{"empty", ""}));
 
+  // Spring's and Connect's go to their original topic, as before.
+  const auto got = kafka_consume(m_orig, 2, 30s);
+  ASSERT_EQ(got.size(), 2U);
+  by_key.clear();
+  for (const auto& c : got) by_key[c.key.value_or("")] = c;
   EXPECT_EQ(by_key["k3"].value, "v3");
   EXPECT_EQ(by_key["k3"].partition, 2);
   EXPECT_EQ(by_key["k3"].headers, (hv{{"app", "x"}, {"dlq_replay_count", "1"}}));
-
   EXPECT_EQ(by_key["k4"].value, "v4");
   EXPECT_EQ(by_key["k4"].partition, 0);
   EXPECT_EQ(by_key["k4"].headers, (hv{{"source", "connector-1"}, {"dlq_replay_count", "1"}}));
 
   // A second run replays again (each run counts on its own); nothing is sent twice within a run.
   const auto again = dlq("replay");
-  ASSERT_EQ(again.exit_code, 0) << again.output;
-  EXPECT_TRUE(wait_until([&] { return kafka_record_count(m_orig) >= 8; }, 30s));
-  EXPECT_EQ(kafka_record_count(m_orig), 8);
+  EXPECT_EQ(again.exit_code, 1) << again.output;
+  EXPECT_TRUE(wait_until([&] { return kafka_record_count(m_orig) >= 4 && kafka_record_count(m_replay) >= 4; }, 30s));
+  EXPECT_EQ(kafka_record_count(m_orig), 4);
+  EXPECT_EQ(kafka_record_count(m_replay), 4);
+}
+
+TEST_F(outboxctl_dlq, replay_sends_one_copy_per_event_the_newest_unless_all_copies) {
+  {
+    dlq_writer w;
+    const auto now = now_ms();
+    for (int copy = 0; copy < 3; ++copy) {  // e7 failed, was replayed, failed again twice
+      auto h = header_list{{"event_id", "e7"}, {"copy", std::to_string(copy)}};
+      for (auto& x : our_headers(m_orig, 0, 7, "retry_exhausted", "still unknown")) h.push_back(x);
+      w.write(m_dlq, copy % 2, "k7", "v7", h, now - 10'000 + copy * 1000);
+    }
+    auto other = header_list{{"event_id", "e8"}};
+    for (auto& x : our_headers(m_orig, 0, 8, "fatal", "boom")) other.push_back(x);
+    w.write(m_dlq, 1, "k8", "v8", other, now);
+    w.flush();
+  }
+  const auto r = dlq("replay");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("selected 2, replayed 2, skipped 0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("not replayed: 2 older dead letter(s)"), std::string::npos) << r.output;
+  const auto got = kafka_consume(m_replay, 2, 30s);
+  ASSERT_EQ(got.size(), 2U);
+  for (const auto& c : got) {
+    if (c.key == "k7") {
+      EXPECT_EQ(c.header("copy"), "2") << "the newest dead letter of the event";
+    }
+  }
+  const auto all = dlq("replay", {"--all-copies", "--event-id", "e7"});
+  ASSERT_EQ(all.exit_code, 0) << all.output;
+  EXPECT_NE(all.output.find("selected 3, replayed 3, skipped 0"), std::string::npos) << all.output;
+  EXPECT_TRUE(wait_until([&] { return kafka_record_count(m_replay) >= 5; }, 30s));
+  EXPECT_EQ(kafka_record_count(m_replay), 5);
+}
+
+TEST_F(outboxctl_dlq, replay_refuses_events_older_than_the_dedupe_retention_unless_forced) {
+  {
+    dlq_writer w;
+    auto h = header_list{{"event_id", "old"}};
+    for (auto& x : our_headers(m_orig, 0, 1, "fatal", "boom")) {
+      if (x.first == "dlq_original_timestamp_ms") x.second = std::to_string(now_ms() - std::int64_t{10} * 86'400'000);
+      h.push_back(x);
+    }
+    w.write(m_dlq, 0, "k-old", "v", h, now_ms());
+    w.flush();
+  }
+  const auto refused = dlq("replay");
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_NE(refused.output.find("first arrived 10d ago, longer than --dedupe-retention 7d"), std::string::npos)
+      << refused.output;
+  EXPECT_NE(refused.output.find("--force"), std::string::npos) << refused.output;
+  EXPECT_EQ(kafka_record_count(m_replay), 0);
+  const auto longer = dlq("replay", {"--dedupe-retention", "30d", "--dry-run"});
+  EXPECT_EQ(longer.exit_code, 0) << longer.output;
+  EXPECT_NE(longer.output.find("would replay 1"), std::string::npos) << longer.output;
+  const auto forced = dlq("replay", {"--force"});
+  EXPECT_EQ(forced.exit_code, 0) << forced.output;
+  EXPECT_EQ(kafka_consume(m_replay, 1, 30s).size(), 1U);
+}
+
+TEST_F(outboxctl_dlq, list_and_replay_select_one_record_by_partition_and_offset_or_by_event_id) {
+  write_mixed();
+  EXPECT_EQ(keys_of(list_json({"--partition", "1", "--offset", "1"})), std::set<std::string>{"k4"});
+  EXPECT_EQ(keys_of(list_json({"--partition", "0"})), (std::set<std::string>{"k1", "k2"}));
+  EXPECT_EQ(keys_of(list_json({"--event-id", "e2"})), std::set<std::string>{"k2"});
+  const auto one = dlq("replay", {"--partition", "0", "--offset", "1"});
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  EXPECT_NE(one.output.find("selected 1, replayed 1, skipped 0"), std::string::npos) << one.output;
+  const auto got = kafka_consume(m_replay, 1, 30s);
+  ASSERT_EQ(got.size(), 1U);
+  EXPECT_EQ(got[0].key, "k2");
+  const auto bad = dlq("list", {"--offset", "1"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--offset needs --partition"), std::string::npos) << bad.output;
+}
+
+TEST_F(outboxctl_dlq, librdkafka_properties_reach_the_clients_and_secrets_are_never_printed) {
+  write_mixed();
+  // Plain settings from a file and a flag: the commands work as before.
+  const std::string file = scratch_dir("outboxctl_props") + "/kafka.properties";
+  {
+    std::ofstream out(file);
+    out << "# a comment\n\nclient.id = outboxctl-test\nsocket.keepalive.enable=true\n";
+  }
+  const auto listed = dlq("list", {"--kafka-config", file, "--property", "client.id=from-flag", "--json"});
+  EXPECT_EQ(listed.exit_code, 0) << listed.output;
+  // A SASL client against this plaintext broker: it cannot connect, and the password stays out of the output.
+  const auto sasl = dlq("list", {"--property", "security.protocol=SASL_PLAINTEXT", "--property", "sasl.mechanism=PLAIN",
+                                 "--property", "sasl.username=ops", "--property", "sasl.password=hunter2"});
+  EXPECT_EQ(sasl.exit_code, 1) << sasl.output;
+  EXPECT_EQ(sasl.output.find("hunter2"), std::string::npos) << sasl.output;
+  // A setting librdkafka refuses is a usage error naming it.
+  const auto bad = dlq("list", {"--property", "security.protocol=carrier-pigeon"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--property security.protocol"), std::string::npos) << bad.output;
+  {
+    std::ofstream out(file);
+    out << "client.id=x\nthis line has no equals sign\n";
+  }
+  const auto bad_file = dlq("list", {"--kafka-config", file});
+  EXPECT_EQ(bad_file.exit_code, 2) << bad_file.output;
+  EXPECT_NE(bad_file.output.find(file + ":2"), std::string::npos) << bad_file.output;
 }
 
 TEST_F(outboxctl_dlq, dry_run_produces_nothing) {
   write_mixed();
   const auto r = dlq("replay", {"--dry-run"});
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("would replay partition 0 offset 0 -> " + m_orig + "[1]"), std::string::npos) << r.output;
+  EXPECT_EQ(r.exit_code, 1) << "one record would be skipped: " << r.output;
+  EXPECT_NE(r.output.find("would replay partition 0 offset 0 -> " + m_replay + "[1]"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("would replay partition 1 offset 0 -> " + m_orig + "[2]"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("dry run: selected 5, would replay 4, skipped 1"), std::string::npos) << r.output;
-  EXPECT_TRUE(kafka_consume(m_orig, 1, 3s).empty());
   EXPECT_EQ(kafka_record_count(m_orig), 0);
+  EXPECT_EQ(kafka_record_count(m_replay), 0);
 }
 
 TEST_F(outboxctl_dlq, to_overrides_the_topic_and_limit_stops_early) {
@@ -363,7 +483,7 @@ TEST_F(outboxctl_dlq, rate_limits_the_replay_and_sends_each_record_once) {
   EXPECT_GE(seconds, 1.5) << r.output;
   EXPECT_NE(r.output.find("selected 40, replayed 40, skipped 0"), std::string::npos) << r.output;
 
-  const auto got = kafka_consume(m_orig, k_records, 30s);
+  const auto got = kafka_consume(m_replay, k_records, 30s);
   ASSERT_EQ(got.size(), static_cast<std::size_t>(k_records));
   std::set<std::string> keys;
   for (const auto& c : got) {
@@ -371,7 +491,7 @@ TEST_F(outboxctl_dlq, rate_limits_the_replay_and_sends_each_record_once) {
     EXPECT_EQ(c.partition, std::stoi(c.key->substr(4)) % 3);
   }
   EXPECT_EQ(keys.size(), static_cast<std::size_t>(k_records));
-  EXPECT_EQ(kafka_record_count(m_orig), k_records);
+  EXPECT_EQ(kafka_record_count(m_replay), k_records);
 }
 
 TEST_F(outboxctl_dlq, bad_flags_exit_2_naming_the_flag) {
@@ -387,6 +507,10 @@ TEST_F(outboxctl_dlq, bad_flags_exit_2_naming_the_flag) {
       {{"dlq", "replay", "--brokers", m_brokers, "--topic", m_dlq, "--rate", "50"}, "--rate"},
       {{"dlq", "replay", "--brokers", m_brokers, "--topic", m_dlq, "--rate", "fast/s"}, "--rate"},
       {{"dlq", "replay", "--brokers", m_brokers, "--topic", m_dlq, "--json"}, "--json"},
+      {{"dlq", "list", "--brokers", m_brokers, "--topic", m_dlq, "--since", "9999999999999d"}, "--since"},
+      {{"dlq", "replay", "--brokers", m_brokers, "--topic", m_dlq, "--rate", "0.001/s"}, "--rate"},
+      {{"dlq", "replay", "--brokers", m_brokers, "--topic", m_dlq, "--dedupe-retention", "soon"}, "--dedupe-retention"},
+      {{"dlq", "list", "--brokers", m_brokers, "--topic", m_dlq, "--property", "novalue"}, "--property"},
       {{"dlq", "frobnicate"}, "frobnicate"},
   };
   for (const auto& [args, flag] : cases) {
@@ -422,6 +546,7 @@ TEST(outboxctl_dlq_mock, a_failed_delivery_exits_1_naming_the_record) {
   const std::string brokers = rd_kafka_mock_cluster_bootstraps(cluster);
   ASSERT_EQ(rd_kafka_mock_topic_create(cluster, "orders", 1, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
   ASSERT_EQ(rd_kafka_mock_topic_create(cluster, "orders.dlq", 1, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_EQ(rd_kafka_mock_topic_create(cluster, "orders.ledger.replay", 1, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
   {
     dlq_writer w(brokers);
     w.write("orders.dlq", 0, "k1", "v1", our_headers("orders", 0, 3, "fatal", "boom"), now_ms());
@@ -434,7 +559,8 @@ TEST(outboxctl_dlq_mock, a_failed_delivery_exits_1_naming_the_record) {
   const auto r =
       run_command({OUTBOX_OUTBOXCTL_BIN, "dlq", "replay", "--brokers", brokers, "--topic", "orders.dlq"}, 120s);
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find("delivery failed: partition 0 offset 0 -> orders"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("delivery failed: partition 0 offset 0 -> orders.ledger.replay"), std::string::npos)
+      << r.output;
   rd_kafka_mock_cluster_destroy(cluster);
   rd_kafka_destroy(owner);
 }

@@ -1,6 +1,7 @@
 // payment-ledger under kill -9 and rebalances (issue 4): 20,000 callbacks over 1,000 accounts, each produced
 // 1-3 times; the ledger is killed at ten seeded moments and restarted while a second instance joins and leaves.
-// Every balance must equal its expected sum and the inbox must hold each event exactly once.
+// Every balance must equal its expected sum and the inbox must hold each event exactly once. Runs with the
+// cooperative assignor (the SDK's default) and with an eager one.
 #include "ledger_support.hpp"
 #include "outbox/test/environment.hpp"
 #include "outbox/test/postgres.hpp"
@@ -22,11 +23,12 @@ constexpr int k_accounts = 1'000;
 constexpr int k_kills = 10;
 constexpr int k_partitions = 6;
 
-class payment_ledger_fault : public ledger_fixture {};
+/// The librdkafka `partition.assignment.strategy` of the run.
+class payment_ledger_fault : public ledger_fixture, public ::testing::WithParamInterface<std::string> {};
 
 std::string account_name(int i) { return "acct-" + std::to_string(i); }
 
-TEST_F(payment_ledger_fault, kill_9_and_rebalances_credit_every_callback_exactly_once) {
+TEST_P(payment_ledger_fault, kill_9_and_rebalances_credit_every_callback_exactly_once) {
   std::mt19937_64 rng(test::run_seed() ^ 0x1ed6e5ULL);
   create_topic(k_partitions);
   std::vector<std::string> accounts;
@@ -60,7 +62,10 @@ TEST_F(payment_ledger_fault, kill_9_and_rebalances_credit_every_callback_exactly
   const long long join_at = k_events / 5;
   const long long leave_at = k_events * 3 / 5;
 
-  const std::string config = write_config("{session.timeout.ms: 6000, heartbeat.interval.ms: 1000}");
+  const std::string config = write_config(
+      "{session.timeout.ms: 6000, heartbeat.interval.ms: 1000, "
+      "partition.assignment.strategy: \"" +
+      GetParam() + "\"}");
   int starts = 0;
   auto first = start_ledger(config, "a-" + std::to_string(starts++) + ".log");
   std::unique_ptr<test::child_process> second;
@@ -137,6 +142,12 @@ TEST_F(payment_ledger_fault, kill_9_and_rebalances_credit_every_callback_exactly
   std::cout << "[ fault    ] " << starts << " ledger starts, " << assignments << " partition assignments\n";
   EXPECT_GE(assignments, static_cast<std::size_t>(k_kills)) << "the kills and the second instance forced rebalances";
 }
+
+INSTANTIATE_TEST_SUITE_P(assignors, payment_ledger_fault, ::testing::Values("cooperative-sticky", "range,roundrobin"),
+                         [](const ::testing::TestParamInfo<std::string>& param) {
+                           return param.param == "cooperative-sticky" ? std::string("cooperative")
+                                                                      : std::string("eager");
+                         });
 
 }  // namespace
 }  // namespace outbox::consumer_test

@@ -52,7 +52,10 @@ std::string ledger_fixture::write_config(const std::string& properties, const st
       << "  properties: " << properties << "\n"
       << "dedupe:\n"
       << "  store: postgres\n"
-      << "  dsn: \"" << m_dsn << "\"\n"
+      << "  dsn: \"" << m_dsn
+      << "\"\n"
+      // The local broker keeps records 1d (+ segment.ms 7d) and offsets 7d: 10d covers that plus the replay window.
+      << "  retention: 10d\n"
       << (retry_and_dlq.empty() ? "retry:\n  initial: 50ms\n  max: 500ms\n  attempts: 1000\n" : retry_and_dlq)
       << "log:\n"
       << "  level: info\n"

@@ -127,7 +127,7 @@ TEST_F(payment_ledger, unknown_accounts_go_through_the_tiers_to_the_dlq_and_a_re
                                           "retry:\n  initial: 20ms\n  max: 50ms\n  attempts: 2\n"
                                           "  topics: [1s, 2s]\n");
   auto ledger = start_ledger(config, "ledger.log");
-  const std::string dlq = m_topic + ".dlq";
+  const std::string dlq = m_topic + "." + m_group + ".dlq";
   const auto dead_letters = [&]() -> long long {
     try {
       return test::kafka_record_count(dlq);

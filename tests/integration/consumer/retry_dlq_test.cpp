@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -69,7 +70,8 @@ TEST(retry_tiers, failing_records_go_through_the_tiers_then_the_dlq_with_every_h
   std::vector<std::string> done_order;
   std::vector<std::string> topics_seen;
   metrics::registry reg;
-  auto o = options(topic, test::unique_name("g"));
+  const auto group = test::unique_name("g");
+  auto o = options(topic, group);
   o.retry_topics = {1s, 2s};  // wide enough that ok-2 always comes before flaky leaves tier 1s
   o.metrics = &reg;
   running_consumer c(std::move(o), [&](const record& r) {
@@ -111,9 +113,9 @@ TEST(retry_tiers, failing_records_go_through_the_tiers_then_the_dlq_with_every_h
   EXPECT_EQ(stats.fatal, 1u);
   EXPECT_GE(stats.parked, 3u) << "flaky and never into tier 1s, never (and perhaps flaky) into tier 2s";
 
-  const auto tier1 = test::kafka_consume(retry_topic_name(topic, 1s), 2, 30s);
+  const auto tier1 = test::kafka_consume(retry_topic_name(topic, group, 1s), 2, 30s);
   ASSERT_EQ(tier1.size(), 2u);
-  EXPECT_EQ(test::kafka_record_count(retry_topic_name(topic, 2s)), static_cast<long long>(stats.parked) - 2);
+  EXPECT_EQ(test::kafka_record_count(retry_topic_name(topic, group, 2s)), static_cast<long long>(stats.parked) - 2);
   const auto* parked = find_by_event(tier1, "never");
   ASSERT_NE(parked, nullptr);
   EXPECT_EQ(parked->header("retry_attempt"), "2");
@@ -122,7 +124,7 @@ TEST(retry_tiers, failing_records_go_through_the_tiers_then_the_dlq_with_every_h
   EXPECT_TRUE(parked->header("retry_due_ms").has_value());
   EXPECT_EQ(parked->header("trace"), "t-never") << "original headers travel with the record";
 
-  const auto dlq = test::kafka_consume(topic + ".dlq", 2, 30s);
+  const auto dlq = test::kafka_consume(topic + "." + group + ".dlq", 2, 30s);
   ASSERT_EQ(dlq.size(), 2u);
   const auto* never = find_by_event(dlq, "never");
   const auto* poison = find_by_event(dlq, "poison");
@@ -158,6 +160,40 @@ TEST(retry_tiers, failing_records_go_through_the_tiers_then_the_dlq_with_every_h
       std::string::npos);
   EXPECT_NE(exposition.find("outbox_consumer_messages_total" + series + "outcome=\"dead_lettered\"} 2"),
             std::string::npos);
+}
+
+TEST(retry_tiers, repeated_delays_give_one_attempt_per_entry_four_attempts_in_dlq_attempts) {
+  const auto topic = test::unique_name("repeat");
+  const auto group = test::unique_name("g");
+  test::kafka_create_topic(topic, 1);
+  test_producer producer(test::require_services().kafka_brokers);
+  producer.send(callback_record(topic, "never", "k"));
+  producer.flush();
+  std::atomic<int> calls{0};
+  auto o = options(topic, group);
+  o.retry.max_attempts = 1;
+  o.retry_topics = {1s, 1s, 2s};
+  running_consumer c(std::move(o), [&](const record&) {
+    ++calls;
+    return outcome::retry("unknown account");
+  });
+  ASSERT_TRUE(wait_for([&] { return c.get().stats().dead_lettered == 1; }, 60s));
+  c.stop();
+  EXPECT_EQ(calls.load(), 4);
+  const auto dlq = test::kafka_consume(topic + "." + group + ".dlq", 1, 30s);
+  ASSERT_EQ(dlq.size(), 1u);
+  EXPECT_EQ(dlq[0].header("dlq_attempts"), "4") << "1 in process + one per entry of [1s, 1s, 2s]";
+  const auto ones = test::kafka_consume(retry_topic_name(topic, group, 1s), 2, 30s);
+  ASSERT_EQ(ones.size(), 2u) << "both 1s entries wait in the one 1s topic";
+  EXPECT_EQ(ones[0].header("retry_tier"), "0");
+  EXPECT_EQ(ones[1].header("retry_tier"), "1");
+  const auto twos = test::kafka_consume(retry_topic_name(topic, group, 2s), 1, 30s);
+  ASSERT_EQ(twos.size(), 1u);
+  EXPECT_EQ(twos[0].header("retry_tier"), "2");
+  EXPECT_GE(std::stoll(dlq[0].header("dlq_last_failure_ms").value_or("0")) -
+                std::stoll(dlq[0].header("dlq_first_failure_ms").value_or("0")),
+            3900)
+      << "each entry waited its delay";
 }
 
 /// Key `acct` gets A (fails three times, so it waits in the tiers), then B and C; `other` gets D.
@@ -212,7 +248,8 @@ TEST(dlq_breaker, a_whole_batch_of_poison_halts_consumption_instead_of_dead_lett
   for (int i = 0; i < 20; ++i) producer.send(callback_record(topic, "bad-" + std::to_string(i), "k"));
   producer.flush();
   metrics::registry reg;
-  auto o = options(topic, test::unique_name("g"));
+  const auto group = test::unique_name("g");
+  auto o = options(topic, group);
   o.dlq_window = 10;
   o.dlq_max_ratio = 0.5;
   o.metrics = &reg;
@@ -223,10 +260,11 @@ TEST(dlq_breaker, a_whole_batch_of_poison_halts_consumption_instead_of_dead_lett
   EXPECT_EQ(c.get().stats().dead_lettered, 5u) << "5 of a window of 10 is the most max_ratio 0.5 allows";
   EXPECT_NE(reg.render().find("outbox_consumer_halted 1"), std::string::npos) << reg.render();
   c.stop();
-  const auto dlq = test::kafka_consume(topic + ".dlq", 5, 30s);
+  const std::string dlq_topic = topic + "." + group + ".dlq";
+  const auto dlq = test::kafka_consume(dlq_topic, 5, 30s);
   ASSERT_EQ(dlq.size(), 5u);
   EXPECT_EQ(dlq[0].header("dlq_error_class"), "deserialization");
-  EXPECT_EQ(test::kafka_record_count(topic + ".dlq"), 5) << "the breaker stopped the sixth";
+  EXPECT_EQ(test::kafka_record_count(dlq_topic), 5) << "the breaker stopped the sixth";
 }
 
 }  // namespace

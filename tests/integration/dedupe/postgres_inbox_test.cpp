@@ -1,4 +1,7 @@
+#include "dedupe_test_util.hpp"
+
 #include "outbox/base/error.hpp"
+#include "outbox/dedupe/key_holds.hpp"
 #include "outbox/dedupe/postgres_inbox.hpp"
 #include "outbox/test/environment.hpp"
 #include "outbox/test/postgres.hpp"
@@ -30,6 +33,7 @@ class postgres_inbox_test : public ::testing::Test {
     pg_exec("CREATE TABLE " + m_ledger + " (event_id text NOT NULL, worker int NOT NULL)");
   }
   void TearDown() override {
+    pg_exec("DROP TABLE IF EXISTS " + m_inbox + "_parked");
     pg_exec("DROP TABLE IF EXISTS " + m_inbox);
     pg_exec("DROP TABLE IF EXISTS " + m_ledger);
   }
@@ -162,6 +166,57 @@ TEST_F(postgres_inbox_test, cleanup_deletes_rows_past_the_retention_in_bounded_b
   EXPECT_EQ(inbox.cleanup(5000), 0u);
   EXPECT_EQ(count(m_inbox), 200);
   EXPECT_EQ(count(m_inbox, "processed_at < now() - interval '1 day'"), 0);
+}
+
+TEST_F(postgres_inbox_test, a_transaction_aborted_behind_the_callers_back_is_seen_before_commit) {
+  auto inbox = make();
+  pg_exec("CREATE UNIQUE INDEX ON " + m_ledger + " (event_id)");
+  pg_exec("INSERT INTO " + m_ledger + " VALUES ('taken', 0)");
+  pqxx::connection c(require_services().pg_dsn);
+  {
+    pqxx::work tx(c);
+    ASSERT_TRUE(inbox.claim_in(tx, "g", "e1"));
+    EXPECT_TRUE(inbox.still_claimed_in(tx, "g", "e1"));
+    try {  // the "idempotent insert" idiom: catch the unique violation and carry on
+      tx.exec0("INSERT INTO " + m_ledger + " VALUES ('taken', 1)");
+    } catch (const pqxx::unique_violation&) {
+    }
+    bool alive = true;
+    try {
+      alive = inbox.still_claimed_in(tx, "g", "e1");
+    } catch (const outbox_error& e) {
+      alive = false;
+      EXPECT_EQ(e.value().retry, retry_class::fatal) << e.what();
+      EXPECT_NE(e.value().message.find("25P02"), std::string::npos) << e.value().message;
+    }
+    EXPECT_FALSE(alive) << "the aborted transaction must not look committable";
+  }
+  EXPECT_EQ(count(m_inbox), 0) << "nothing committed";
+}
+
+TEST_F(postgres_inbox_test, bad_event_ids_are_fatal) {
+  auto inbox = make();
+  pqxx::connection c(require_services().pg_dsn);
+  for (const std::string& bad : {std::string(), std::string("a\0b", 3), std::string(1025, 'x'), std::string("\xff")}) {
+    pqxx::work tx(c);
+    try {
+      inbox.claim_in(tx, "g", bad);
+      ADD_FAILURE() << "accepted a bad event id of " << bad.size() << " bytes";
+    } catch (const outbox_error& e) {
+      EXPECT_EQ(e.value().retry, retry_class::fatal);
+      EXPECT_NE(e.value().message.find("event_id"), std::string::npos) << e.value().message;
+    }
+  }
+}
+
+TEST_F(postgres_inbox_test, holds_keep_the_contract_in_the_inbox_database) {
+  auto inbox = make();
+  test::check_holds(
+      [&](std::chrono::milliseconds lapse) {
+        return make_postgres_key_holds(require_services().pg_dsn, m_inbox, lapse);
+      },
+      true);
+  EXPECT_EQ(pg_scalar("SELECT count(*) FROM pg_tables WHERE tablename = '" + m_inbox + "_parked'"), "1");
 }
 
 TEST_F(postgres_inbox_test, an_unreachable_database_is_a_retryable_error) {

@@ -1,4 +1,7 @@
+#include "dedupe_test_util.hpp"
+
 #include "outbox/base/error.hpp"
+#include "outbox/dedupe/key_holds.hpp"
 #include "outbox/dedupe/redis_url.hpp"
 #include "outbox/dedupe/store.hpp"
 #include "outbox/test/environment.hpp"
@@ -19,7 +22,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using outbox::test::unique_name;
-using outbox::test::wait_until;
 
 const std::string& redis_url() {
   const std::string& url = outbox::test::require_services().redis_url;
@@ -70,83 +72,74 @@ struct raw_redis {
   redisContext* m_ctx = nullptr;
 };
 
-TEST(redis_store, claim_in_progress_duplicate_and_release) {
-  const auto o = options();
-  auto s = make_redis_store(o);
-  EXPECT_EQ(s->claim("g", "e1"), claim_result::claimed);
-  EXPECT_EQ(s->claim("g", "e1"), claim_result::in_progress);
-  s->release("g", "e1");
-  EXPECT_EQ(s->claim("g", "e1"), claim_result::claimed);
-  s->complete("g", "e1");
-  EXPECT_EQ(s->claim("g", "e1"), claim_result::duplicate);
-  s->release("g", "e1");  // a done mark is never released
-  EXPECT_EQ(s->claim("g", "e1"), claim_result::duplicate);
-  EXPECT_EQ(s->claim("g2", "e1"), claim_result::claimed);
-  EXPECT_EQ(s->claim("g:e1", ""), claim_result::claimed);  // ':' in a group cannot alias another pair
-  EXPECT_EQ(s->cleanup(1000), 0u);                         // keys expire by themselves
+TEST(redis_store, keeps_the_store_contract) {
+  test::check_store([](std::chrono::milliseconds retention, std::chrono::milliseconds lease) {
+    return make_redis_store(options(lease, retention));
+  });
 }
 
-TEST(redis_store, keys_carry_the_lease_and_then_the_retention) {
+TEST(redis_store, holds_keep_the_contract_shared_by_every_instance) {
+  const auto o = options();
+  test::check_holds([&](std::chrono::milliseconds lapse) { return make_redis_key_holds(o, lapse); }, true);
+}
+
+TEST(redis_store, keys_carry_the_owners_token_and_lease_and_then_the_retention) {
   const auto o = options(30s, 50s);
   auto s = make_redis_store(o);
   raw_redis raw;
-  ASSERT_EQ(s->claim("g", "e1"), claim_result::claimed);
+  ASSERT_EQ(s->claim("g", "e1", "w1"), claim_result::claimed);
   const std::string key = o.key_prefix + "g:e1";
-  EXPECT_EQ(raw.run({"GET", key}), "in_progress");
+  EXPECT_EQ(raw.run({"GET", key}), "claim:w1");
   const long lease_left = std::stol(raw.run({"PTTL", key}));
   EXPECT_GT(lease_left, 0);
   EXPECT_LE(lease_left, 30'000);
-  s->complete("g", "e1");
+  EXPECT_TRUE(s->complete("g", "e1", "w1"));
   EXPECT_EQ(raw.run({"GET", key}), "done");
   const long retention_left = std::stol(raw.run({"PTTL", key}));
   EXPECT_GT(retention_left, 30'000);
   EXPECT_LE(retention_left, 50'000);
+  EXPECT_EQ(s->claim("g:e1", "x", "w1"), claim_result::claimed) << "':' in a group cannot alias another pair";
+  EXPECT_EQ(s->claim("g", "e1:x", "w2"), claim_result::claimed);
+  EXPECT_EQ(s->cleanup(1000), 0u) << "keys expire by themselves";
 }
 
-TEST(redis_store, an_expired_lease_can_be_claimed_again) {
-  auto s = make_redis_store(options(300ms));
-  const auto start = std::chrono::steady_clock::now();
-  ASSERT_EQ(s->claim("g", "e1"), claim_result::claimed);
-  ASSERT_TRUE(wait_until([&] { return s->claim("g", "e1") == claim_result::claimed; }, 5s, 10ms));
-  EXPECT_GE(std::chrono::steady_clock::now() - start, 295ms);  // Redis counts on its own clock
-  EXPECT_EQ(s->claim("g", "e1"), claim_result::in_progress);
+TEST(redis_store, a_claim_whose_reply_was_lost_is_found_again_as_the_callers_own) {
+  // The first SET reached Redis but its reply never came back: the retried claim finds the caller's token.
+  const auto o = options(60s);
+  auto s = make_redis_store(o);
+  raw_redis raw;
+  raw.run({"SET", o.key_prefix + "g:e1", "claim:w1", "PX", "60000"});
+  EXPECT_EQ(s->claim("g", "e1", "w1"), claim_result::claimed);
+  EXPECT_EQ(s->claim("g", "e1", "w2"), claim_result::in_progress);
+  // A claim written before owner tokens existed holds off everyone until it expires.
+  raw.run({"SET", o.key_prefix + "g:old", "in_progress", "PX", "60000"});
+  EXPECT_EQ(s->claim("g", "old", "w1"), claim_result::in_progress);
+  // A value this store never writes is a configuration problem, and fatal.
+  raw.run({"SET", o.key_prefix + "g:foreign", "something else"});
+  try {
+    s->claim("g", "foreign", "w1");
+    FAIL() << "expected an outbox_error";
+  } catch (const outbox_error& e) {
+    EXPECT_EQ(e.value().retry, retry_class::fatal);
+    EXPECT_NE(e.value().message.find("key_prefix"), std::string::npos) << e.value().message;
+  }
 }
 
-TEST(redis_store, done_marks_expire_after_the_retention) {
-  auto s = make_redis_store(options(60s, 150ms));
-  ASSERT_EQ(s->claim("g", "e1"), claim_result::claimed);
-  s->complete("g", "e1");
-  ASSERT_EQ(s->claim("g", "e1"), claim_result::duplicate);
-  EXPECT_TRUE(wait_until([&] { return s->claim("g", "e1") == claim_result::claimed; }, 5s, 10ms));
+TEST(redis_store, keeps_working_after_redis_forgets_its_scripts) {
+  auto s = make_redis_store(options());
+  raw_redis raw;
+  raw.run({"SCRIPT", "FLUSH"});
+  EXPECT_EQ(s->claim("g", "e1", "w1"), claim_result::claimed);
+  EXPECT_TRUE(s->complete("g", "e1", "w1"));
+  EXPECT_EQ(s->claim("g", "e1", "w2"), claim_result::duplicate);
 }
 
 TEST(redis_store, concurrent_claims_from_two_instances_have_exactly_one_winner_per_id) {
   const auto o = options();
   auto a = make_redis_store(o);
   auto b = make_redis_store(o);
-  constexpr std::size_t ids = 1000;
-  std::vector<std::atomic<int>> claimed(ids);
-  std::atomic<bool> go{false};
-  std::vector<std::thread> workers;
-  workers.reserve(4);
-  for (std::size_t t = 0; t < 4; ++t) {
-    workers.emplace_back([&, t] {
-      store& s = t % 2 == 0 ? *a : *b;
-      while (!go.load()) std::this_thread::yield();
-      for (std::size_t i = 0; i < ids; ++i) {
-        const std::string id = "evt-" + std::to_string(i);
-        if (s.claim("g", id) == claim_result::claimed) {
-          claimed[i].fetch_add(1);
-          s.complete("g", id);
-        }
-      }
-    });
-  }
-  go = true;
-  for (auto& w : workers) w.join();
-  std::size_t not_once = 0;
-  for (auto& c : claimed) not_once += c.load() == 1 ? 0 : 1;
-  EXPECT_EQ(not_once, 0u) << "ids not claimed exactly once";
+  const auto counts = test::claim_concurrently({a.get(), b.get()}, 4, 1000);
+  EXPECT_TRUE(test::not_exactly_once(counts).empty()) << test::not_exactly_once(counts).size() << " ids";
 }
 
 TEST(redis_store, configuration_errors_are_fatal_and_an_unreachable_server_retryable) {
@@ -180,12 +173,12 @@ TEST(redis_store, selects_the_database_from_the_url) {
   auto o = options();
   o.url = redis_url() + "/3";
   auto s = make_redis_store(o);
-  ASSERT_EQ(s->claim("g", "e1"), claim_result::claimed);
+  ASSERT_EQ(s->claim("g", "e1", "w1"), claim_result::claimed);
   raw_redis raw;
   EXPECT_EQ(raw.run({"EXISTS", o.key_prefix + "g:e1"}), "0");
   raw.run({"SELECT", "3"});
   EXPECT_EQ(raw.run({"EXISTS", o.key_prefix + "g:e1"}), "1");
-  s->release("g", "e1");
+  EXPECT_TRUE(s->release("g", "e1", "w1"));
 }
 
 }  // namespace

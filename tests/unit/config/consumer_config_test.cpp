@@ -35,7 +35,7 @@ retry:
   topics: [10s, 1m, 10m]         # then non-blocking tiers, then the DLQ
   ordering: per_key              # or none
 dlq:
-  topic: "{topic}.dlq"
+  topic: "{topic}.{group}.dlq"
   max_ratio: 0.5
   window: 200
 metrics:
@@ -63,7 +63,7 @@ TEST(config_consumer, spec_example_parses_to_the_expected_struct) {
   EXPECT_TRUE(c.retry.delays.empty());
   EXPECT_THAT(c.retry.topics, ElementsAre(10s, 1min, 10min));
   EXPECT_EQ(c.retry.ordering, retry_ordering::per_key);
-  EXPECT_EQ(c.dlq.topic, "{topic}.dlq");
+  EXPECT_EQ(c.dlq.topic, "{topic}.{group}.dlq");
   EXPECT_DOUBLE_EQ(c.dlq.max_ratio, 0.5);
   EXPECT_EQ(c.dlq.window, 200);
   EXPECT_EQ(c.dlq.replay_window, 24h);
@@ -83,12 +83,21 @@ TEST(config_consumer, defaults) {
   EXPECT_EQ(c.retry.attempts, 5);
   EXPECT_TRUE(c.retry.topics.empty());
   EXPECT_EQ(c.retry.ordering, retry_ordering::per_key);
-  EXPECT_EQ(c.dlq.topic, "{topic}.dlq");
+  EXPECT_EQ(c.dlq.topic, "{topic}.{group}.dlq");
   EXPECT_DOUBLE_EQ(c.dlq.max_ratio, 0.5);
   EXPECT_EQ(c.dlq.window, 200);
   EXPECT_EQ(c.dlq.replay_window, 24h) << "1d";
   EXPECT_EQ(c.retry.max_elapsed, 0ms) << "no cap";
   EXPECT_EQ(c.metrics.listen, "127.0.0.1:9188");
+  EXPECT_EQ(c.consumer.pattern_refresh, 30s);
+  EXPECT_EQ(c.dedupe.lease, 5min) << "librdkafka's max.poll.interval.ms";
+  EXPECT_EQ(c.dedupe.cleanup_interval, 1min);
+  EXPECT_EQ(c.dedupe.cleanup_batch, 1000);
+  EXPECT_EQ(c.dedupe.check, retention_check::refuse);
+  EXPECT_EQ(c.retry.topic_replication_factor, -1) << "the cluster's default";
+  EXPECT_EQ(c.retry.topic_retention, 7 * 24h);
+  EXPECT_EQ(c.dlq.retention, 30 * 24h);
+  EXPECT_EQ(c.dlq.probe_interval, 5min);
 }
 
 TEST(config_consumer, group_id_and_topics_are_required) {
@@ -134,8 +143,11 @@ TEST(config_consumer, dlq_ratio_is_in_zero_one) {
               HasSubstr("dlq.max_ratio: must be greater than 0"));
   EXPECT_THAT(error_line([] { parse(with("dlq: {max_ratio: 1.5}\n")); }), HasSubstr("at most 1"));
   EXPECT_THAT(error_line([] { parse(with("dlq: {max_ratio: half}\n")); }), HasSubstr("`half` is not a number"));
-  EXPECT_THAT(error_line([] { parse(with("dlq: {topic: \"{topic}.{group}\"}\n")); }),
-              HasSubstr("unknown placeholder `{group}`"));
+  EXPECT_THAT(error_line([] { parse(with("dlq: {topic: \"{topic}.{grp}\"}\n")); }),
+              HasSubstr("unknown placeholder `{grp}`"));
+  EXPECT_EQ(parse(with("dlq: {topic: \"dead.{group}.{topic}\"}\n")).dlq.topic, "dead.{group}.{topic}");
+  EXPECT_THAT(error_line([] { parse(with("dlq: {topic: \"{topic}\"}\n")); }),
+              HasSubstr("dlq.topic: is `{topic}`, the source topic itself"));
   EXPECT_DOUBLE_EQ(parse(with("dlq: {max_ratio: 1}\n")).dlq.max_ratio, 1.0);
 }
 
@@ -217,6 +229,52 @@ TEST(config_consumer, retention_check_uses_each_schedule_worst_case) {
   EXPECT_NO_THROW(parse(with("dedupe: {retention: 3d}\nretry: {schedule: wechatpay, attempts: 16}\n")));
 }
 
+TEST(config_consumer, retry_topics_take_repeated_delays_and_the_wechatpay_preset) {
+  EXPECT_THAT(parse(with("retry: {topics: [15s, 15s, 30s]}\n")).retry.topics, ElementsAre(15s, 15s, 30s))
+      << "a repeated delay is one attempt per entry";
+  const auto c = parse(with("dedupe: {retention: 3d}\nretry: {topics: wechatpay}\n"));
+  EXPECT_EQ(c.retry.topics, wechatpay_delays());
+  ASSERT_EQ(c.retry.topics.size(), 15u);
+  std::chrono::milliseconds total(0);
+  for (const auto d : c.retry.topics) total += d;
+  EXPECT_EQ(total, 24h + 4min) << "15 attempts over 24 h 04 m";
+  EXPECT_THAT(
+      error_line([] { parse(with("retry: {topics: alipay}\n")); }),
+      HasSubstr("retry.topics: expected a list of durations, e.g. [10s, 1m] or one of `wechatpay`, got `alipay`"));
+  EXPECT_THAT(error_line([] { parse(with("retry: {topics: [10s, 0s]}\n")); }),
+              HasSubstr("retry.topics: entry 1 is 0s; every tier waits longer than 0s"));
+  // The whole preset counts toward the retention the dedupe store needs.
+  EXPECT_THAT(error_line([] { parse(with("dedupe: {retention: 1d}\nretry: {topics: wechatpay}\n")); }),
+              HasSubstr("dedupe.retention: 1d is shorter than the retry schedule (in-process 3s + tiers 1d 4m)"));
+}
+
+TEST(config_consumer, the_group_names_topics_so_it_is_topic_safe) {
+  EXPECT_EQ(parse("consumer: {group_id: pay-ledger_v2.eu, topics: [t]}\n").consumer.group_id, "pay-ledger_v2.eu");
+  EXPECT_THAT(error_line([] { parse("consumer: {group_id: \"pay ledger\", topics: [t]}\n"); }),
+              HasSubstr("consumer.group_id: `pay ledger` has ` `; use letters, digits, `.`, `_` and `-` only"));
+}
+
+TEST(config_consumer, lease_cleanup_retention_check_and_derived_topics) {
+  const auto c =
+      parse(with("dedupe: {lease: 90s, cleanup_interval: 10s, cleanup_batch: 5000, retention_check: warn}\n"
+                 "retry: {topic_replication_factor: 3, topic_retention: 14d}\n"
+                 "dlq: {retention: 90d, probe_interval: 1m}\n"));
+  EXPECT_EQ(c.dedupe.lease, 90s);
+  EXPECT_EQ(c.dedupe.cleanup_interval, 10s);
+  EXPECT_EQ(c.dedupe.cleanup_batch, 5000);
+  EXPECT_EQ(c.dedupe.check, retention_check::warn);
+  EXPECT_EQ(c.retry.topic_replication_factor, 3);
+  EXPECT_EQ(c.retry.topic_retention, 14 * 24h);
+  EXPECT_EQ(c.dlq.retention, 90 * 24h);
+  EXPECT_EQ(c.dlq.probe_interval, 1min);
+  EXPECT_THAT(error_line([] { parse(with("dlq: {retention: 3d}\n")); }),
+              HasSubstr("dlq.retention: is 3d; it must be at least 7d"));
+  EXPECT_THAT(error_line([] { parse(with("dedupe: {retention: 60d}\ndlq: {retention: 8d, replay_window: 10d}\n")); }),
+              HasSubstr("dlq.retention: 8d is shorter than dlq.replay_window 10d"));
+  EXPECT_THAT(error_line([] { parse(with("dedupe: {retention_check: maybe}\n")); }), HasSubstr("`refuse`, `warn`"));
+  EXPECT_THAT(error_line([] { parse(with("retry: {topic_replication_factor: 0}\n")); }), HasSubstr("-1"));
+}
+
 TEST(config_consumer, retention_check_stays_quiet_when_a_key_it_needs_is_invalid) {
   EXPECT_THAT(test_util::error_lines([] { parse(with("dedupe: {retention: 1s}\nretry: {initial: soon}\n")); }),
               ElementsAre(HasSubstr("retry.initial: `soon` is not a duration")));
@@ -228,7 +286,7 @@ TEST(config_consumer, shipped_ledger_configs_load) {
   ::setenv("LEDGER_PG_PASSWORD", "pw", 1);
   for (const char* file : {"/examples/payment-ledger/ledger.yaml", "/deploy/config/ledger.yaml"}) {
     const auto c = load_consumer_config(std::string(OUTBOX_SOURCE_DIR) + file, ledger);
-    EXPECT_EQ(c.dedupe.retention, 7 * 24h) << file;
+    EXPECT_EQ(c.dedupe.retention, 15 * 24h) << file;
   }
 }
 

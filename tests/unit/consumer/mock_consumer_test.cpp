@@ -95,6 +95,8 @@ class mock_consumer : public ::testing::Test {
     o.commit_interval = 100ms;
     o.stop_timeout = 10s;
     o.properties = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
+    o.prepare_topics = false;  // the mock cluster has no admin API: the tests create what they need
+    o.check_retention = retention_check::off;
     return o;
   }
 
@@ -205,18 +207,7 @@ TEST_F(mock_consumer, stop_during_a_retry_commits_only_what_came_before) {
   EXPECT_EQ(consumer_test::committed_offsets(m_brokers, "g4", "stuck", 1), (std::vector<std::int64_t>{5}));
 }
 
-/// Lets two consumers in one process share one store, as two instances share Redis.
-class shared_store : public dedupe::store {
- public:
-  explicit shared_store(std::shared_ptr<dedupe::store> s) : m_store(std::move(s)) {}
-  dedupe::claim_result claim(std::string_view g, std::string_view id) override { return m_store->claim(g, id); }
-  void complete(std::string_view g, std::string_view id) override { m_store->complete(g, id); }
-  void release(std::string_view g, std::string_view id) override { m_store->release(g, id); }
-  std::size_t cleanup(std::size_t limit) override { return m_store->cleanup(limit); }
-
- private:
-  std::shared_ptr<dedupe::store> m_store;
-};
+using consumer_test::shared_store;
 
 // The mock coordinator refuses every commit while a rebalance runs (a real broker accepts the revoking
 // member's commit; tests/integration/consumer checks that no record runs twice there), so records
@@ -233,6 +224,9 @@ TEST_F(mock_consumer, rebalance_moves_partitions_and_the_shared_store_skips_rede
   const std::shared_ptr<dedupe::store> store = dedupe::make_memory_store({});
   auto with_store = [&](const std::string& group) {
     auto o = options("moving", group);
+    // The eager assignor: the mock coordinator of this librdkafka treats a cooperative member that joins as a
+    // lost assignment for a whole session timeout (real Kafka, cooperative: tests/fault/consumer).
+    o.properties.emplace_back("partition.assignment.strategy", "range,roundrobin");
     o.dedupe = std::make_unique<shared_store>(store);
     return o;
   };
@@ -251,6 +245,132 @@ TEST_F(mock_consumer, rebalance_moves_partitions_and_the_shared_store_skips_rede
   EXPECT_GT(b.get().stats().processed, 0u) << "the second member got partitions";
   EXPECT_EQ(log.size(), 600u) << "an effect ran twice";
   EXPECT_EQ(a.get().stats().processed + b.get().stats().processed, 600u);
+}
+
+}  // namespace
+}  // namespace outbox::consumer
+
+namespace outbox::consumer {
+namespace {
+
+TEST_F(mock_consumer, a_complete_that_fails_waits_and_the_offset_moves_only_once_it_is_recorded) {
+  create_topic("completes", 1);
+  fill("completes", 1, 5);
+  const auto inner = std::make_shared<shared_store>(dedupe::make_memory_store({}));
+  auto* store = inner.get();
+  store->fail_complete = 3;  // Redis unreachable for three tries right after the first handler
+  call_log log;
+  auto o = options("completes", "g6");
+  o.dedupe = std::make_unique<shared_store>(std::shared_ptr<dedupe::store>(inner, inner.get()));
+  running_consumer c(std::move(o), [&](const record& r) {
+    log.add(r);
+    return outcome::done();
+  });
+  ASSERT_TRUE(wait_for([&] { return c.get().stats().processed == 5; }, 30s));
+  ASSERT_TRUE(wait_for(
+      [&] { return consumer_test::committed_offsets(m_brokers, "g6", "completes", 1) == std::vector<std::int64_t>{5}; },
+      30s));
+  c.stop();
+  EXPECT_EQ(log.size(), 5u) << "the handler ran once per record: only complete was tried again";
+  EXPECT_EQ(c.get().stats().dependency_errors, 3u);
+  EXPECT_EQ(store->fail_complete.load(), 0);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(store->claim("g6", "e-0-" + std::to_string(i), "another"), dedupe::claim_result::duplicate) << i;
+  }
+}
+
+TEST_F(mock_consumer, a_handler_slower_than_the_lease_keeps_a_second_worker_out) {
+  create_topic("slow", 2);
+  const std::shared_ptr<dedupe::store> store = dedupe::make_memory_store({.lease = 1s});
+  std::atomic<int> effects{0};
+  std::atomic<int> running{0};
+  std::atomic<int> overlaps{0};
+  auto slow = [&](const record&) {
+    if (running.fetch_add(1) > 0) ++overlaps;
+    std::this_thread::sleep_for(3s);  // the handler's work: three leases long
+    ++effects;
+    running.fetch_sub(1);
+    return outcome::done();
+  };
+  auto member = [&] {
+    auto o = options("slow", "g7");
+    o.properties.emplace_back("partition.assignment.strategy", "range,roundrobin");
+    o.dedupe = std::make_unique<shared_store>(store);
+    return o;
+  };
+  running_consumer a(member(), slow);
+  ASSERT_TRUE(wait_for([&] { return a.get().assigned(); }, 30s));
+  running_consumer b(member(), slow);
+  ASSERT_TRUE(wait_for([&] { return a.get().assigned() && b.get().assigned(); }, 30s)) << "one partition each";
+  // The same event on both partitions (a relay that published it twice, keyed differently): both members
+  // get it at the same moment.
+  m_producer->send(outgoing{"slow", 0, "k0", "{}", {{"event_id", "charge-1"}}});
+  m_producer->send(outgoing{"slow", 1, "k1", "{}", {{"event_id", "charge-1"}}});
+  m_producer->flush();
+  ASSERT_TRUE(wait_for(
+      [&] {
+        const auto sa = a.get().stats();
+        const auto sb = b.get().stats();
+        return sa.processed + sa.duplicate + sb.processed + sb.duplicate == 2;
+      },
+      60s));
+  b.stop();
+  a.stop();
+  EXPECT_EQ(effects.load(), 1) << "a second worker ran the event while the first one held it";
+  EXPECT_EQ(overlaps.load(), 0);
+  EXPECT_EQ(a.get().stats().processed + a.get().stats().duplicate, 1u) << "each member settled one copy";
+  EXPECT_EQ(b.get().stats().processed + b.get().stats().duplicate, 1u);
+  EXPECT_EQ(a.get().stats().duplicate + b.get().stats().duplicate, 1u);
+  EXPECT_GE(a.get().stats().dependency_errors + b.get().stats().dependency_errors, 1u)
+      << "the second copy waited for the claim";
+}
+
+TEST_F(mock_consumer, kafka_refusing_a_retry_copy_dead_letters_the_record_with_the_reason) {
+  create_topic("refused", 1);
+  create_topic("refused.g8.retry.1s", 1);
+  create_topic("refused.g8.dlq", 1);
+  create_topic("refused.g8.replay", 1);
+  m_producer->send(outgoing{"refused", 0, "k", "{}", {{"event_id", "r1"}}});
+  m_producer->flush();
+  // The next produce request (the retry copy) is refused for good.
+  rd_kafka_mock_push_request_errors(m_producer->mock(), 0 /* Produce */, 1,
+                                    RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  auto o = options("refused", "g8");
+  o.retry.max_attempts = 1;
+  o.retry_topics = {1s};
+  running_consumer c(std::move(o), [](const record&) { return outcome::retry("unknown account"); });
+  ASSERT_TRUE(wait_for([&] { return c.get().stats().dead_lettered == 1; }, 30s));
+  c.stop();
+  EXPECT_EQ(c.get().stats().parked, 0u);
+  EXPECT_FALSE(c.get().halted());
+}
+
+TEST_F(mock_consumer, kafka_refusing_a_dead_letter_halts_until_a_probe_gets_it_through) {
+  create_topic("poisoned", 1);
+  create_topic("poisoned.g9.dlq", 1);
+  create_topic("poisoned.g9.replay", 1);
+  m_producer->send(outgoing{"poisoned", 0, "k", "not json", {{"event_id", "p1"}}});
+  m_producer->send(outgoing{"poisoned", 0, "k", "{}", {{"event_id", "p2"}}});
+  m_producer->flush();
+  for (int i = 0; i < 2; ++i) {
+    rd_kafka_mock_push_request_errors(m_producer->mock(), 0 /* Produce */, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+  }
+  auto o = options("poisoned", "g9");
+  o.probe_interval = 300ms;
+  call_log log;
+  running_consumer c(std::move(o), [&](const record& r) {
+    log.add(r);
+    return r.event_id() == "p1" ? outcome::fatal("not JSON", "deserialization") : outcome::done();
+  });
+  ASSERT_TRUE(wait_for([&] { return c.get().halted(); }, 30s));
+  EXPECT_NE(c.get().halt_reason().find("Kafka refuses the dead letter for poisoned.g9.dlq"), std::string::npos)
+      << c.get().halt_reason();
+  EXPECT_EQ(c.get().stats().processed, 0u) << "nothing after the held record runs while halted";
+  ASSERT_TRUE(wait_for([&] { return !c.get().halted() && c.get().stats().processed == 1; }, 30s))
+      << "the probe gets the dead letter through once Kafka takes it";
+  c.stop();
+  EXPECT_EQ(c.get().stats().dead_lettered, 1u);
+  EXPECT_EQ(consumer_test::committed_offsets(m_brokers, "g9", "poisoned", 1), (std::vector<std::int64_t>{2}));
 }
 
 }  // namespace

@@ -40,37 +40,52 @@ class sqlite_store_test : public ::testing::Test {
   std::string m_path;
 };
 
-TEST_F(sqlite_store_test, claim_then_complete_makes_a_duplicate) {
-  auto s = open();
-  EXPECT_EQ(s->claim("g", "e1"), claim_result::claimed);
-  EXPECT_EQ(s->claim("g", "e1"), claim_result::in_progress);
-  s->complete("g", "e1");
-  EXPECT_EQ(s->claim("g", "e1"), claim_result::duplicate);
-  EXPECT_EQ(s->claim("other", "e1"), claim_result::claimed);
-  EXPECT_EQ(s->claim("ge", "1"), claim_result::claimed);
+TEST_F(sqlite_store_test, keeps_the_store_contract) {
+  int files = 0;
+  test::check_store([&](std::chrono::milliseconds retention, std::chrono::milliseconds lease) {
+    const std::string path = (m_dir / ("contract" + std::to_string(++files) + ".db")).string();
+    return make_sqlite_store({.path = path, .retention = retention, .lease = lease});
+  });
 }
 
-TEST_F(sqlite_store_test, release_lets_the_event_be_claimed_again_but_never_undoes_done) {
+TEST_F(sqlite_store_test, holds_keep_the_contract_and_survive_a_reopen) {
+  test::check_holds(
+      [&](std::chrono::milliseconds lapse) { return make_sqlite_key_holds({.path = m_path, .retention = 1h}, lapse); },
+      true);
+}
+
+TEST_F(sqlite_store_test, a_file_from_before_owner_tokens_gains_the_column_and_keeps_its_done_marks) {
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(m_path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(
+        sqlite3_exec(db,
+                     "CREATE TABLE outbox_dedupe (consumer_group TEXT NOT NULL, event_id TEXT NOT NULL,"
+                     " state INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+                     " PRIMARY KEY (consumer_group, event_id)) WITHOUT ROWID;"
+                     "INSERT INTO outbox_dedupe VALUES ('g', 'old', 1, CAST(strftime('%s','now') AS INTEGER) * 1000)",
+                     nullptr, nullptr, nullptr),
+        SQLITE_OK);
+    sqlite3_close(db);
+  }
   auto s = open();
-  ASSERT_EQ(s->claim("g", "e1"), claim_result::claimed);
-  s->release("g", "e1");
-  EXPECT_EQ(s->claim("g", "e1"), claim_result::claimed);
-  s->complete("g", "e1");
-  s->release("g", "e1");
-  EXPECT_EQ(s->claim("g", "e1"), claim_result::duplicate);
+  EXPECT_EQ(s->claim("g", "old", "w1"), claim_result::duplicate);
+  EXPECT_EQ(s->claim("g", "new", "w1"), claim_result::claimed);
+  EXPECT_EQ(s->claim("g", "new", "w2"), claim_result::in_progress);
 }
 
 TEST_F(sqlite_store_test, survives_close_and_reopen) {
   {
     auto s = open();
-    ASSERT_EQ(s->claim("g", "done"), claim_result::claimed);
-    s->complete("g", "done");
-    ASSERT_EQ(s->claim("g", "working"), claim_result::claimed);
+    ASSERT_EQ(s->claim("g", "done", "w1"), claim_result::claimed);
+    s->complete("g", "done", "w1");
+    ASSERT_EQ(s->claim("g", "working", "w1"), claim_result::claimed);
   }
   auto s = open();
-  EXPECT_EQ(s->claim("g", "done"), claim_result::duplicate);
-  EXPECT_EQ(s->claim("g", "working"), claim_result::in_progress);  // its lease still runs
-  EXPECT_EQ(s->claim("g", "new"), claim_result::claimed);
+  EXPECT_EQ(s->claim("g", "done", "w2"), claim_result::duplicate);
+  EXPECT_EQ(s->claim("g", "working", "w2"), claim_result::in_progress);  // its lease still runs
+  EXPECT_EQ(s->claim("g", "working", "w1"), claim_result::claimed);      // and is still w1's
+  EXPECT_EQ(s->claim("g", "new", "w2"), claim_result::claimed);
 }
 
 TEST_F(sqlite_store_test, uses_wal_mode) {
@@ -85,46 +100,29 @@ TEST_F(sqlite_store_test, uses_wal_mode) {
   sqlite3_close(db);
 }
 
-TEST_F(sqlite_store_test, an_expired_lease_can_be_claimed_again) {
-  auto s = open(24h, 300ms);
-  const auto start = std::chrono::steady_clock::now();
-  ASSERT_EQ(s->claim("g", "e1"), claim_result::claimed);
-  ASSERT_TRUE(wait_until([&] { return s->claim("g", "e1") == claim_result::claimed; }, 5s));
-  EXPECT_GE(std::chrono::steady_clock::now() - start, 300ms);
-  EXPECT_EQ(s->claim("g", "e1"), claim_result::in_progress);  // a fresh lease
-}
-
 TEST_F(sqlite_store_test, an_expired_lease_survives_a_restart_as_a_retry) {
   {
     auto s = open(24h, 100ms);
-    ASSERT_EQ(s->claim("g", "e1"), claim_result::claimed);  // then "crash" before complete
+    ASSERT_EQ(s->claim("g", "e1", "w1"), claim_result::claimed);  // then "crash" before complete
   }
   auto s = open(24h, 100ms);
-  EXPECT_TRUE(wait_until([&] { return s->claim("g", "e1") == claim_result::claimed; }, 5s));
-}
-
-TEST_F(sqlite_store_test, done_marks_expire_after_the_retention) {
-  auto s = open(100ms);
-  ASSERT_EQ(s->claim("g", "e1"), claim_result::claimed);
-  s->complete("g", "e1");
-  ASSERT_EQ(s->claim("g", "e1"), claim_result::duplicate);
-  EXPECT_TRUE(wait_until([&] { return s->claim("g", "e1") == claim_result::claimed; }, 5s));
+  EXPECT_TRUE(wait_until([&] { return s->claim("g", "e1", "w2") == claim_result::claimed; }, 5s));
 }
 
 TEST_F(sqlite_store_test, cleanup_deletes_expired_rows_up_to_the_limit) {
   auto s = open(150ms);
   for (std::size_t i = 0; i < 30; ++i) {
-    ASSERT_EQ(s->claim("g", event_id(i)), claim_result::claimed);
-    s->complete("g", event_id(i));
+    ASSERT_EQ(s->claim("g", event_id(i), "w"), claim_result::claimed);
+    s->complete("g", event_id(i), "w");
   }
-  ASSERT_EQ(s->claim("g", "abandoned"), claim_result::claimed);  // in progress and never finished: cleaned too
-  s->complete("g", "probe");  // written after all others: once it expired, so did they
-  ASSERT_TRUE(wait_until([&] { return s->claim("g", "probe") == claim_result::claimed; }, 5s));
+  ASSERT_EQ(s->claim("g", "abandoned", "w"), claim_result::claimed);  // in progress and never finished: cleaned too
+  s->complete("g", "probe", "w");  // written after all others: once it expired, so did they
+  ASSERT_TRUE(wait_until([&] { return s->claim("g", "probe", "w") == claim_result::claimed; }, 5s));
   EXPECT_EQ(s->cleanup(0), 0u);
   EXPECT_EQ(s->cleanup(10), 10u);
   EXPECT_EQ(s->cleanup(100), 21u);  // the probe's fresh claim stays
   EXPECT_EQ(s->cleanup(100), 0u);
-  EXPECT_EQ(s->claim("g", "probe"), claim_result::in_progress);
+  EXPECT_EQ(s->claim("g", "probe", "other"), claim_result::in_progress);
 }
 
 TEST_F(sqlite_store_test, concurrent_claims_on_one_store_have_exactly_one_winner_per_id) {

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <system_error>
 
@@ -23,5 +24,8 @@ namespace outbox {
 
 /// The length of the well-formed UTF-8 sequence starting at `s[i]`, or 0 when there is none.
 [[nodiscard]] std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept;
+
+/// At most `max` bytes of `s`, cut on a UTF-8 character boundary.
+[[nodiscard]] std::string cut_utf8(std::string_view s, std::size_t max);
 
 }  // namespace outbox

@@ -19,10 +19,15 @@ struct consumer_settings {
   std::string group_id;
   std::vector<std::string> topics;
   std::map<std::string, std::string> properties;  ///< passed to librdkafka unchanged
+  std::chrono::milliseconds pattern_refresh{};    ///< how often `^regex` subscriptions look for new topics
 };
 
 enum class dedupe_store { memory, postgres, sqlite, redis };
 std::string_view to_string(dedupe_store s) noexcept;
+
+/// What start-up does when Kafka can redeliver records older than `dedupe.retention`.
+enum class retention_check { refuse, warn };
+std::string_view to_string(retention_check c) noexcept;
 
 /// The `dedupe:` section; only the field of the chosen store is set.
 struct dedupe_config {
@@ -31,6 +36,10 @@ struct dedupe_config {
   std::string path;  ///< sqlite
   std::string url;   ///< redis
   std::chrono::milliseconds retention{};
+  std::chrono::milliseconds lease{};             ///< a claim's lease, renewed while the handler runs
+  std::chrono::milliseconds cleanup_interval{};  ///< how often expired entries are deleted
+  int cleanup_batch = 0;                         ///< entries per delete statement
+  retention_check check = retention_check::refuse;
 };
 
 enum class retry_schedule { fixed, exponential, decorrelated, list, wechatpay };
@@ -46,18 +55,26 @@ struct retry_config {
   std::chrono::milliseconds max{};
   int attempts = 0;
   std::vector<std::chrono::milliseconds> delays;  ///< schedule `list`
-  std::vector<std::chrono::milliseconds> topics;  ///< non-blocking tiers `<topic>.retry.<delay>`
+  std::vector<std::chrono::milliseconds>
+      topics;  ///< non-blocking tiers `<topic>.<group>.retry.<delay>`, one attempt each
   retry_ordering ordering = retry_ordering::per_key;
   std::chrono::milliseconds max_elapsed{};  ///< in-process attempts stop this long after the first failure; 0 = no cap
+  int topic_replication_factor = -1;        ///< of created tier, replay and dead-letter topics; -1 = the cluster's
+  std::chrono::milliseconds topic_retention{};  ///< of created tier topics (at least 10 times the tier's delay)
 };
 
 /// The `dlq:` section.
 struct dlq_config {
-  std::string topic;  ///< `{topic}` is the original topic
+  std::string topic;  ///< `{topic}` is the original topic, `{group}` the consumer group
   double max_ratio = 0.5;
   int window = 0;
-  std::chrono::milliseconds replay_window{};  ///< how long after dead-lettering a record may still be replayed
+  std::chrono::milliseconds replay_window{};   ///< how long after dead-lettering a record may still be replayed
+  std::chrono::milliseconds retention{};       ///< of a created dead-letter topic
+  std::chrono::milliseconds probe_interval{};  ///< a halted consumer tries its held record again this often
 };
+
+/// The delays of the `wechatpay` preset: 15s 15s 30s 3m 10m 20m 30m 30m 30m 60m 3h 3h 3h 6h 6h (24 h 04 m).
+const std::vector<std::chrono::milliseconds>& wechatpay_delays();
 
 /// A consumer service's config file (SPEC §5), validated; `tree` also holds the app's own sections.
 struct consumer_config {

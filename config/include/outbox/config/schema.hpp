@@ -105,6 +105,8 @@ struct key_spec {
   std::string constraint;          ///< what `validate` enforces, in a few words for the docs
   std::vector<key_spec> children;  ///< keys of a section, or of each item of an object list
   secrecy secret_as;               ///< how the value is redacted when printed
+  /// A list key may be written as one of these names instead of a list: (name, the list it stands for).
+  std::vector<std::pair<std::string, std::string>> presets;
 
   key_spec defaults(std::string text) &&;
   key_spec required() &&;
@@ -118,6 +120,8 @@ struct key_spec {
   key_spec secret() &&;
   /// A map whose entries matching `patterns` (`*` = any characters, e.g. `sasl.*`) are secrets.
   key_spec secret_entries(std::vector<std::string> patterns) &&;
+  /// Lets a list key be written as `preset_name`, standing for `list_text` (YAML flow text such as `[15s, 30s]`).
+  key_spec preset(std::string preset_name, std::string list_text) &&;
 };
 
 key_spec string_key(std::string name);

@@ -4,6 +4,7 @@
 #include "outbox/consumer/record.hpp"
 #include "outbox/consumer/retry_schedule.hpp"
 #include "outbox/metrics/registry.hpp"
+#include "outbox/dedupe/key_holds.hpp"
 #include "outbox/dedupe/store.hpp"
 
 #include <pqxx/transaction>
@@ -27,71 +28,102 @@ namespace outbox::consumer {
 using handler = std::function<outcome(const record&)>;
 
 /// A handler that applies its effect inside `tx`; the SDK has already inserted the inbox row in the same
-/// transaction and commits it only when the outcome is done (the exactly-once-effect path).
+/// transaction and commits it only when the outcome is done (the exactly-once-effect path). A statement that
+/// is allowed to fail belongs in a `pqxx::subtransaction`: a handler that catches an SQL error and returns done
+/// leaves the transaction aborted, and the SDK retries the record instead of losing it.
 using transactional_handler = std::function<outcome(const record&, pqxx::work& tx)>;
 
 /// The PostgreSQL inbox of the transactional path: the application's own database.
 struct inbox_options {
   std::string dsn;                     ///< libpq string or URI of the database the handler writes to
-  std::string table = "outbox_inbox";  ///< may be schema-qualified
+  std::string table = "outbox_inbox";  ///< may be schema-qualified; held keys go to `<table>_parked`
   std::chrono::milliseconds retention = std::chrono::hours(24 * 7);
 };
 
 /// 5 in-process attempts, exponential backoff with full jitter from 200ms, at most 30s apart.
 retry_policy default_retry_policy();
 
+/// What start-up does when Kafka could redeliver records older than the dedupe retention.
+enum class retention_check {
+  refuse,  ///< throw outbox_error("config") naming the numbers
+  warn,    ///< log them and start
+  off,     ///< do not look (brokers that refuse DescribeConfigs, tests on the mock cluster)
+};
+
 /// Everything a consumer needs; build it by hand or with from_config().
 struct consumer_options {
   std::string brokers;
-  std::string group_id;
+  std::string group_id;                                         ///< letters, digits, `.`, `_`, `-`
   std::vector<std::string> topics;                              ///< `^regex` subscribes by pattern
   std::vector<std::pair<std::string, std::string>> properties;  ///< librdkafka properties, passed unchanged
   std::unique_ptr<dedupe::store> dedupe;  ///< optional: skip records whose event_id is already done
   std::optional<inbox_options> inbox;     ///< required by (and only used with) a transactional_handler
+  /// Where per-key holds live; when null, the SDK uses the store's (from_config sets it) or, without one, memory.
+  std::unique_ptr<dedupe::key_holds> holds;
 
   /// In-process, blocking attempts: the delays between them and, in `max_attempts`, how many there are
   /// (0: retry in process until the record is done or fatal, and never move it to a retry topic).
   retry_policy retry = default_retry_policy();
-  /// Non-blocking tiers after the in-process attempts: a record that still fails is produced to
-  /// `<topic>.retry.<delay>` and tried again when due; after the last tier it is dead-lettered.
+  /// Non-blocking tiers after the in-process attempts, one attempt each: a record that still fails is
+  /// produced to `<topic>.<group>.retry.<delay>` and tried again when due; after the last entry it is
+  /// dead-lettered. A delay may repeat: both entries share the tier topic and each is one attempt.
   std::vector<std::chrono::milliseconds> retry_topics;
   /// While a key has a record parked in a retry tier, later records of that key are parked behind it.
   bool per_key_ordering = true;
-  /// Dead-letter topic; `{topic}` is the original topic. Fatal and exhausted records go there.
-  std::string dlq_topic = "{topic}.dlq";
+  /// Dead-letter topic; `{topic}` is the original topic, `{group}` the group. Fatal and exhausted records go there.
+  std::string dlq_topic = "{topic}.{group}.dlq";
   double dlq_max_ratio = 0.5;  ///< the breaker halts consumption when more than this share of ...
-  int dlq_window = 200;        ///< ... the last this many records would be dead-lettered
+  int dlq_window = 200;        ///< ... the last this many records would be dead-lettered (replays not counted)
+  /// A halted consumer runs its held record again this often; success closes the breaker and resumes.
+  std::chrono::milliseconds probe_interval = std::chrono::minutes(5);
+
+  /// Create the tier, replay and dead-letter topics at start (or verify them when they exist); when false
+  /// they must exist already.
+  bool prepare_topics = true;
+  int topic_replication_factor = -1;  ///< of created topics; -1 = the cluster's default
+  std::chrono::milliseconds retry_topic_retention = std::chrono::hours(24 * 7);  ///< at least 10x each delay
+  std::chrono::milliseconds dlq_retention = std::chrono::hours(24 * 30);
+  /// How long after dead-lettering a record may be replayed; the dedupe retention must cover it.
+  std::chrono::milliseconds replay_window = std::chrono::hours(24);
+  retention_check check_retention = retention_check::refuse;
+  /// How often `^regex` topics are matched against the cluster's topics again.
+  std::chrono::milliseconds pattern_refresh = std::chrono::seconds(30);
+
   std::chrono::milliseconds commit_interval = std::chrono::seconds(1);   ///< how often finished offsets go out
   std::chrono::milliseconds stop_timeout = std::chrono::seconds(30);     ///< bound on commit and close after stop()
   std::chrono::milliseconds cleanup_interval = std::chrono::minutes(1);  ///< dedupe retention cleanup cadence
-  std::size_t cleanup_batch = 1000;                                      ///< rows/entries per cleanup call
+  std::size_t cleanup_batch = 1000;  ///< rows/entries per cleanup statement; a run deletes until caught up
   /// When set, outbox_consumer_* metrics (SPEC §5) are registered here; it must outlive the consumer.
   metrics::registry* metrics = nullptr;
 };
 
-/// The name of retry tier `delay` for `topic`: `<topic>.retry.<delay>`, e.g. `payments.retry.10s`.
-std::string retry_topic_name(const std::string& topic, std::chrono::milliseconds delay);
+/// The name of retry tier `delay` of `group` for `topic`: `<topic>.<group>.retry.<delay>`, e.g.
+/// `payments.ledger.retry.10s` (see record_format::retry_topic_name).
+std::string retry_topic_name(const std::string& topic, const std::string& group, std::chrono::milliseconds delay);
 
-/// Builds options from a loaded consumer config: Kafka settings, retry backoff, and the dedupe store
-/// (`memory`, `sqlite`, `redis` as `dedupe`; `postgres` as `inbox`).
+/// Builds options from a loaded consumer config: Kafka settings, retry backoff, topics to create, and the
+/// dedupe store with its lease and its key holds (`memory`, `sqlite`, `redis` as `dedupe`; `postgres` as `inbox`).
 consumer_options from_config(const config::consumer_config& c);
 
-/// How many records ended which way since start (the future `outbox_consumer_messages_total`).
+/// How many records ended which way since start.
 struct consumer_stats {
-  std::uint64_t processed = 0;      ///< handler said done
-  std::uint64_t duplicate = 0;      ///< skipped: the dedupe store or inbox already had the event id
-  std::uint64_t retried = 0;        ///< attempts that ended in retry
-  std::uint64_t fatal = 0;          ///< records the handler called fatal (dead-lettered at once)
-  std::uint64_t dead_lettered = 0;  ///< records produced to the dead-letter topic (fatal or retries exhausted)
-  std::uint64_t parked = 0;         ///< records produced to a retry tier (after failing, or held behind their key)
-  std::uint64_t commits = 0;        ///< offset commits the broker confirmed
+  std::uint64_t processed = 0;          ///< handler said done
+  std::uint64_t duplicate = 0;          ///< skipped: the dedupe store or inbox already had the event id
+  std::uint64_t retried = 0;            ///< attempts that ended in retry
+  std::uint64_t fatal = 0;              ///< records dead-lettered at once (fatal, bad or missing event id)
+  std::uint64_t dead_lettered = 0;      ///< records produced to the dead-letter topic (fatal or retries exhausted)
+  std::uint64_t parked = 0;             ///< records produced to a retry tier (after failing, or held behind their key)
+  std::uint64_t held = 0;               ///< of those, held behind an earlier record of their key
+  std::uint64_t commits = 0;            ///< offset commits the broker confirmed
+  std::uint64_t dependency_errors = 0;  ///< tries a dependency failed (no attempt of a record is spent on them)
+  std::uint64_t foreign_copies = 0;     ///< another group's retry copies skipped
 };
 
 /// A Kafka consumer-group member that runs a handler on every record and commits offsets only after the
 /// outcome is durable. One processing thread: the one that calls run().
 class consumer {
  public:
-  /// Creates the Kafka client (throws outbox_error, category "config", on a bad property).
+  /// Checks the options and creates the Kafka client (throws outbox_error, category "config", on bad ones).
   consumer(consumer_options options, handler h);
   /// The exactly-once-effect variant; `options.inbox` is required.
   consumer(consumer_options options, transactional_handler h);
@@ -99,8 +131,10 @@ class consumer {
   consumer(const consumer&) = delete;
   consumer& operator=(const consumer&) = delete;
 
-  /// Subscribes and processes records until stop(); then commits finished offsets and leaves the group,
-  /// within `stop_timeout`. Throws outbox_error on a fatal Kafka error.
+  /// Prepares the topics (creates or verifies tiers, replay and dead-letter topics; checks the dedupe retention
+  /// against Kafka's), subscribes and processes records until stop(); then commits finished offsets and leaves
+  /// the group, within `stop_timeout`. Throws outbox_error: "config" when a check refuses, "kafka" on a fatal
+  /// Kafka error. While Kafka does not answer at start it keeps trying until stop().
   void run();
   /// Asks run() to return; async-signal-safe and callable from any thread.
   void stop() noexcept;
@@ -108,8 +142,11 @@ class consumer {
   [[nodiscard]] consumer_stats stats() const noexcept;
   /// True while this member holds at least one partition; safe from any thread.
   [[nodiscard]] bool assigned() const noexcept;
-  /// True once the DLQ breaker halted consumption; only a restart resumes. Safe from any thread.
+  /// True while consumption is halted (the DLQ breaker tripped, or Kafka refuses a dead letter); it resumes on
+  /// its own once a probe of the held record succeeds. Safe from any thread.
   [[nodiscard]] bool halted() const noexcept;
+  /// Why it is halted (empty when it is not); safe from any thread.
+  [[nodiscard]] std::string halt_reason() const;
 
  private:
   class impl;

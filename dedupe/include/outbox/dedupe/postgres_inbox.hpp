@@ -30,12 +30,17 @@ class postgres_inbox {
   postgres_inbox& operator=(const postgres_inbox&) = delete;
 
   /// Inserts (group, event_id) in `tx`; false when it already exists (already done: the caller skips the effect
-  /// and commits nothing else).
+  /// and commits nothing else). A bad event id (record_format::event_id_problem) throws a fatal outbox_error.
   bool claim_in(pqxx::transaction_base& tx, std::string_view group, std::string_view event_id);
+  /// Whether `tx` still sees the row claim_in inserted: false, or an error, means the transaction was rolled back
+  /// or aborted behind the caller's back (a handler that caught an SQL error), so committing would lose the event.
+  bool still_claimed_in(pqxx::transaction_base& tx, std::string_view group, std::string_view event_id);
   /// Retention cleanup in bounded batches on its own connection; returns rows deleted.
   std::size_t cleanup(std::size_t limit);
   /// The table name as given in the options.
   const std::string& table() const;
+  /// How long rows are kept.
+  std::chrono::milliseconds retention() const;
 
  private:
   struct impl;

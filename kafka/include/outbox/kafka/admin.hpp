@@ -42,6 +42,15 @@ struct topic_info {
 /// cluster does not answer.
 std::optional<topic_info> describe_topic(rd_kafka_t* rk, const std::string& topic, std::chrono::milliseconds timeout);
 
+/// Every topic the cluster's metadata lists (internal ones such as `__consumer_offsets` left out), and the id of
+/// one broker in `broker_id`. Throws a retryable outbox_error("kafka") when the cluster does not answer.
+std::vector<topic_info> list_topics(rd_kafka_t* rk, std::chrono::milliseconds timeout, int* broker_id = nullptr);
+
+/// A broker's effective configuration (DescribeConfigs), e.g. `offsets.retention.minutes`. Throws as
+/// describe_topic_config does.
+std::map<std::string, std::string> describe_broker_config(rd_kafka_t* rk, int broker_id,
+                                                          std::chrono::milliseconds timeout);
+
 /// The topic's effective configuration (DescribeConfigs), every entry including defaults. Throws
 /// outbox_error("kafka"): retryable when the cluster does not answer, fatal when it refuses (e.g. not
 /// authorized, unknown topic).

@@ -42,6 +42,10 @@ class conf_builder {
   conf_ptr m_conf;
 };
 
+/// Whether the value of librdkafka property `key` is a secret (passwords, private keys, tokens, JAAS config):
+/// never printed, and cut out of the error a refused setting gives.
+bool secret_property(std::string_view key) noexcept;
+
 /// Whether `key` is a librdkafka consumer-only setting (group.*, auto.*, fetch.*, isolation.level, ...),
 /// which a producer built from the same `properties` must leave out.
 bool consumer_only_property(std::string_view key) noexcept;

@@ -1,0 +1,345 @@
+#include "attempt.hpp"
+
+#include "consumer_metrics.hpp"
+#include "outbox/base/error.hpp"
+#include "outbox/base/log.hpp"
+#include "outbox/base/record_format.hpp"
+
+#include <pqxx/pqxx>
+
+#include <cstdio>
+#include <random>
+
+namespace outbox::consumer::detail {
+namespace {
+
+using clock = std::chrono::steady_clock;
+namespace rf = record_format;
+
+constexpr std::string_view k_component = "consumer";
+/// Bounds the inbox's row-lock waits (a zombie's transaction) and abandoned transactions on the SDK's connection.
+constexpr std::string_view k_session_settings =
+    "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '10min'";
+
+double seconds_since(clock::time_point t0) { return std::chrono::duration<double>(clock::now() - t0).count(); }
+
+attempt_result wait_on(std::string dependency, std::string why) {
+  return {attempt_kind::wait, std::move(why), {}, std::move(dependency), false};
+}
+
+/// Missing or bad event ids are fatal wherever a store keys on them.
+std::optional<attempt_result> check_event_id(const record& r, const char* what) {
+  const auto id = r.header(rf::k_event_id);
+  if (!id) {
+    return attempt_result{attempt_kind::fatal,
+                          std::string("record has no event_id header, so ") + what,
+                          std::string(rf::k_class_missing_event_id),
+                          {},
+                          false};
+  }
+  if (auto problem = rf::event_id_problem(*id)) {
+    return attempt_result{
+        attempt_kind::fatal, "event_id " + *problem + ", so " + what, std::string(rf::k_class_bad_event_id), {}, false};
+  }
+  return std::nullopt;
+}
+
+attempt_result from_outcome(const outcome& o) {
+  switch (o.kind) {
+    case outcome_kind::done:
+      return {attempt_kind::processed, {}, {}, {}, true};
+    case outcome_kind::retry:
+      return {attempt_kind::retry, o.reason, {}, {}, true};
+    case outcome_kind::fatal:
+      return {attempt_kind::fatal,
+              o.reason,
+              o.error_class.empty() ? std::string(rf::k_class_fatal) : o.error_class,
+              {},
+              true};
+  }
+  return {attempt_kind::retry, o.reason, {}, {}, true};
+}
+
+/// An exception from the inbox database that is not the record's fault (connection lost, commit in doubt, a
+/// retryable SQLSTATE such as 40001, 55P03 or 57P01): the text to wait on; nullopt for the record's own errors.
+std::optional<std::string> database_failure(const std::exception& e) {
+  if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
+    return std::string("PostgreSQL connection lost: ") + e.what();
+  }
+  if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
+    return std::string("commit in doubt (the next attempt finds the inbox row if it committed): ") + e.what();
+  }
+  if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
+    if (classify_sqlstate(sql->sqlstate()) != retry_class::fatal) {
+      return std::string(e.what()) + " (SQLSTATE " + sql->sqlstate() + ")";
+    }
+  }
+  if (const auto* o = dynamic_cast<const outbox_error*>(&e); o != nullptr && o->value().retry != retry_class::fatal) {
+    return e.what();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+attempt_runner::attempt_runner(std::string group, handler h, dedupe::store* store, consumer_metrics& metrics)
+    : m_group(std::move(group)),
+      m_handler(std::move(h)),
+      m_store(store),
+      m_metrics(metrics),
+      m_token_prefix(std::random_device{}() ^ (static_cast<std::uint64_t>(std::random_device{}()) << 32U)) {
+  if (m_store != nullptr) m_renewer = std::thread([this] { renew_loop(); });
+}
+
+attempt_runner::attempt_runner(std::string group, transactional_handler h, const inbox_options& inbox,
+                               consumer_metrics& metrics)
+    : m_group(std::move(group)),
+      m_tx_handler(std::move(h)),
+      m_inbox(std::make_unique<dedupe::postgres_inbox>(inbox.dsn,
+                                                       dedupe::postgres_inbox::options{inbox.table, inbox.retention})),
+      m_dsn(inbox.dsn),
+      m_metrics(metrics),
+      m_token_prefix(0) {}
+
+attempt_runner::~attempt_runner() {
+  if (m_renewer.joinable()) {
+    {
+      std::lock_guard lock(m_lease_mutex);
+      m_lease_stop = true;
+    }
+    m_lease_cv.notify_all();
+    m_renewer.join();
+  }
+}
+
+std::string attempt_runner::new_token() {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%016llx-%llu", static_cast<unsigned long long>(m_token_prefix),
+                static_cast<unsigned long long>(++m_token_counter));
+  return buf;
+}
+
+attempt_result attempt_runner::run(const record& r, claim_state& c) {
+  return m_inbox ? run_in_transaction(r) : run_plain(r, c);
+}
+
+attempt_result attempt_runner::run_plain(const record& r, claim_state& c) {
+  if (m_store == nullptr) {
+    outcome o;
+    const auto t0 = clock::now();
+    try {
+      o = m_handler(r);
+    } catch (...) {
+      o = outcome_from_exception(std::current_exception());
+    }
+    m_metrics.handler_time(r.topic, seconds_since(t0));
+    return from_outcome(o);
+  }
+  if (auto bad = check_event_id(r, "it cannot be deduplicated")) return *bad;
+  const std::string_view id = r.event_id();
+  if (c.token.empty()) c.token = new_token();
+  if (c.complete_pending) {
+    try {
+      m_store->complete(m_group, id, c.token);
+    } catch (const std::exception& e) {
+      return wait_on("dedupe", std::string("the dedupe store could not record a done event: ") + e.what());
+    }
+    c.complete_pending = false;
+    c.owned = false;
+    return {attempt_kind::processed, {}, {}, {}, false};
+  }
+  try {
+    const auto t0 = clock::now();
+    const auto claimed = m_store->claim(m_group, id, c.token);
+    m_metrics.dedupe_time(seconds_since(t0));
+    switch (claimed) {
+      case dedupe::claim_result::claimed:
+        c.owned = true;
+        break;
+      case dedupe::claim_result::duplicate:
+        c.owned = false;
+        return {attempt_kind::duplicate, {}, {}, {}, false};
+      case dedupe::claim_result::in_progress:
+        return wait_on("claim",
+                       "another worker holds the claim on this event id; waiting for it to finish or for its "
+                       "lease to run out");
+    }
+  } catch (const std::exception& e) {
+    return wait_on("dedupe", std::string("dedupe store claim failed: ") + e.what());
+  }
+
+  outcome o;
+  const auto t0 = clock::now();
+  keep_lease(id, c.token);
+  try {
+    o = m_handler(r);
+  } catch (...) {
+    o = outcome_from_exception(std::current_exception());
+  }
+  drop_lease();
+  m_metrics.handler_time(r.topic, seconds_since(t0));
+  if (o.kind != outcome_kind::done) return from_outcome(o);  // the claim stays ours for the next attempt
+  try {
+    if (!m_store->complete(m_group, id, c.token)) {
+      log::warn(k_component,
+                "the claim on this event id passed to another worker while the handler ran (its lease ran out "
+                "unrenewed); that worker records the outcome",
+                {{"event_id", id}, {"topic", r.topic}, {"offset", r.offset}});
+    }
+    c.owned = false;
+  } catch (const std::exception& e) {
+    // The effect is applied: record it before the offset moves, without running the handler again.
+    c.complete_pending = true;
+    attempt_result w = wait_on("dedupe", std::string("the dedupe store could not record a done event: ") + e.what());
+    w.ran_handler = true;
+    return w;
+  }
+  return from_outcome(o);
+}
+
+attempt_result attempt_runner::let_go(const record& r, claim_state& c) {
+  if (m_store == nullptr || !c.owned) return {};
+  try {
+    m_store->release(m_group, r.event_id(), c.token);
+  } catch (const std::exception& e) {
+    return wait_on("dedupe", std::string("the dedupe store could not release a claim: ") + e.what());
+  }
+  c.owned = false;
+  return {};
+}
+
+attempt_result attempt_runner::run_in_transaction(const record& r) {
+  if (auto bad = check_event_id(r, "the inbox cannot deduplicate it")) return *bad;
+  const std::string_view id = r.event_id();
+  try {
+    if (!m_db) {
+      m_db = std::make_unique<pqxx::connection>(m_dsn);
+      pqxx::nontransaction settings(*m_db);
+      settings.exec(std::string(k_session_settings));
+    }
+    pqxx::work tx(*m_db);
+    const auto c0 = clock::now();
+    const bool claimed = m_inbox->claim_in(tx, m_group, id);
+    m_metrics.dedupe_time(seconds_since(c0));
+    if (!claimed) {
+      tx.abort();
+      return {attempt_kind::duplicate, {}, {}, {}, false};
+    }
+    outcome o;
+    const auto t0 = clock::now();
+    try {
+      o = m_tx_handler(r, tx);
+    } catch (const std::exception& e) {
+      if (auto down = database_failure(e)) {
+        m_metrics.handler_time(r.topic, seconds_since(t0));
+        if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) m_db.reset();
+        return wait_on("inbox", *down);
+      }
+      o = outcome_from_exception(std::current_exception());
+    } catch (...) {
+      o = outcome_from_exception(std::current_exception());
+    }
+    m_metrics.handler_time(r.topic, seconds_since(t0));
+    if (o.kind != outcome_kind::done) {
+      tx.abort();
+      return from_outcome(o);
+    }
+    // PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK and no error, and libpqxx does not
+    // look: check first that the transaction is alive and still holds the inbox row.
+    bool alive = false;
+    try {
+      alive = m_inbox->still_claimed_in(tx, m_group, id);
+    } catch (const outbox_error& e) {
+      if (e.value().retry != retry_class::fatal) throw;
+    }
+    if (!alive) {
+      tx.abort();
+      return {attempt_kind::retry,
+              "the handler returned done on a transaction that was aborted or rolled back (did it catch an SQL "
+              "error? run statements that may fail in a pqxx::subtransaction); nothing was committed",
+              {},
+              {},
+              true};
+    }
+    tx.commit();  // inbox row and effect together; in doubt -> the next attempt finds the row if it committed
+    return from_outcome(o);
+  } catch (const std::exception& e) {
+    if (m_db && (!m_db->is_open() || dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
+                 dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr)) {
+      m_db.reset();
+    }
+    if (auto down = database_failure(e)) return wait_on("inbox", *down);
+    if (const auto* o = dynamic_cast<const outbox_error*>(&e); o != nullptr && o->value().category == "dedupe") {
+      // The inbox refused its own statement (e.g. the table is missing or not writable): not the record's fault.
+      return wait_on("inbox", e.what());
+    }
+    return wait_on("inbox", std::string("transaction failed: ") + e.what());
+  }
+}
+
+std::pair<std::size_t, bool> attempt_runner::cleanup(std::size_t batch, std::chrono::milliseconds budget) {
+  if (!dedupes() || batch == 0) return {0, false};
+  const auto until = clock::now() + budget;
+  std::size_t removed = 0;
+  while (true) {
+    const std::size_t n = m_inbox ? m_inbox->cleanup(batch) : m_store->cleanup(batch);
+    removed += n;
+    if (n < batch) return {removed, false};
+    if (clock::now() >= until) return {removed, true};
+  }
+}
+
+std::chrono::milliseconds attempt_runner::retention() const noexcept {
+  if (m_inbox) return m_inbox->retention();
+  if (m_store != nullptr) return m_store->retention();
+  return std::chrono::milliseconds(0);
+}
+
+std::uint64_t attempt_runner::evicted() const noexcept { return m_store != nullptr ? m_store->evicted() : 0; }
+
+void attempt_runner::keep_lease(std::string_view event_id, const std::string& token) {
+  {
+    std::lock_guard lock(m_lease_mutex);
+    m_lease_event.assign(event_id);
+    m_lease_token = token;
+    m_lease_active = true;
+  }
+  m_lease_cv.notify_all();
+}
+
+void attempt_runner::drop_lease() {
+  std::lock_guard lock(m_lease_mutex);
+  m_lease_active = false;
+}
+
+void attempt_runner::renew_loop() {
+  const auto every = std::max(std::chrono::milliseconds(20), m_store->lease() / 3);
+  std::unique_lock lock(m_lease_mutex);
+  while (!m_lease_stop) {
+    m_lease_cv.wait(lock, [&] { return m_lease_stop || m_lease_active; });
+    if (m_lease_stop) return;
+    // Wait a third of the lease; a handler that finishes earlier clears m_lease_active.
+    const std::string token = m_lease_token;
+    m_lease_cv.wait_for(lock, every, [&] { return m_lease_stop || !m_lease_active || m_lease_token != token; });
+    if (m_lease_stop || !m_lease_active || m_lease_token != token) continue;
+    const std::string event = m_lease_event;
+    lock.unlock();
+    bool renewed = true;
+    try {
+      renewed = m_store->renew(m_group, event, token);
+    } catch (const std::exception& e) {
+      log::warn(k_component, "could not renew the claim on an event id; trying again",
+                {{"event_id", event}, {"error", e.what()}});
+    }
+    lock.lock();
+    // A handler that finished meanwhile completed the claim: only a claim still running can have been lost.
+    if (!renewed && m_lease_active && m_lease_token == token) {
+      log::error(k_component,
+                 "lost the claim on an event id while its handler runs: another worker may run it too; raise "
+                 "dedupe.lease if Redis or the store was unreachable for that long",
+                 {{"event_id", event}});
+    }
+  }
+}
+
+}  // namespace outbox::consumer::detail

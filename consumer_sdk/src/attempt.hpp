@@ -1,0 +1,108 @@
+#pragma once
+
+#include "outbox/consumer/consumer.hpp"
+#include "outbox/dedupe/postgres_inbox.hpp"
+#include "outbox/dedupe/store.hpp"
+
+#include <pqxx/connection>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace outbox::consumer::detail {
+
+class consumer_metrics;
+
+/// How one step of the attempt stage ended.
+enum class attempt_kind {
+  processed,  ///< the effect is applied and recorded
+  duplicate,  ///< the store or the inbox already had the event
+  retry,      ///< the handler asked to retry (or threw); one attempt spent
+  fatal,      ///< retrying cannot help: dead-letter it
+  wait,       ///< a dependency did not answer (store, inbox database, a claim held elsewhere): try the same
+              ///< step again later, no attempt spent
+};
+
+/// The result of a step: for retry and fatal the handler's reason; for wait what failed and which dependency.
+struct attempt_result {
+  attempt_kind kind = attempt_kind::processed;
+  std::string reason;
+  std::string error_class;   ///< fatal: the dead letter's `dlq_error_class`
+  std::string dependency;    ///< wait: `dedupe`, `inbox` or `claim`
+  bool ran_handler = false;  ///< the handler ran (an attempt is counted)
+};
+
+/// A record's claim on its event id in the dedupe store, kept across its in-process attempts.
+struct claim_state {
+  std::string token;              ///< the caller's token; empty until the first claim
+  bool owned = false;             ///< the store holds this token's claim
+  bool complete_pending = false;  ///< the handler said done; the store has not recorded it yet
+};
+
+/// The attempt: claim → handler → complete, or the inbox transaction (claim, handler and commit together).
+/// Owns the dedupe store or the inbox with its connection, and renews a claim's lease while the handler runs.
+///
+/// Plain path:   claim(token) ──claimed──▶ handler ──done──▶ complete(token) ──▶ processed
+///                  │ duplicate ▶ duplicate          │ retry/fatal: the claim is kept for the next attempt and
+///                  │ in_progress ▶ wait (claim)     │ given up by let_go() when the record moves on
+///               complete failing ▶ wait (dedupe), complete_pending: the next run() only completes
+/// Inbox path:   BEGIN; INSERT inbox row; handler(tx); the row still visible?; COMMIT
+///               (no row, or the transaction aborted: the handler swallowed an SQL error ▶ retry)
+class attempt_runner {
+ public:
+  /// The plain path; `store` may be null (no dedupe) and must outlive the runner.
+  attempt_runner(std::string group, handler h, dedupe::store* store, consumer_metrics& metrics);
+  /// The inbox path; connects and creates the inbox table (throws outbox_error on failure).
+  attempt_runner(std::string group, transactional_handler h, const inbox_options& inbox, consumer_metrics& metrics);
+  ~attempt_runner();
+  attempt_runner(const attempt_runner&) = delete;
+  attempt_runner& operator=(const attempt_runner&) = delete;
+
+  /// One attempt of `r` (or, with complete_pending, just the completion).
+  attempt_result run(const record& r, claim_state& c);
+  /// Gives the claim up before the record moves to a tier or the DLQ; wait when the store fails.
+  attempt_result let_go(const record& r, claim_state& c);
+  /// Deletes expired dedupe entries: at most `batch` per statement, until none is left or `budget` passed.
+  /// Returns rows deleted and whether it stopped with more left.
+  std::pair<std::size_t, bool> cleanup(std::size_t batch, std::chrono::milliseconds budget);
+  /// How long a done mark is kept (0 without dedupe).
+  [[nodiscard]] std::chrono::milliseconds retention() const noexcept;
+  /// The store's evictions so far.
+  [[nodiscard]] std::uint64_t evicted() const noexcept;
+  [[nodiscard]] bool dedupes() const noexcept { return m_store != nullptr || m_inbox != nullptr; }
+
+ private:
+  attempt_result run_plain(const record& r, claim_state& c);
+  attempt_result run_in_transaction(const record& r);
+  std::string new_token();
+  void keep_lease(std::string_view event_id, const std::string& token);
+  void drop_lease();
+  void renew_loop();
+
+  std::string m_group;
+  handler m_handler;
+  transactional_handler m_tx_handler;
+  dedupe::store* m_store = nullptr;
+  std::unique_ptr<dedupe::postgres_inbox> m_inbox;
+  std::string m_dsn;
+  std::unique_ptr<pqxx::connection> m_db;
+  consumer_metrics& m_metrics;
+  std::uint64_t m_token_prefix;
+  std::uint64_t m_token_counter = 0;
+
+  // The lease renewer: a thread that renews the claim of the handler now running, every third of the lease.
+  std::mutex m_lease_mutex;
+  std::condition_variable m_lease_cv;
+  std::string m_lease_event;
+  std::string m_lease_token;
+  bool m_lease_active = false;
+  bool m_lease_stop = false;
+  std::thread m_renewer;
+};
+
+}  // namespace outbox::consumer::detail
