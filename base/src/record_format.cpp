@@ -2,6 +2,7 @@
 
 #include "outbox/base/text.hpp"
 
+#include <algorithm>
 #include <array>
 #include <limits>
 
@@ -96,6 +97,13 @@ bool is_dead_letter_header(std::string_view name) noexcept {
     if (h == name) return true;
   }
   return false;
+}
+
+bool is_relay_dead_letter_header(std::string_view name) noexcept {
+  static constexpr std::array<std::string_view, 9> k_relay{
+      k_relay_dlq_reason, k_relay_dlq_error, k_relay_dlq_table,      k_relay_dlq_lsn,       k_relay_dlq_xid,
+      k_relay_dlq_column, k_relay_dlq_topic, k_relay_dlq_value_kind, k_relay_dlq_truncated};
+  return std::find(k_relay.begin(), k_relay.end(), name) != k_relay.end();
 }
 
 std::string delay_name(std::chrono::milliseconds delay) {

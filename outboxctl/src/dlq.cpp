@@ -242,6 +242,12 @@ nlohmann::ordered_json to_json(const std::string& topic, const dlq_record& r) {
   j["first_failure_ms"] = maybe(o.first_failure_ms);
   j["last_failure_ms"] = maybe(o.last_failure_ms);
   j["replay_count"] = o.replay_count;
+  if (o.format == dlq_format::relay) {
+    j["source_table"] = maybe(o.source_table);
+    j["source_lsn"] = maybe(o.source_lsn);
+    j["value_kind"] = maybe(o.value_kind);
+    j["truncated"] = o.truncated;
+  }
   put_bytes(j, "key", r.key);
   put_bytes(j, "value", r.value);
   auto headers = nlohmann::ordered_json::array();
@@ -256,6 +262,12 @@ nlohmann::ordered_json to_json(const std::string& topic, const dlq_record& r) {
 }
 
 std::string original_of(const dlq_origin& o) {
+  if (o.format == dlq_format::relay) {
+    // Never in Kafka: where the row is in the WAL, and where it was going.
+    std::string s = o.source_table.value_or("?") + "@" + o.source_lsn.value_or("?");
+    if (o.topic) s += " -> " + *o.topic;
+    return s;
+  }
   if (!o.topic) return "?";
   std::string s = *o.topic;
   if (o.partition) s += "[" + std::to_string(*o.partition) + "]";
@@ -341,7 +353,12 @@ int show(const dlq_options& opt) {
             << "dead-lettered:  " << format_time(r->timestamp_ms) << " (" << r->timestamp_ms << " ms)\n"
             << "written by:     " << to_string(o.format) << "\n"
             << "original:       " << original_of(o) << "\n"
-            << "error:          " << o.error_class.value_or("-") << "\n"
+            << "error:          " << o.error_class.value_or("-") << "\n";
+  if (o.format == dlq_format::relay) {
+    std::cout << "message:        " << printable(o.error_message.value_or("-"), std::string::npos) << "\n"
+              << "value kind:     " << o.value_kind.value_or("-") << (o.truncated ? " (value cut)" : "") << "\n";
+  }
+  std::cout
             << "replay count:   " << o.replay_count << "\n"
             << "key:            " << display_bytes(r->key) << "\n"
             << "headers (" << r->headers.size() << "):\n";
@@ -441,12 +458,16 @@ int replay(const dlq_options& opt) {
       }
     }
     ++selected;
+    if (const auto why = not_replayable(o)) {
+      skipped.emplace_back(label(r), *why);
+      return true;
+    }
     // By default a dead letter of ours goes back to the group that failed it, through that group's replay topic;
     // other stacks' dead letters go to their original topic.
     const bool to_group = !opt.to && o.format == dlq_format::outbox && o.topic && o.consumer_group;
     if (!opt.to && !o.topic) {
       skipped.emplace_back(label(r),
-                           "no original topic (no dlq_original_topic, kafka_dlt-original-topic or "
+                           "no original topic (no dlq_original_topic, outbox_dlq_topic, kafka_dlt-original-topic or "
                            "__connect.errors.topic header); pass --to TOPIC to choose one");
       return true;
     }

@@ -29,7 +29,8 @@ namespace rf = record_format;
 
 /// Headers of dead-letter and retry stacks that a replay drops (ours by exact name, the others by prefix).
 bool is_bookkeeping(std::string_view name) {
-  return rf::is_dead_letter_header(name) || rf::is_retry_header(name) || name == rf::k_dlq_replay_count ||
+  return rf::is_dead_letter_header(name) || rf::is_retry_header(name) || rf::is_relay_dead_letter_header(name) ||
+         name == rf::k_dlq_replay_count ||
          name.starts_with("kafka_dlt-") || name.starts_with("__connect.errors.");
 }
 
@@ -48,6 +49,8 @@ std::string_view to_string(dlq_format f) noexcept {
   switch (f) {
     case dlq_format::outbox:
       return "outbox";
+    case dlq_format::relay:
+      return "relay";
     case dlq_format::spring:
       return "spring";
     case dlq_format::connect:
@@ -96,6 +99,21 @@ dlq_origin interpret(const dlq_record& r) {
       break;
     }
   }
+  if (o.format == dlq_format::unknown && r.find(rf::k_relay_dlq_reason)) {
+    // The relay's: no original coordinates (the record never reached Kafka), but the row's place in the WAL.
+    o.format = dlq_format::relay;
+    o.topic = r.find(rf::k_relay_dlq_topic);
+    o.source_table = r.find(rf::k_relay_dlq_table);
+    o.source_lsn = r.find(rf::k_relay_dlq_lsn);
+    o.value_kind = r.find(rf::k_relay_dlq_value_kind);
+    o.truncated = r.find(rf::k_relay_dlq_truncated) == "true";
+    o.error_class = r.find(rf::k_relay_dlq_reason);
+    o.error_message = r.find(rf::k_relay_dlq_error);
+    o.event_id = r.find(rf::k_event_id);
+    if (auto c = r.find(rf::k_dlq_replay_count)) o.replay_count = parse_int64(*c).value_or(0);
+    if (o.topic && o.topic->empty()) o.topic.reset();
+    return o;
+  }
   if (o.topic && o.topic->empty()) o.topic.reset();
   o.consumer_group = first_of(r, {rf::k_dlq_consumer_group, "kafka_dlt-original-consumer-group"});
   o.event_id = r.find(rf::k_event_id);
@@ -108,6 +126,17 @@ dlq_origin interpret(const dlq_record& r) {
   o.last_failure_ms = number_header(r, rf::k_dlq_last_failure_ms);
   if (auto c = r.find(rf::k_dlq_replay_count)) o.replay_count = parse_int64(*c).value_or(0);
   return o;
+}
+
+std::optional<std::string> not_replayable(const dlq_origin& o) {
+  if (o.format != dlq_format::relay) return std::nullopt;
+  if (o.value_kind != rf::k_relay_kind_record) {
+    return "a relay dead letter of a " + o.value_kind.value_or(std::string("?")) +
+           " is not a record (the relay could not build one from it): fix the producing application and write a "
+           "corrected event";
+  }
+  if (o.truncated) return std::string("the relay cut this record's value to fit the dead-letter topic");
+  return std::nullopt;
 }
 
 std::vector<header> replay_headers(const dlq_record& r, const dlq_origin& o, bool to_replay_topic) {
@@ -139,7 +168,8 @@ bool dlq_filter::matches(const dlq_record& r) const {
   if (until_ms && r.timestamp_ms >= *until_ms) return false;
   if (key && (!r.key || *r.key != *key)) return false;
   if (error_contains) {
-    for (const auto name : {"dlq_error_message", "kafka_dlt-exception-message", "__connect.errors.exception.message"}) {
+    for (const auto name : {rf::k_dlq_error_message, rf::k_relay_dlq_error, std::string_view("kafka_dlt-exception-message"),
+                            std::string_view("__connect.errors.exception.message")}) {
       const auto m = r.find(name);
       if (m && m->find(*error_contains) != std::string::npos) return true;
     }

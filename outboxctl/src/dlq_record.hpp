@@ -29,8 +29,9 @@ struct dlq_record {
   [[nodiscard]] std::optional<std::string> find(std::string_view name) const;
 };
 
-/// Which stack wrote a dead letter, told apart by its bookkeeping headers.
-enum class dlq_format { outbox, spring, connect, unknown };
+/// Which stack wrote a dead letter, told apart by its bookkeeping headers: the consumer SDK (`dlq_*`), the relay
+/// (`outbox_dlq_*`, a row or envelope it could not publish), Spring Kafka or Kafka Connect.
+enum class dlq_format { outbox, relay, spring, connect, unknown };
 std::string_view to_string(dlq_format f) noexcept;
 
 /// What a dead letter says about where it came from and why it failed, whichever stack wrote it.
@@ -48,10 +49,20 @@ struct dlq_origin {
   std::optional<std::int64_t> first_failure_ms;
   std::optional<std::int64_t> last_failure_ms;
   std::int64_t replay_count = 0;  ///< dlq_replay_count, 0 when absent
+  // A relay dead letter only (then `topic` is where the record was going, and `error_class` the reason).
+  std::optional<std::string> source_table;  ///< outbox_dlq_table
+  std::optional<std::string> source_lsn;    ///< outbox_dlq_lsn, the commit LSN
+  std::optional<std::string> value_kind;    ///< outbox_dlq_value_kind: record, row or envelope
+  bool truncated = false;                   ///< outbox_dlq_truncated: the value was cut
 };
 
-/// Reads our `dlq_*` headers, else Spring Kafka's `kafka_dlt-*`, else Kafka Connect's `__connect.errors.*`.
+/// Reads the SDK's `dlq_*` headers, else the relay's `outbox_dlq_*`, else Spring Kafka's `kafka_dlt-*`, else Kafka
+/// Connect's `__connect.errors.*`.
 dlq_origin interpret(const dlq_record& r);
+
+/// Why a dead letter cannot be replayed as it is (a relay dead letter of a row or an envelope, or of a record whose
+/// value was cut), or nullopt when it can.
+std::optional<std::string> not_replayable(const dlq_origin& o);
 
 /// The headers a replayed record carries: the originals in order without the dead-letter and retry
 /// bookkeeping (our `dlq_*` and `retry_*` names, `kafka_dlt-*`, `__connect.errors.*`), plus `dlq_replay_count`.

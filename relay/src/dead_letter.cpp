@@ -67,7 +67,7 @@ kafka_record dead_letter_of_record(std::string_view dlq_topic, const record_view
     k.value = std::string(r.value->substr(0, k_max_dead_letter_value));
   }
   for (const auto& h : r.headers) k.headers.emplace_back(std::string(h.name), std::string(h.value));
-  add_common(k, "record", why, from, r.topic, truncated);
+  add_common(k, record_format::k_relay_kind_record, why, from, r.topic, truncated);
   return k;
 }
 
@@ -93,7 +93,7 @@ kafka_record dead_letter_of_row(std::string_view dlq_topic, const relation& rel,
   if (truncated) text.resize(k_max_dead_letter_value);
   k.value = std::move(text);
   if (!event_id.empty() && valid_utf8(event_id)) k.headers.emplace_back(dlq_headers::event_id, std::string(event_id));
-  add_common(k, "row", why, from, {}, truncated);
+  add_common(k, record_format::k_relay_kind_row, why, from, {}, truncated);
   return k;
 }
 
@@ -103,7 +103,7 @@ kafka_record dead_letter_of_envelope(std::string_view dlq_topic, std::string_vie
   k.topic = std::string(dlq_topic);
   const bool truncated = content.size() > k_max_dead_letter_value;
   k.value = std::string(content.substr(0, k_max_dead_letter_value));
-  add_common(k, "envelope", why, from, {}, truncated);
+  add_common(k, record_format::k_relay_kind_envelope, why, from, {}, truncated);
   return k;
 }
 

@@ -4,11 +4,13 @@
 #include "outbox/test/environment.hpp"
 #include "outbox/test/kafka.hpp"
 #include "outbox/test/postgres.hpp"
+#include "outbox/test/process.hpp"
 #include "outbox/test/relay_fixture.hpp"
 #include "outbox/test/stream_check.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <csignal>
 #include <string>
@@ -353,6 +355,58 @@ TEST_F(relay_gaps, a_bad_row_is_dead_lettered_with_the_raw_row_and_the_stream_go
   EXPECT_EQ(dead[1].header("outbox_dlq_reason"), "reserved_header");
   EXPECT_EQ(dead[1].header("outbox_dlq_column"), "headers");
   EXPECT_EQ(m_relay->stop(SIGTERM, 30s), 0);
+}
+
+TEST_F(relay_gaps, outboxctl_lists_the_relays_dead_letters_and_replays_a_record_once_its_topic_takes_it) {
+  // A record over its topic's max.message.bytes and a row with an impossible topic, both dead-lettered. Once the
+  // topic takes bigger records, `outboxctl dlq replay` sends the record there as the relay built it; the row is not
+  // a record and is skipped with the reason.
+  const auto topic = unique_name("small");
+  kafka_create_topic(topic, 1, {{"max.message.bytes", "4096"}});
+  const auto dlq = unique_name("relaydlq");
+  const auto t = create_table("ob_replay");
+  start_relay(config(tables({t}), "", "", "  on_invalid_record: dead_letter\n  dead_letter_topic: " + dlq + "\n"));
+  pg_exec("INSERT INTO " + t + " (id, aggregate_type, aggregate_id, event_type, payload) VALUES ('" +
+          uuid_for("big", 1) + "', '" + topic + "', 'acct-9', 'e', jsonb_build_object('blob', repeat('x', 8192))), ('" +
+          uuid_for("big", 2) + "', 'no such topic!', 'acct-9', 'e', '{}')");
+  ASSERT_EQ(kafka_consume(dlq, 2, 60s).size(), 2U) << m_relay->log();
+  EXPECT_EQ(m_relay->stop(SIGTERM, 30s), 0);
+  const auto& brokers = require_services().kafka_brokers;
+
+  const auto listed = run_command({OUTBOX_OUTBOXCTL_BIN, "dlq", "list", "--brokers", brokers, "--topic", dlq, "--json"},
+                                  60s);
+  ASSERT_EQ(listed.exit_code, 0) << listed.output;
+  const auto records = nlohmann::json::parse(listed.output.substr(listed.output.find('[')));
+  ASSERT_EQ(records.size(), 2U) << listed.output;
+  for (const auto& r : records) {
+    EXPECT_EQ(r["format"], "relay");
+    EXPECT_EQ(r["source_table"], "public." + t);
+    EXPECT_TRUE(r["source_lsn"].is_string());
+  }
+  EXPECT_EQ(records[0]["error_class"], "too_large");
+  EXPECT_EQ(records[0]["value_kind"], "record");
+  EXPECT_EQ(records[0]["original_topic"], topic);
+  EXPECT_EQ(records[0]["truncated"], false);
+  EXPECT_EQ(records[1]["error_class"], "bad_topic");
+  EXPECT_EQ(records[1]["value_kind"], "row");
+  const auto table = run_command({OUTBOX_OUTBOXCTL_BIN, "dlq", "list", "--brokers", brokers, "--topic", dlq}, 60s);
+  EXPECT_THAT(table.output, HasSubstr("public." + t + "@"));
+  EXPECT_THAT(table.output, HasSubstr("too_large"));
+
+  kafka_alter_topic_config(topic, {{"max.message.bytes", "1048576"}});
+  const auto replayed = run_command({OUTBOX_OUTBOXCTL_BIN, "dlq", "replay", "--brokers", brokers, "--topic", dlq}, 120s);
+  EXPECT_EQ(replayed.exit_code, 1) << "one dead letter was skipped\n" << replayed.output;
+  EXPECT_THAT(replayed.output, HasSubstr("replayed 1, skipped 1"));
+  EXPECT_THAT(replayed.output, HasSubstr("is not a record"));
+  const auto arrived = kafka_consume(topic, 1, 60s);
+  ASSERT_EQ(arrived.size(), 1U);
+  EXPECT_EQ(arrived[0].key, "acct-9");
+  EXPECT_EQ(arrived[0].header("event_id"), uuid_for("big", 1));
+  EXPECT_EQ(arrived[0].header("outbox_table"), "public." + t);
+  EXPECT_FALSE(arrived[0].header("outbox_dlq_reason").has_value());
+  EXPECT_FALSE(arrived[0].header("outbox_dlq_value_kind").has_value());
+  EXPECT_EQ(arrived[0].header("dlq_replay_count"), "1");
+  EXPECT_THAT(arrived[0].value.value_or(""), HasSubstr(std::string(8192, 'x')));
 }
 
 TEST_F(relay_gaps, a_bad_row_halts_by_default_and_says_why) {

@@ -49,6 +49,34 @@ std::vector<consumed_record> kafka_consume(const std::string& topic, std::size_t
       topic, [count](const std::vector<consumed_record>& r) { return r.size() >= count; }, timeout);
 }
 
+void kafka_alter_topic_config(const std::string& topic,
+                              const std::vector<std::pair<std::string, std::string>>& configs) {
+  kafka::conf_builder conf;
+  auto admin = make_client(RD_KAFKA_PRODUCER, conf);
+  rd_kafka_ConfigResource_t* res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
+  for (const auto& [name, value] : configs) rd_kafka_ConfigResource_set_config(res, name.c_str(), value.c_str());
+  const kafka::queue_ptr queue(rd_kafka_queue_new(admin.get()));
+  rd_kafka_AlterConfigs(admin.get(), &res, 1, nullptr, queue.get());
+  rd_kafka_ConfigResource_destroy(res);
+  const kafka::event_ptr ev(rd_kafka_queue_poll(queue.get(), 30000));
+  std::string failure;
+  if (!ev) {
+    failure = "no answer within 30 s";
+  } else if (rd_kafka_event_error(ev.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    failure = rd_kafka_event_error_string(ev.get());
+  } else {
+    std::size_t n = 0;
+    const rd_kafka_ConfigResource_t** out =
+        rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev.get()), &n);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (rd_kafka_ConfigResource_error(out[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        failure = rd_kafka_ConfigResource_error_string(out[i]);
+      }
+    }
+  }
+  if (!failure.empty()) throw std::runtime_error("alter configs of " + topic + ": " + failure);
+}
+
 void kafka_delete_records(const std::string& topic, int partition, long long before_offset) {
   kafka::conf_builder conf;
   auto admin = make_client(RD_KAFKA_PRODUCER, conf);

@@ -50,6 +50,21 @@ inline constexpr std::string_view k_dlq_last_failure_ms = "dlq_last_failure_ms";
 /// Added by `outboxctl dlq replay`: how often the record was replayed; kept through later dead letters.
 inline constexpr std::string_view k_dlq_replay_count = "dlq_replay_count";
 
+// A relay dead letter (`sink.on_invalid_record: dead_letter`): a row or envelope the relay could not publish.
+inline constexpr std::string_view k_relay_dlq_reason = "outbox_dlq_reason";  ///< stable code, e.g. bad_topic
+inline constexpr std::string_view k_relay_dlq_error = "outbox_dlq_error";    ///< the message, at most 1 KiB
+inline constexpr std::string_view k_relay_dlq_table = "outbox_dlq_table";    ///< schema.table or message:<prefix>
+inline constexpr std::string_view k_relay_dlq_lsn = "outbox_dlq_lsn";        ///< commit LSN, X/XXXXXXXX
+inline constexpr std::string_view k_relay_dlq_xid = "outbox_dlq_xid";
+inline constexpr std::string_view k_relay_dlq_column = "outbox_dlq_column";  ///< column or envelope field at fault
+inline constexpr std::string_view k_relay_dlq_topic = "outbox_dlq_topic";    ///< where the record was going
+inline constexpr std::string_view k_relay_dlq_value_kind = "outbox_dlq_value_kind";  ///< record | row | envelope
+inline constexpr std::string_view k_relay_dlq_truncated = "outbox_dlq_truncated";    ///< "true" when cut
+/// `outbox_dlq_value_kind`: the record as built (its key, headers and value), the raw row, or the envelope.
+inline constexpr std::string_view k_relay_kind_record = "record";
+inline constexpr std::string_view k_relay_kind_row = "row";
+inline constexpr std::string_view k_relay_kind_envelope = "envelope";
+
 // `dlq_error_class` values.
 inline constexpr std::string_view k_class_fatal = "fatal";
 inline constexpr std::string_view k_class_deserialization = "deserialization";
@@ -116,6 +131,8 @@ struct dead_letter {
 [[nodiscard]] bool is_retry_header(std::string_view name) noexcept;
 /// True for the `dlq_*` headers of a dead letter other than `dlq_replay_count`.
 [[nodiscard]] bool is_dead_letter_header(std::string_view name) noexcept;
+/// True for the `outbox_dlq_*` headers of a relay dead letter.
+[[nodiscard]] bool is_relay_dead_letter_header(std::string_view name) noexcept;
 
 /// The spelling of a delay in tier names: the largest of d, h, m, s that divides it, else ms (`10s`, `1m`,
 /// `90s`, `1500ms`). Fixed here so that tier names never change with how durations are printed elsewhere.

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "outbox/base/record_format.hpp"
 #include "outbox/relay/lsn.hpp"
 #include "outbox/relay/pgoutput_decoder.hpp"
 #include "outbox/relay/router.hpp"
@@ -12,18 +13,19 @@
 
 namespace outbox::relay {
 
-/// The headers of a relay dead letter (`sink.on_invalid_record: dead_letter`), read back by `outboxctl dlq`.
+/// The headers of a relay dead letter (`sink.on_invalid_record: dead_letter`), declared in record_format and read
+/// back by `outboxctl dlq`.
 namespace dlq_headers {
-inline constexpr std::string_view reason = "outbox_dlq_reason";  ///< stable code, e.g. bad_topic, too_large
-inline constexpr std::string_view error = "outbox_dlq_error";    ///< the message, at most 1 KiB
-inline constexpr std::string_view table = "outbox_dlq_table";    ///< schema.table or message:<prefix>
-inline constexpr std::string_view lsn = "outbox_dlq_lsn";        ///< commit LSN, X/XXXXXXXX
-inline constexpr std::string_view xid = "outbox_dlq_xid";
-inline constexpr std::string_view column = "outbox_dlq_column";          ///< column or envelope field at fault
-inline constexpr std::string_view topic = "outbox_dlq_topic";            ///< where the record was going, when known
-inline constexpr std::string_view value_kind = "outbox_dlq_value_kind";  ///< record | row | envelope
-inline constexpr std::string_view truncated = "outbox_dlq_truncated";    ///< "true" when the value was cut
-inline constexpr std::string_view event_id = "event_id";                 ///< the event's id, when it has one
+inline constexpr std::string_view reason = record_format::k_relay_dlq_reason;
+inline constexpr std::string_view error = record_format::k_relay_dlq_error;
+inline constexpr std::string_view table = record_format::k_relay_dlq_table;
+inline constexpr std::string_view lsn = record_format::k_relay_dlq_lsn;
+inline constexpr std::string_view xid = record_format::k_relay_dlq_xid;
+inline constexpr std::string_view column = record_format::k_relay_dlq_column;
+inline constexpr std::string_view topic = record_format::k_relay_dlq_topic;
+inline constexpr std::string_view value_kind = record_format::k_relay_dlq_value_kind;
+inline constexpr std::string_view truncated = record_format::k_relay_dlq_truncated;
+inline constexpr std::string_view event_id = record_format::k_event_id;
 }  // namespace dlq_headers
 
 /// Where a dead letter came from.

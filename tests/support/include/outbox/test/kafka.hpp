@@ -26,6 +26,9 @@ struct consumed_record {
 void kafka_create_topic(const std::string& topic, int partitions = 3,
                         const std::vector<std::pair<std::string, std::string>>& configs = {});
 
+/// Sets `topic`'s dynamic configs to `configs` (Kafka's AlterConfigs: configs not named return to their defaults).
+void kafka_alter_topic_config(const std::string& topic, const std::vector<std::pair<std::string, std::string>>& configs);
+
 /// Deletes the records of `topic`'s `partition` below `before_offset` (Kafka's DeleteRecords).
 void kafka_delete_records(const std::string& topic, int partition, long long before_offset);
 
