@@ -106,7 +106,7 @@ long long kafka_record_count(const std::string& topic) {
   kafka::conf_builder conf;
   auto client = make_client(RD_KAFKA_PRODUCER, conf);
   const auto info = kafka::describe_topic(client.get(), topic, 10s);
-  if (!info) throw std::runtime_error("metadata for " + topic + ": no such topic");
+  if (!info) return 0;  // a topic not created yet holds no records
   long long total = 0;
   for (int p = 0; p < info->partitions; ++p) {
     std::int64_t low = 0;

@@ -41,7 +41,8 @@ std::vector<consumed_record> kafka_consume_until(const std::string& topic,
                                                  const std::function<bool(const std::vector<consumed_record>&)>& done,
                                                  std::chrono::milliseconds timeout);
 
-/// The number of records in `topic` (sum of high watermarks; the topic is never compacted here).
+/// The number of records in `topic` (sum of high watermarks; the topic is never compacted here); 0 while
+/// the topic does not exist yet.
 long long kafka_record_count(const std::string& topic);
 
 }  // namespace outbox::test
