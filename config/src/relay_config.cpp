@@ -99,6 +99,16 @@ schema make_relay_schema() {
                   .defaults("0s")
                   .describe("No message from the server for this long means the replication connection is dead: "
                             "reconnect; `0s` uses the server's `wal_sender_timeout`"),
+              bool_key("leader_lock")
+                  .defaults("true")
+                  .describe("Hold an advisory lock on the replication connection while publishing, so that a second "
+                            "relay with the same slot waits as a standby and takes over when the leader's "
+                            "connection ends"),
+              duration_key("wal_sender_timeout")
+                  .defaults("0s")
+                  .describe("`wal_sender_timeout` of the relay's replication connection: the server drops a relay "
+                            "that stopped answering (paused, partitioned) after this long, and a standby takes over; "
+                            "`0s` keeps the server's setting"),
           })
           .describe("PostgreSQL side"),
       section(
@@ -204,6 +214,17 @@ schema make_relay_schema() {
            }
          }
        }},
+      {"`source.wal_sender_timeout`, when set, is at least twice `relay.status_interval`.",
+       [](rule_context& ctx) {
+         const auto* timeout = ctx.loaded().find<std::chrono::milliseconds>("source.wal_sender_timeout");
+         const auto* status = ctx.loaded().find<std::chrono::milliseconds>("relay.status_interval");
+         if (timeout == nullptr || status == nullptr || timeout->count() == 0) return;
+         if (*timeout < 2 * *status) {
+           ctx.fail("source.wal_sender_timeout",
+                    "the server would drop a healthy relay between two status updates (relay.status_interval is " +
+                        std::to_string(status->count()) + " ms); set it to at least twice relay.status_interval");
+         }
+       }},
       {"A table appears at most once in `source.tables`.",
        [](rule_context& ctx) {
          const auto* tables = ctx.loaded().find<std::vector<values>>("source.tables");
@@ -254,6 +275,8 @@ relay_config from_values(values v) {
   c.source.statement_timeout = v.get<std::chrono::milliseconds>("source.statement_timeout");
   c.source.lock_timeout = v.get<std::chrono::milliseconds>("source.lock_timeout");
   c.source.stream_timeout = v.get<std::chrono::milliseconds>("source.stream_timeout");
+  c.source.leader_lock = v.get<bool>("source.leader_lock");
+  c.source.wal_sender_timeout = v.get<std::chrono::milliseconds>("source.wal_sender_timeout");
 
   c.sink.brokers = v.get<std::string>("sink.brokers");
   c.sink.topic_template = v.get<std::string>("sink.topic_template");

@@ -31,7 +31,9 @@ http_endpoint::http_endpoint(const registry& metrics, std::function<readiness()>
   m_server->http.Get("/readyz", [ready = std::move(ready)](const httplib::Request&, httplib::Response& res) {
     const readiness r = ready();
     res.status = r.ready ? 200 : 503;
-    res.set_content(r.ready ? "ready\n" : "not ready: " + r.reason + "\n", "text/plain");
+    res.set_content(r.ready ? (r.reason.empty() ? std::string("ready\n") : "ready: " + r.reason + "\n")
+                            : "not ready: " + r.reason + "\n",
+                    "text/plain");
   });
 }
 

@@ -102,9 +102,10 @@ void relay::loop::check_backfill_done() {
   if (!m_backfill_reading_done || m_backfill_inflight > 0 || m_pending || m_finishing_backfill) return;
   m_finishing_backfill = true;
   const system_identity id = m_identity;
+  const std::int64_t epoch = m_epoch;
   m_watch->post(
-      [this, id](pg_session& s) {
-        finish_backfill(s, m_config, id);
+      [this, id, epoch](pg_session& s) {
+        finish_backfill(s, m_config, id, epoch);
         asio::post(m_io, [this] { on_backfill_recorded(); });
       },
       [this](const outbox_error& e) {

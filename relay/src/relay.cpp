@@ -74,7 +74,8 @@ void relay::loop::start_connect() {
   const run_options opts = m_first_connect ? m_opts : run_options{};
   m_connector = std::thread([this, from, opts] {
     try {
-      auto plan = std::make_shared<source_plan>(open_source(m_config, opts, from, &m_cancel_connect));
+      auto plan = std::make_shared<source_plan>(open_source(m_config, opts, from, &m_cancel_connect,
+                                                            [this](const std::string& holder) { on_standby(holder); }));
       asio::post(m_io, [this, plan] { on_connected(std::move(*plan)); });
     } catch (const outbox_error& e) {
       asio::post(m_io, [this, err = e.value()] { on_connect_failed(err); });
@@ -86,7 +87,20 @@ void relay::loop::start_connect() {
   });
 }
 
+void relay::loop::on_standby(const std::string& holder) {
+  {
+    const std::lock_guard lock(m_reason_mutex);
+    m_leader_holder = holder;
+  }
+  m_standby = true;
+  asio::post(m_io, [this] {
+    m_metrics.leader.set(0);
+    m_metrics.postgres_up.set(1);  // it answers; this relay waits its turn
+  });
+}
+
 void relay::loop::on_connect_failed(const error& e) {
+  m_standby = false;
   if (m_stopping) {
     maybe_finish_shutdown();
     return;
@@ -108,6 +122,14 @@ void relay::loop::on_connected(source_plan plan) {
     return;
   }
   m_first_connect = false;
+  const bool took_over = m_standby.exchange(false);
+  m_epoch = plan.epoch;
+  m_metrics.leader.set(1);
+  m_metrics.leader_epoch.set(static_cast<double>(plan.epoch));
+  if (m_config.source.leader_lock) {
+    log::info(k_component, took_over ? "took the lead of the slot" : "leading the slot",
+              {{"slot", m_config.source.slot}, {"epoch", plan.epoch}});
+  }
   for (const auto& n : plan.notes) log::info("source", n);
   m_report = std::move(plan.report);
   m_identity = plan.identity;

@@ -141,6 +141,12 @@ class relay::loop {
       const std::lock_guard lock(m_reason_mutex);
       return {false, "halted: " + m_halt_reason};
     }
+    if (m_standby.load()) {
+      const std::lock_guard lock(m_reason_mutex);
+      // A standby is healthy: it is doing its job (a rollout must not wait for it to lead).
+      return {true, "standby: another relay leads slot " + m_config.source.slot +
+                        (m_leader_holder.empty() ? std::string() : " (" + m_leader_holder + ")")};
+    }
     if (m_backfilling.load()) return {false, "backfilling: publishing the rows already in the tables"};
     if (!m_streaming.load()) return {false, "not streaming from PostgreSQL"};
     if (!m_postgres_ok.load()) return {false, "PostgreSQL does not answer"};
@@ -177,6 +183,8 @@ class relay::loop {
 
   void start_connect();
   void on_connect_failed(const error& e);
+  /// Another relay holds the leader lock: this one waits as a standby (called from the connector thread).
+  void on_standby(const std::string& holder);
   void on_connected(source_plan plan);
   void begin_streaming();
   void schedule_reconnect(std::string_view what, const std::string& why);
@@ -379,8 +387,11 @@ class relay::loop {
   std::atomic<bool> m_postgres_ok{false};  ///< read by the HTTP thread
   std::atomic<bool> m_stalled{false};      ///< read by the HTTP thread
   std::atomic<bool> m_halted{false};       ///< read by the HTTP thread
+  std::atomic<bool> m_standby{false};      ///< another relay holds the leader lock; read by the HTTP thread
   mutable std::mutex m_reason_mutex;
   std::string m_halt_reason;
+  std::string m_leader_holder;  ///< who leads while this relay waits (m_reason_mutex)
+  std::int64_t m_epoch = 0;     ///< the leader epoch of this relay's current term
 
   std::uint64_t m_published = 0;
   std::uint64_t m_transactions = 0;

@@ -23,7 +23,10 @@ relay_metrics::relay_metrics(metrics::registry& reg, const config::relay_config&
                                       "From the transaction's commit to Kafka's acknowledgement.", {},
                                       metrics::latency_buckets())
                         .get()),
-      leader(reg.add_gauge("outbox_relay_leader", "1 on the instance that streams the slot.").get()),
+      leader(reg.add_gauge("outbox_relay_leader", "1 on the instance that leads the slot, 0 on a standby.").get()),
+      leader_epoch(reg.add_gauge("outbox_relay_leader_epoch",
+                                 "The leader epoch (fencing token) of this relay's last term; rises at every takeover.")
+                       .get()),
       stalled(
           reg.add_gauge("outbox_relay_stalled", "1 when WAL moves but nothing was confirmed for relay.stall_timeout.")
               .get()),

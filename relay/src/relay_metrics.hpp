@@ -38,6 +38,7 @@ class relay_metrics {
   metrics::gauge& confirmed_lsn;
   metrics::histogram& commit_to_ack;
   metrics::gauge& leader;
+  metrics::gauge& leader_epoch;
   metrics::gauge& stalled;
   metrics::gauge& halted;
   metrics::gauge& up;

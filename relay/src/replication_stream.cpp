@@ -19,6 +19,15 @@ outbox_error broken(PGconn* conn, std::string_view what) {
 
 }  // namespace
 
+std::int32_t leader_lock_key(std::string_view slot) {
+  std::uint32_t h = 2166136261U;
+  for (const char ch : slot) {
+    h ^= static_cast<unsigned char>(ch);
+    h *= 16777619U;
+  }
+  return static_cast<std::int32_t>(h & 0x7FFFFFFFU);
+}
+
 replication_stream::replication_stream(conn_params params) : m_session(std::move(params), "replication connection") {}
 
 replication_stream::~replication_stream() { close(); }
@@ -58,6 +67,24 @@ created_slot replication_stream::create_slot(std::string_view slot, bool export_
     if (!r.is_null(0, 2)) out.snapshot_name = std::string(r.text(0, 2));
   }
   return out;
+}
+
+bool replication_stream::try_leader_lock(std::int32_t key) {
+  // A replication connection takes simple queries only: the keys are numbers, so they go in as text.
+  const pg_rows r = m_session.exec("SELECT pg_try_advisory_lock(" + std::to_string(k_leader_lock_class) + ", " +
+                                   std::to_string(key) + ")");
+  return r.size() == 1 && r.boolean(0, 0);
+}
+
+std::string replication_stream::leader_lock_holder(std::int32_t key) {
+  const pg_rows r = m_session.exec(
+      "SELECT a.pid::text, COALESCE(a.application_name, ''), COALESCE(host(a.client_addr), 'local'), "
+      "COALESCE(to_char(a.backend_start, 'YYYY-MM-DD\"T\"HH24:MI:SSOF'), '') FROM pg_locks l JOIN pg_stat_activity a "
+      "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND l.classid = " +
+      std::to_string(k_leader_lock_class) + " AND l.objid = " + std::to_string(key) + " AND l.objsubid = 2");
+  if (r.empty()) return {};
+  return "pid " + std::string(r.text(0, 0)) + " (" + std::string(r.text(0, 1)) + " from " + std::string(r.text(0, 2)) +
+         ", connected " + std::string(r.text(0, 3)) + ")";
 }
 
 void replication_stream::start(std::string_view slot, std::string_view publication, lsn_t from, bool messages) {

@@ -244,6 +244,7 @@ conn_params replication_params(const config::source_config& c) {
   p.set("replication", "database");
   p.set("client_encoding", "UTF8");
   p.add_option("bytea_output", "hex");
+  if (c.wal_sender_timeout.count() > 0) p.add_option("wal_sender_timeout", ms_text(c.wal_sender_timeout));
   p.set_default("connect_timeout", std::to_string(std::max<long long>(2, (c.connect_timeout.count() + 999) / 1000)));
   p.set_default("keepalives", "1");
   p.set_default("keepalives_idle", "10");
@@ -258,7 +259,8 @@ std::string state_table_ddl(const config::relay_config& c) {
   return "CREATE TABLE " + c.source.state_table_name() +
          " (slot_name text PRIMARY KEY, system_identifier text NOT NULL, timeline integer NOT NULL, database text NOT "
          "NULL, slot_created_lsn pg_lsn, backfill text NOT NULL, backfill_snapshot text, backfill_tables text NOT NULL "
-         "DEFAULT '', relay_version text, updated_at timestamptz NOT NULL DEFAULT now())";
+         "DEFAULT '', relay_version text, updated_at timestamptz NOT NULL DEFAULT now(), leader_epoch bigint NOT NULL "
+         "DEFAULT 0)";
 }
 
 slot_facts read_slot(pg_session& s, const config::relay_config& c) {
@@ -289,11 +291,17 @@ slot_facts read_slot(pg_session& s, const config::relay_config& c) {
   return f;
 }
 
+std::string state_epoch_ddl(const config::relay_config& c) {
+  return "ALTER TABLE " + c.source.state_table_name() + " ADD COLUMN IF NOT EXISTS leader_epoch bigint NOT NULL DEFAULT 0";
+}
+
 std::optional<source_state> read_state(pg_session& s, const config::relay_config& c) {
+  // leader_epoch through to_jsonb: a table made by an earlier version lacks the column until the relay adds it.
   const auto r = s.exec(
       "SELECT system_identifier, timeline, database, slot_created_lsn::text, backfill, "
-      "COALESCE(backfill_snapshot, ''), backfill_tables, updated_at::text FROM " +
-          quote_qualified(s, c.source.state_schema, c.source.state_table) + " WHERE slot_name = $1",
+      "COALESCE(backfill_snapshot, ''), backfill_tables, updated_at::text, "
+      "COALESCE(to_jsonb(st) ->> 'leader_epoch', '0') FROM " +
+          quote_qualified(s, c.source.state_schema, c.source.state_table) + " st WHERE slot_name = $1",
       params{c.source.slot});
   if (r.empty()) return std::nullopt;
   source_state st;
@@ -306,22 +314,40 @@ std::optional<source_state> read_state(pg_session& s, const config::relay_config
   st.backfill_snapshot = std::string(r.text(0, 5));
   st.backfill_tables = std::string(r.text(0, 6));
   st.updated_at = std::string(r.text(0, 7));
+  st.leader_epoch = std::atoll(std::string(r.text(0, 8)).c_str());
   return st;
 }
 
-void write_state(pg_session& s, const config::relay_config& c, const source_state& st) {
-  s.exec("INSERT INTO " + quote_qualified(s, c.source.state_schema, c.source.state_table) +
-             " (slot_name, system_identifier, timeline, database, slot_created_lsn, backfill, backfill_snapshot, "
-             "backfill_tables, relay_version, updated_at) VALUES ($1, $2, $3::int, $4, $5::pg_lsn, $6, $7, $8, $9, "
-             "now()) ON CONFLICT (slot_name) DO UPDATE SET system_identifier = EXCLUDED.system_identifier, "
-             "timeline = EXCLUDED.timeline, database = EXCLUDED.database, slot_created_lsn = "
-             "EXCLUDED.slot_created_lsn, backfill = EXCLUDED.backfill, backfill_snapshot = EXCLUDED.backfill_snapshot, "
-             "backfill_tables = EXCLUDED.backfill_tables, relay_version = EXCLUDED.relay_version, updated_at = now()",
-         params{st.slot, st.system_identifier, std::to_string(st.timeline), st.database,
-                st.slot_created_lsn ? std::optional<std::string>(format_lsn(*st.slot_created_lsn)) : std::nullopt,
-                st.backfill,
-                st.backfill_snapshot.empty() ? std::nullopt : std::optional<std::string>(st.backfill_snapshot),
-                st.backfill_tables, std::string(OUTBOX_RELAY_VERSION)});
+std::int64_t next_leader_epoch(pg_session& s, const config::relay_config& c) {
+  const auto r = s.exec("UPDATE " + quote_qualified(s, c.source.state_schema, c.source.state_table) +
+                            " SET leader_epoch = leader_epoch + 1 WHERE slot_name = $1 RETURNING leader_epoch::text",
+                        params{c.source.slot});
+  return r.empty() ? 1 : std::atoll(std::string(r.text(0, 0)).c_str());
+}
+
+void write_state(pg_session& s, const config::relay_config& c, const source_state& st, std::int64_t epoch) {
+  const std::string table = quote_qualified(s, c.source.state_schema, c.source.state_table);
+  // Written only by the leader of the newest epoch: a relay that lost the lead while paused changes nothing.
+  const auto r = s.exec(
+      "INSERT INTO " + table +
+          " AS cur (slot_name, system_identifier, timeline, database, slot_created_lsn, backfill, backfill_snapshot, "
+          "backfill_tables, relay_version, updated_at, leader_epoch) VALUES ($1, $2, $3::int, $4, $5::pg_lsn, $6, $7, "
+          "$8, $9, now(), $10::bigint) ON CONFLICT (slot_name) DO UPDATE SET system_identifier = "
+          "EXCLUDED.system_identifier, timeline = EXCLUDED.timeline, database = EXCLUDED.database, slot_created_lsn = "
+          "EXCLUDED.slot_created_lsn, backfill = EXCLUDED.backfill, backfill_snapshot = EXCLUDED.backfill_snapshot, "
+          "backfill_tables = EXCLUDED.backfill_tables, relay_version = EXCLUDED.relay_version, updated_at = now(), "
+          "leader_epoch = EXCLUDED.leader_epoch WHERE cur.leader_epoch <= EXCLUDED.leader_epoch RETURNING 1",
+      params{st.slot, st.system_identifier, std::to_string(st.timeline), st.database,
+             st.slot_created_lsn ? std::optional<std::string>(format_lsn(*st.slot_created_lsn)) : std::nullopt,
+             st.backfill,
+             st.backfill_snapshot.empty() ? std::nullopt : std::optional<std::string>(st.backfill_snapshot),
+             st.backfill_tables, std::string(OUTBOX_RELAY_VERSION), std::to_string(epoch)});
+  if (r.empty()) {
+    throw outbox_error("source",
+                       "lost the lead of slot " + c.source.slot + ": another relay took over (this relay's epoch " +
+                           std::to_string(epoch) + " is older than the one in " + c.source.state_table_name() + ")",
+                       retry_class::retryable);
+  }
 }
 
 void delete_state(pg_session& s, const config::relay_config& c) {
@@ -345,6 +371,7 @@ source_report inspect_source(pg_session& s, const config::relay_config& c, bool 
       "SELECT (SELECT setting FROM pg_settings WHERE name = 'wal_sender_timeout'), "
       "(SELECT setting FROM pg_settings WHERE name = 'track_commit_timestamp')");
   report.wal_sender_timeout = std::chrono::milliseconds(std::atoll(std::string(settings.text(0, 0)).c_str()));
+  if (c.source.wal_sender_timeout.count() > 0) report.wal_sender_timeout = c.source.wal_sender_timeout;
   report.track_commit_timestamp = settings.text(0, 1) == "on";
   const auto role =
       s.exec("SELECT current_user, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user");
@@ -374,6 +401,22 @@ source_report inspect_source(pg_session& s, const config::relay_config& c, bool 
                                 state_table_ddl(c) +
                                 "; or set source.state_table "
                                 "to a schema where the relay may create tables");
+    }
+  }
+  if (report.state_table_exists && create_missing && report.ok()) {
+    const auto has_epoch = s.exec(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'leader_epoch' AND "
+        "NOT attisdropped)",
+        params{quote_qualified(s, c.source.state_schema, c.source.state_table)});
+    if (!has_epoch.boolean(0, 0)) {
+      try {
+        s.exec(state_epoch_ddl(c));
+        log::info("source", "state table given its leader_epoch column", {{"table", c.source.state_table_name()}});
+      } catch (const outbox_error& e) {
+        report.problems.push_back("cannot add the leader_epoch column to the relay's state table " +
+                                  c.source.state_table_name() + " (" + e.what() + "): run once as its owner: " +
+                                  state_epoch_ddl(c));
+      }
     }
   }
   if (report.state_table_exists) {

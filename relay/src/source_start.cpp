@@ -4,6 +4,8 @@
 #include "outbox/base/log.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 namespace outbox::relay {
 namespace {
@@ -31,22 +33,57 @@ source_state state_of(const config::relay_config& c, const system_identity& id) 
   return st;
 }
 
+/// Takes the slot's leader lock, waiting while another relay holds it. True when it had to wait.
+bool wait_for_leader_lock(const config::relay_config& c, replication_stream& stream, const std::atomic<bool>* cancel,
+                          const standby_notice& on_standby) {
+  const std::int32_t key = leader_lock_key(c.source.slot);
+  if (stream.try_leader_lock(key)) return false;
+  const std::string holder = stream.leader_lock_holder(key);
+  log::info("source", "standby: another relay leads slot " + c.source.slot + "; waiting for its leader lock",
+            {{"leader", holder.empty() ? std::string("not visible to this role") : holder},
+             {"lock", std::to_string(k_leader_lock_class) + "," + std::to_string(key)}});
+  if (on_standby) on_standby(holder);
+  const auto since = std::chrono::steady_clock::now();
+  while (true) {
+    for (int i = 0; i < 5; ++i) {
+      if (cancel != nullptr && cancel->load()) {
+        throw outbox_error("source", "stopped while waiting for the leader lock", retry_class::retryable);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (stream.try_leader_lock(key)) break;
+  }
+  const auto waited =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - since).count();
+  log::info("source", "took the leader lock of slot " + c.source.slot, {{"waited_ms", waited}});
+  return true;
+}
+
 }  // namespace
 
 source_plan open_source(const config::relay_config& c, const run_options& opts, lsn_t confirmable,
-                        const std::atomic<bool>* cancel) {
+                        const std::atomic<bool>* cancel, const standby_notice& on_standby) {
   source_plan plan;
   pg_session side(side_params(c.source), "side connection");
   side.abandon_with(cancel);
   side.connect(c.source.connect_timeout);
   plan.report = inspect_source(side, c, true);
   if (!plan.report.ok()) throw outbox_error("source", joined(plan.report.problems, "; "), retry_class::fatal);
-  for (const auto& w : plan.report.warnings) log::warn("source", w);
 
   plan.stream = std::make_unique<replication_stream>(replication_params(c.source));
   plan.stream->abandon_with(cancel);
   plan.identity = plan.stream->connect(c.source.connect_timeout);
   const system_identity& id = plan.identity;
+  if (c.source.leader_lock) {
+    if (wait_for_leader_lock(c, *plan.stream, cancel, on_standby)) {
+      plan.report = inspect_source(side, c, true);  // the leader changed things while this relay waited
+      if (!plan.report.ok()) throw outbox_error("source", joined(plan.report.problems, "; "), retry_class::fatal);
+    }
+    plan.epoch = next_leader_epoch(side, c);
+  } else {
+    plan.epoch = plan.report.state ? plan.report.state->leader_epoch : 0;  // no lock, no new term
+  }
+  for (const auto& w : plan.report.warnings) log::warn("source", w);
 
   std::optional<source_state> state = plan.report.state;
   slot_facts slot = plan.report.slot;
@@ -92,8 +129,9 @@ source_plan open_source(const config::relay_config& c, const run_options& opts, 
     // First start (or a start that stopped before its slot existed): record intent first, then the slot.
     source_state st = state_of(c, id);
     st.backfill = want_backfill ? "pending" : "done";
-    write_state(side, c, st);
-    const created_slot created = plan.stream->create_slot(slot_name, want_backfill, false);
+    write_state(side, c, st, plan.epoch);
+    // On PostgreSQL 17+ a failover slot: synchronized to standbys, so that it survives a promotion.
+    const created_slot created = plan.stream->create_slot(slot_name, want_backfill, plan.report.server_version >= 170000);
     st.slot_created_lsn = created.consistent_point;
     if (want_backfill) {
       // Read the exported snapshot's bounds once, so that a backfill cut short can be resumed on the same cut.
@@ -107,7 +145,7 @@ source_plan open_source(const config::relay_config& c, const run_options& opts, 
       spec.commit_timestamps = plan.report.track_commit_timestamp;
       plan.backfill = std::move(spec);
     }
-    write_state(side, c, st);
+    write_state(side, c, st, plan.epoch);
     plan.start_lsn = created.consistent_point;
     plan.notes.push_back("created slot " + slot_name + " at " + format_lsn(created.consistent_point) +
                          (want_backfill ? " with an exported snapshot; the rows already in the tables come first"
@@ -126,7 +164,7 @@ source_plan open_source(const config::relay_config& c, const run_options& opts, 
       source_state st = state_of(c, id);
       st.backfill = "done";
       st.slot_created_lsn = slot.confirmed_flush;
-      write_state(side, c, st);
+      write_state(side, c, st, plan.epoch);
       plan.notes.push_back("adopted existing slot " + slot_name + " (no state recorded before)");
     } else if (state->timeline != id.timeline) {
       if (!slot.failover && !slot.synced) {
@@ -142,7 +180,7 @@ source_plan open_source(const config::relay_config& c, const run_options& opts, 
       }
       source_state st = *state;
       st.timeline = id.timeline;
-      write_state(side, c, st);
+      write_state(side, c, st, plan.epoch);
       plan.notes.push_back("followed failover slot " + slot_name + " to timeline " + std::to_string(id.timeline));
     }
     if (state && state->backfill == "pending") {
@@ -188,7 +226,7 @@ source_plan open_source(const config::relay_config& c, const run_options& opts, 
     st.backfill = "pending";
     st.backfill_tables = names;
     st.backfill_snapshot.clear();
-    write_state(side, c, st);
+    write_state(side, c, st, plan.epoch);
     plan.backfill = std::move(spec);
     plan.notes.push_back("backfilling " + names + " (--backfill-table) before streaming");
   }
@@ -202,7 +240,7 @@ void start_streaming(const config::relay_config& c, source_plan& plan) {
   plan.started = true;
 }
 
-void finish_backfill(pg_session& s, const config::relay_config& c, const system_identity& id) {
+void finish_backfill(pg_session& s, const config::relay_config& c, const system_identity& id, std::int64_t epoch) {
   source_state st = read_state(s, c).value_or(source_state{});
   st.slot = c.source.slot;
   st.system_identifier = id.system_id;
@@ -211,7 +249,7 @@ void finish_backfill(pg_session& s, const config::relay_config& c, const system_
   st.backfill = "done";
   st.backfill_tables.clear();
   st.backfill_snapshot.clear();
-  write_state(s, c, st);
+  write_state(s, c, st, epoch);
 }
 
 }  // namespace outbox::relay

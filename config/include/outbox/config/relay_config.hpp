@@ -59,6 +59,8 @@ struct source_config {
   std::chrono::milliseconds lock_timeout{};       ///< side connections
   std::chrono::milliseconds stream_timeout{};     ///< silence on the stream that means reconnect; zero: the server's
                                                   ///< wal_sender_timeout
+  bool leader_lock = true;                         ///< hold the leader lock on the replication connection
+  std::chrono::milliseconds wal_sender_timeout{};  ///< set on the replication connection; zero: the server's
 
   /// `schema.table` of the state table.
   [[nodiscard]] std::string state_table_name() const { return state_schema + "." + state_table; }

@@ -5,6 +5,7 @@
 #include "outbox/relay/pg_session.hpp"
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +20,11 @@ struct system_identity {
   lsn_t wal_position = 0;
   std::string database;
 };
+
+/// The advisory lock class of the leader lock ("OBRX"); its object id is leader_lock_key(slot).
+inline constexpr std::int32_t k_leader_lock_class = 0x4F425258;
+/// The leader lock's object id for `slot`: a stable 31-bit hash (FNV-1a) of the slot name.
+std::int32_t leader_lock_key(std::string_view slot);
 
 /// A slot CREATE_REPLICATION_SLOT made: where it starts, and the exported snapshot when one was asked for.
 struct created_slot {
@@ -40,6 +46,13 @@ class replication_stream {
   /// CREATE_REPLICATION_SLOT `slot` LOGICAL pgoutput, exporting a snapshot when asked (the connection must then
   /// stay idle until the snapshot is imported), as a failover slot when asked (PostgreSQL 17+).
   created_slot create_slot(std::string_view slot, bool export_snapshot, bool failover);
+  /// Tries to take the leader lock `key` (a session advisory lock, classid k_leader_lock_class) on this
+  /// connection, so that it ends with the stream: a relay that crashes, or that the server drops after
+  /// wal_sender_timeout, loses it. False when another session holds it.
+  bool try_leader_lock(std::int32_t key);
+  /// Who holds the leader lock `key` (pid, application name, client address, since), for the standby's log; empty
+  /// when no one does or it is not visible to this role.
+  std::string leader_lock_holder(std::int32_t key);
   /// START_REPLICATION of `slot` from `from` with pgoutput v1 and the publication; logical messages only when
   /// `messages` (PostgreSQL then decodes and ships every message of the database).
   void start(std::string_view slot, std::string_view publication, lsn_t from, bool messages);

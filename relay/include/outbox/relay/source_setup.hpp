@@ -55,6 +55,7 @@ struct source_state {
   std::string backfill_snapshot;  ///< pg_current_snapshot() of the slot's exported snapshot, for a resumed backfill
   std::string backfill_tables;    ///< comma-separated tables still to backfill ("" = every configured table)
   std::string updated_at;
+  std::int64_t leader_epoch = 0;  ///< bumped by each relay that takes the lead of the slot
 };
 
 /// What the relay found on the PostgreSQL side, for the start-up decision, `--check` and the logs.
@@ -84,8 +85,12 @@ slot_facts read_slot(pg_session& s, const config::relay_config& c);
 
 /// The state table's row for the configured slot, if any.
 std::optional<source_state> read_state(pg_session& s, const config::relay_config& c);
-/// Inserts or replaces the state table's row for `st.slot`.
-void write_state(pg_session& s, const config::relay_config& c, const source_state& st);
+/// Inserts or replaces the state table's row for `st.slot` as the leader of `epoch`; throws a retryable
+/// outbox_error ("lost the lead") when the row already holds a newer epoch.
+void write_state(pg_session& s, const config::relay_config& c, const source_state& st, std::int64_t epoch);
+/// Bumps the slot's leader epoch (the fencing token of a relay that just took the leader lock) and returns it; 1
+/// when the slot has no row yet (the first write_state records it).
+std::int64_t next_leader_epoch(pg_session& s, const config::relay_config& c);
 /// Deletes the state table's row for the configured slot.
 void delete_state(pg_session& s, const config::relay_config& c);
 
