@@ -6,6 +6,7 @@
 #include "outbox/kafka/produce.hpp"
 #include "outbox/test/environment.hpp"
 
+#include <thread>
 #include <stdexcept>
 #include <string>
 
@@ -111,7 +112,15 @@ long long kafka_record_count(const std::string& topic) {
   for (int p = 0; p < info->partitions; ++p) {
     std::int64_t low = 0;
     std::int64_t high = 0;
-    const auto e = rd_kafka_query_watermark_offsets(client.get(), topic.c_str(), p, &low, &high, 10000);
+    auto e = rd_kafka_query_watermark_offsets(client.get(), topic.c_str(), p, &low, &high, 10000);
+    // A topic just created has no partition leader for a moment: ask again.
+    for (int tries = 0; tries < 50 && (e == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                                       e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+                                       e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+         ++tries) {
+      std::this_thread::sleep_for(200ms);
+      e = rd_kafka_query_watermark_offsets(client.get(), topic.c_str(), p, &low, &high, 10000);
+    }
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
       throw std::runtime_error("watermarks of " + topic + ": " + rd_kafka_err2str(e));
     total += high - low;
