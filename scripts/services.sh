@@ -5,7 +5,7 @@
 #   scripts/services.sh stop  [postgres|kafka|redis ...]   # stops only what this script started
 #   scripts/services.sh status
 #   scripts/services.sh env                                # prints the connection settings
-#   scripts/services.sh start-standby | promote-standby | stop-standby
+#   scripts/services.sh start-standby | promote-standby | stop-standby | crash-primary
 #
 # PostgreSQL is Debian's 15 unless OUTBOX_PG_VERSION names another major (14, 16, 17, 18; fetched
 # by scripts/install.sh). Each version has its own data directory and port (see pg_port in lib.sh)
@@ -18,6 +18,7 @@
 # physical slot, hot_standby_feedback; on 17+ also sync_replication_slots, and the primary names
 # the slot in synchronized_standby_slots). promote-standby promotes it; stop-standby stops and
 # discards it (its slot too). Its settings are OUTBOX_PG_STANDBY_* in the version's env file.
+# crash-primary stops the selected version's primary the way a crash does (pg_ctl -m immediate).
 #
 # TLS is always on: a local CA and a server certificate for 127.0.0.1/localhost in
 # $OUTBOX_RUN_DIR/tls, PostgreSQL with ssl=on (plain TCP still accepted), and Kafka with an SSL
@@ -514,8 +515,10 @@ case "$cmd" in
     ;;
   start-standby) start_standby; write_env; cat "$ENV_FILE" ;;
   promote-standby) promote_standby ;;
+  crash-primary) as_pg_user "$(pg_server_bin)/pg_ctl" -D "$PG_DIR/data" -m immediate -w -t 60 stop >/dev/null
+                 log "postgres $PG_V: crashed (immediate stop)" ;;
   stop-standby) stop_standby; write_env ;;
   status) status ;;
   env) write_env; cat "$ENV_FILE" ;;
-  *) echo "usage: $0 start|stop|status|env [postgres|kafka|redis ...] | start-standby|promote-standby|stop-standby" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|env [postgres|kafka|redis ...] | start-standby|promote-standby|stop-standby|crash-primary" >&2; exit 2 ;;
 esac

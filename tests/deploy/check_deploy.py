@@ -354,7 +354,7 @@ def check_compose(p: problems, root: Path, ctx: dict) -> None:
         return
     where = str(path)
     services: dict[str, dict] = compose.get("services") or {}
-    for name in ("postgres", "kafka", "relay", "payment-ledger", "prometheus", "grafana"):
+    for name in ("postgres", "kafka", "relay", "relay-standby", "payment-ledger", "prometheus", "grafana"):
         p.check(name in services, where, f"no `{name}` service")
     compose_env = {}  # compose-level ${VAR:-default} take their defaults here
 
@@ -392,7 +392,7 @@ def check_compose(p: problems, root: Path, ctx: dict) -> None:
     p.check(bool(advertised), where, "kafka: no KAFKA_ADVERTISED_LISTENERS")
 
     prom_jobs = ctx["jobs"]
-    for name, job in (("relay", "outbox-relay"), ("payment-ledger", "payment-ledger")):
+    for name, job in (("relay", "outbox-relay"), ("relay-standby", "outbox-relay"), ("payment-ledger", "payment-ledger")):
         svc = services.get(name)
         if not svc:
             continue

@@ -243,6 +243,19 @@ TEST_F(relay_records, idle_outbox_beside_a_busy_table_still_advances_the_slot) {
                                      m_slot + "'");
 }
 
+TEST_F(relay_records, the_slot_it_makes_is_a_failover_slot_on_postgresql_17_and_later) {
+  const auto t = create_table("ob_failover");
+  start_relay(config(tables({t})));
+  const int version = std::stoi(pg_scalar("SHOW server_version_num"));
+  if (version >= 170000) {
+    // Synchronized to standbys that sync slots (sync_replication_slots, synchronized_standby_slots), so that it
+    // survives a promotion; the compat label runs this on 17 and 18.
+    EXPECT_EQ(pg_scalar("SELECT failover FROM pg_replication_slots WHERE slot_name = '" + m_slot + "'"), "t");
+  } else {
+    EXPECT_EQ(pg_scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '" + m_slot + "'"), "1");
+  }
+}
+
 TEST_F(relay_records, delete_after_publish_removes_published_rows) {
   const auto topic = unique_name("del");
   const auto t = create_table("ob_del");

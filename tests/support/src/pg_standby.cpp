@@ -73,6 +73,8 @@ void pg_standby_pair::start() {
 
 void pg_standby_pair::promote() { services({"promote-standby"}); }
 
+void pg_standby_pair::crash_primary() { services({"crash-primary"}); }
+
 void pg_standby_pair::stop() {
   services({"stop", "postgres"});
   m_started = false;

@@ -21,6 +21,8 @@ class pg_standby_pair {
 
   /// Starts a fresh primary, then a standby streaming from it; throws with the script's output.
   void start();
+  /// Stops the primary the way a crash does (immediate shutdown), leaving the standby running.
+  void crash_primary();
   /// Promotes the standby and waits until it accepts writes.
   void promote();
   /// Stops both servers (standby first) and drops the standby's slot; also done by the destructor.

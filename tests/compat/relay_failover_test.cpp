@@ -1,0 +1,133 @@
+// outbox-relay through a PostgreSQL failover on 17: a primary and a streaming standby that syncs failover slots,
+// the relay on a multi-host DSN (target_session_attrs=read-write) with the failover slot it made. The primary
+// crashes mid-stream and the standby is promoted: the relay follows the synchronized slot to the new primary and
+// timeline, and every row the surviving database holds, before and after the promotion, is in Kafka.
+#include "outbox/test/environment.hpp"
+#include "outbox/test/kafka.hpp"
+#include "outbox/test/pg_standby.hpp"
+#include "outbox/test/process.hpp"
+#include "outbox/test/relay_fixture.hpp"
+#include "outbox/test/stream_check.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+namespace outbox::test {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+std::string scalar(const std::string& dsn, const std::string& sql) {
+  pqxx::connection c(dsn);
+  pqxx::nontransaction tx(c);
+  const auto r = tx.exec(sql);
+  return r.empty() || r[0][0].is_null() ? std::string() : r[0][0].as<std::string>();
+}
+
+void exec(const std::string& dsn, const std::string& sql) {
+  pqxx::connection c(dsn);
+  pqxx::nontransaction tx(c);
+  tx.exec(sql);
+}
+
+/// `n` rows in transactions of 5, keys k0..k9, ids from `prefix`.
+void insert(const std::string& dsn, const std::string& table, const std::string& topic, const std::string& prefix,
+            int n) {
+  pqxx::connection c(dsn);
+  for (int i = 0; i < n; i += 5) {
+    std::string sql = "INSERT INTO " + table + " (id, aggregate_type, aggregate_id, event_type, payload) VALUES ";
+    for (int j = i; j < std::min(n, i + 5); ++j) {
+      char id[40];
+      std::snprintf(id, sizeof id, "%08x-0000-4000-8000-%012x", static_cast<unsigned>(std::hash<std::string>{}(prefix)),
+                    static_cast<unsigned>(j));
+      sql += (j > i ? ", ('" : "('") + std::string(id) + "', '" + topic + "', 'k" + std::to_string(j % 10) +
+             "', 'e', '{}')";
+    }
+    pqxx::work w(c);
+    w.exec(sql);
+    w.commit();
+  }
+}
+
+TEST(relay_failover, follows_the_failover_slot_to_the_promoted_standby_on_postgresql_17) {
+  require_services();
+  pg_standby_pair pair(17, 1);
+  pair.start();
+  const auto primary = pair.primary_dsn();
+  const auto standby = pair.standby_dsn();
+  const std::string table = unique_name("ob_failover");
+  const std::string topic = unique_name("failover");
+  const std::string slot = unique_name("slot_failover");
+  exec(primary, "CREATE TABLE " + table + " (" + std::string(k_outbox_columns) + ")");
+
+  const std::string dir = scratch_dir("relay_failover");
+  const char* password = std::getenv("OUTBOX_PG_PASSWORD");
+  const std::string dsn = "host=127.0.0.1,127.0.0.1 port=" + std::to_string(pair.primary_port()) + "," +
+                          std::to_string(pair.standby_port()) + " user=postgres password=" +
+                          (password != nullptr ? password : "outbox-local") +
+                          " dbname=outbox target_session_attrs=read-write";
+  const std::string config = dir + "/relay.yaml";
+  std::ofstream(config) << "source:\n  dsn: \"" << dsn << "\"\n  slot: " << slot << "\n  publication: "
+                        << unique_name("pub_failover") << "\n  tables:\n    - name: public." << table
+                        << "\n  connect_timeout: 2s\n  stream_timeout: 5s\nsink:\n  brokers: "
+                        << require_services().kafka_brokers
+                        << "\nrelay:\n  status_interval: 200ms\nmetrics:\n  listen: 127.0.0.1:0\n";
+  child_process relay({OUTBOX_RELAY_BIN, "--config", config}, dir + "/relay.log");
+  relay.start();
+  ASSERT_TRUE(relay.wait_for_log("\"msg\":\"streaming\"", 60s)) << relay.log();
+  EXPECT_EQ(scalar(primary, "SELECT failover FROM pg_replication_slots WHERE slot_name = '" + slot + "'"), "t");
+
+  insert(primary, table, topic, "before", 50);
+  ASSERT_TRUE(wait_until([&] { return kafka_record_count(topic) >= 50; }, 60s)) << relay.log();
+  // The standby's copy of the slot persists once the relay moved the primary's copy along.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        exec(primary, "SELECT pg_logical_emit_message(false, 'failover-test', 'x')");
+        return scalar(standby,
+                      "SELECT coalesce(bool_and(synced AND NOT temporary), false)::text FROM pg_replication_slots "
+                      "WHERE slot_name = '" +
+                          slot + "'") == "true";
+      },
+      120s, 500ms))
+      << "slot not synced to the standby; logs in " << pair.run_dir();
+
+  insert(primary, table, topic, "during", 50);
+  pair.crash_primary();
+  pair.promote();
+  insert(standby, table, topic, "after", 50);
+
+  // Every row the surviving database holds, in its commit order per key.
+  std::vector<expected_event> expected;
+  {
+    pqxx::connection c(standby);
+    pqxx::nontransaction tx(c);
+    for (const auto& row : tx.exec("SELECT aggregate_id, id::text FROM " + table + " ORDER BY created_at, id")) {
+      expected.push_back({row[0].as<std::string>(), row[1].as<std::string>()});
+    }
+  }
+  EXPECT_GE(expected.size(), 100U);
+  const auto records = kafka_consume_until(
+      topic,
+      [&](const std::vector<consumed_record>& seen) {
+        return seen.size() >= expected.size() && check_stream(seen, expected).missing == 0;
+      },
+      120s);
+  const auto v = check_stream(records, expected);
+  EXPECT_TRUE(v.ok(true)) << v.detail << "\n" << relay.log();
+  std::cout << "[ failover ] " << expected.size() << " rows on the promoted standby, " << v.duplicated
+            << " extra copies\n";
+  EXPECT_THAT(relay.log(), HasSubstr("followed failover slot " + slot + " to timeline 2"));
+  EXPECT_TRUE(relay.running()) << relay.log();
+  EXPECT_EQ(relay.stop(SIGTERM, 30s), 0);
+  pair.stop();
+}
+
+}  // namespace
+}  // namespace outbox::test
