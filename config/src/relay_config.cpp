@@ -125,13 +125,41 @@ schema make_relay_schema() {
                             "`{table}`"),
               enum_key("delivery", {"at_least_once", "exactly_once"})
                   .defaults("at_least_once")
-                  .check(detail::reject("exactly_once",
-                                        "exactly_once is not supported yet by this version; use at_least_once"))
-                  .describe("Delivery guarantee; `exactly_once` (Kafka transactions) is not supported yet"),
+                  .describe("Delivery guarantee: `at_least_once` (idempotent producer; a crash publishes the "
+                            "unconfirmed window again), or `exactly_once` (Kafka transactions cut on PostgreSQL "
+                            "commit boundaries with a checkpoint in the same transaction; `read_committed` "
+                            "consumers see each event once)"),
               string_key("checkpoint_topic")
                   .defaults("__outbox_relay_checkpoints")
                   .check(detail::topic_template({}))
-                  .describe("Topic holding the relay's checkpoints for `exactly_once`"),
+                  .describe("Topic holding the relay's checkpoints for `exactly_once` (compacted, one partition, "
+                            "key = slot; created if missing)"),
+              string_key("transactional_id")
+                  .defaults("")
+                  .describe("`transactional.id` for `exactly_once`; empty derives `outbox-relay.<database>.<slot>` "
+                            "from the DSN and the slot, the same for both relays of an HA pair"),
+              int_key("transaction_max_records")
+                  .defaults("10000")
+                  .between(1, std::numeric_limits<std::int64_t>::max())
+                  .in_unit("records")
+                  .describe("`exactly_once`: a Kafka transaction is committed once it holds this many records (at "
+                            "the next PostgreSQL commit, or inside a larger PostgreSQL transaction, which then "
+                            "spans several Kafka transactions)"),
+              size_key("transaction_max_bytes")
+                  .defaults("16MiB")
+                  .check(detail::positive(), "more than 0")
+                  .in_unit("bytes")
+                  .describe("`exactly_once`: a Kafka transaction is committed once it holds this many bytes"),
+              duration_key("transaction_max_time")
+                  .defaults("100ms")
+                  .check(detail::positive(), "more than 0s")
+                  .describe("`exactly_once`: a Kafka transaction is committed at the first PostgreSQL commit "
+                            "after it has been open this long (the latency a read_committed consumer sees)"),
+              duration_key("transaction_timeout")
+                  .defaults("60s")
+                  .check(detail::positive(), "more than 0s")
+                  .describe("`exactly_once`: `transaction.timeout.ms` (also the records' delivery timeout); a "
+                            "commit that takes longer recreates the producer and goes on from the checkpoint"),
               string_map_key("properties")
                   .secret_entries(detail::kafka_secret_properties())
                   .describe("librdkafka producer properties (`ssl.*`, `sasl.*`, `linger.ms`, ...), applied after the "
@@ -225,6 +253,17 @@ schema make_relay_schema() {
                         std::to_string(status->count()) + " ms); set it to at least twice relay.status_interval");
          }
        }},
+      {"`sink.transaction_max_time` is at most a quarter of `sink.transaction_timeout`.",
+       [](rule_context& ctx) {
+         const auto* max_time = ctx.loaded().find<std::chrono::milliseconds>("sink.transaction_max_time");
+         const auto* timeout = ctx.loaded().find<std::chrono::milliseconds>("sink.transaction_timeout");
+         if (max_time == nullptr || timeout == nullptr) return;
+         if (*max_time * 4 > *timeout) {
+           ctx.fail("sink.transaction_max_time",
+                    "a transaction open this long may run into sink.transaction_timeout (" +
+                        std::to_string(timeout->count()) + " ms) before it commits; keep it under a quarter of it");
+         }
+       }},
       {"A table appears at most once in `source.tables`.",
        [](rule_context& ctx) {
          const auto* tables = ctx.loaded().find<std::vector<values>>("source.tables");
@@ -283,6 +322,11 @@ relay_config from_values(values v) {
   c.sink.delivery = v.get<std::string>("sink.delivery") == "exactly_once" ? delivery_mode::exactly_once
                                                                           : delivery_mode::at_least_once;
   c.sink.checkpoint_topic = v.get<std::string>("sink.checkpoint_topic");
+  c.sink.transactional_id = v.get<std::string>("sink.transactional_id");
+  c.sink.transaction_max_records = v.get<std::int64_t>("sink.transaction_max_records");
+  c.sink.transaction_max_bytes = v.get<std::uint64_t>("sink.transaction_max_bytes");
+  c.sink.transaction_max_time = v.get<std::chrono::milliseconds>("sink.transaction_max_time");
+  c.sink.transaction_timeout = v.get<std::chrono::milliseconds>("sink.transaction_timeout");
   c.sink.properties = v.get<std::map<std::string, std::string>>("sink.properties");
   c.sink.allow_unsafe_properties = v.get<bool>("sink.allow_unsafe_properties");
   c.sink.allowed_topics = v.get<std::vector<std::string>>("sink.allowed_topics");

@@ -86,6 +86,7 @@ void relay::loop::process_backfill() {
     if (r.what != routed::outcome::record) continue;
     const bool deletes = m_config.source.tables[m_batch->table].delete_after_publish;
     publish(*r.record, static_cast<std::uint32_t>(m_batch->table), deletes ? r.row_id : std::string_view(), ts, true);
+    if (maybe_commit_backfill()) return;  // exactly_once: goes on once the transaction is committed
   }
   if (m_pending || m_phase != phase::backfilling || !m_batch) return;
   const bool last = m_batch->last;
@@ -99,7 +100,11 @@ void relay::loop::process_backfill() {
 }
 
 void relay::loop::check_backfill_done() {
-  if (!m_backfill_reading_done || m_backfill_inflight > 0 || m_pending || m_finishing_backfill) return;
+  if (!m_backfill_reading_done || m_backfill_inflight > 0 || m_pending || m_finishing_backfill || m_committing) return;
+  if (eos() && m_ktx.open) {
+    commit_kafka_tx(checkpoint_at(m_committed_end, std::nullopt));  // the backfill's last rows, then "done"
+    return;
+  }
   m_finishing_backfill = true;
   const system_identity id = m_identity;
   const std::int64_t epoch = m_epoch;

@@ -43,6 +43,14 @@ void relay::loop::on_kafka_error(rd_kafka_resp_err_t err, const std::string& rea
 }
 
 void relay::loop::on_delivery(const delivery& d) {
+  if (d.source == k_checkpoint_source) {
+    if (!d.ok() && !purged(d.err)) {
+      m_metrics.publish_error("delivery");
+      restart_pipeline("Kafka did not take the checkpoint record for " + m_config.sink.checkpoint_topic + ": " +
+                       rd_kafka_err2str(d.err));
+    }
+    return;
+  }
   const bool backfill = (d.event_id & k_backfill_bit) != 0;
   if (!d.ok()) {
     if (purged(d.err)) return;  // ours: a restart or shutdown dropped it on purpose
@@ -59,7 +67,14 @@ void relay::loop::on_delivery(const delivery& d) {
   ++m_published;
   m_metrics.published(d.source, d.topic).inc();
   m_metrics.commit_to_ack.observe(static_cast<double>(std::max<std::int64_t>(0, now_ms() - d.commit_time_ms)) / 1000.0);
-  m_rows.acked(d.event_id);
+  if (eos()) {
+    // Deleted only once the transaction commits: until then a restart may send the row again.
+    if (d.source < m_config.source.tables.size() && m_config.source.tables[d.source].delete_after_publish) {
+      m_ktx.acked_rows.push_back(d.event_id);
+    }
+  } else {
+    m_rows.acked(d.event_id);
+  }
 }
 
 void relay::loop::on_delivery_failed(const delivery& d, bool backfill) {
@@ -115,7 +130,7 @@ void relay::loop::restart_pipeline(const std::string& why) {
   m_restarting = true;
   m_topic_check.reset();
   log::warn(k_component, "restarting the Kafka producer and the stream from the confirmed LSN",
-            {{"side", "kafka"}, {"error", why}, {"confirmed_lsn", format_lsn(m_tracker.confirmable())}});
+            {{"side", "kafka"}, {"error", why}, {"confirmed_lsn", format_lsn(confirmable())}});
   release_pg_socket();
   m_stream.reset();
   m_streaming = false;
@@ -127,6 +142,8 @@ void relay::loop::restart_pipeline(const std::string& why) {
   m_pending.reset();
   m_backfill_inflight = 0;
   asio::post(m_io, [this] {
+    if (m_tx_thread.joinable()) m_tx_thread.join();
+    forget_kafka_tx();
     destroy_publisher();
     create_publisher();
     m_topic_limits.clear();
@@ -140,9 +157,10 @@ void relay::loop::restart_pipeline(const std::string& why) {
 
 void relay::loop::after_deliveries() {
   if (m_finished) return;
+  if (m_commit_waiting && m_publisher->inflight_messages() == 0) launch_commit();
   m_metrics.inflight_messages.set(static_cast<double>(m_publisher->inflight_messages()));
   m_metrics.inflight_bytes.set(static_cast<double>(m_publisher->inflight_bytes()));
-  if (m_stream && m_tracker.confirmable() != m_last_confirmed &&
+  if (m_stream && confirmable() != m_last_confirmed &&
       clock::now() - m_last_status_sent >= k_min_confirm_gap) {
     send_status(false);
   }
@@ -155,7 +173,7 @@ void relay::loop::after_deliveries() {
 
 void relay::loop::send_status(bool reply_requested) {
   if (!m_stream || (m_phase != phase::streaming && m_phase != phase::halted)) return;
-  const lsn_t flushed = m_tracker.confirmable();
+  const lsn_t flushed = confirmable();
   try {
     m_stream->send_status(std::max(m_received, flushed), flushed, reply_requested);
     m_last_status_sent = clock::now();

@@ -37,6 +37,7 @@ bool relay::loop::try_pending() {
     on_invalid(why, [&] { return dead_letter_of_record(m_config.sink.dead_letter_topic, view, why, from); });
     return !m_pending.has_value();
   }
+  if (eos() && !ensure_kafka_tx()) return false;
   if (!p.event_id) p.event_id = p.backfill ? (k_backfill_bit | ++m_backfill_ids) : m_tracker.add_event();
   std::string why;
   rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -62,6 +63,7 @@ bool relay::loop::try_pending() {
         invalid, [&] { return dead_letter_of_record(m_config.sink.dead_letter_topic, view, invalid, from); }, id);
     return !m_pending.has_value();
   }
+  if (eos()) count_in_kafka_tx(p.view.byte_size());
   if (p.backfill) {
     ++m_backfill_inflight;
     if (!p.row_id.empty()) m_rows.remember(*p.event_id, p.source, p.row_id);

@@ -14,8 +14,8 @@
 namespace outbox::relay {
 
 publisher::publisher(const config::sink_config& sink, std::size_t max_inflight_messages, delivery_handler on_delivery,
-                     error_handler on_error)
-    : m_on_delivery(std::move(on_delivery)), m_on_error(std::move(on_error)) {
+                     error_handler on_error, const std::string& transactional_id)
+    : m_on_delivery(std::move(on_delivery)), m_on_error(std::move(on_error)), m_transactional(!transactional_id.empty()) {
   kafka::conf_builder b;
   // The safety settings first; sink.properties after them (config refuses the unsafe ones unless allowed).
   b.set("bootstrap.servers", sink.brokers, "sink.brokers: ");
@@ -30,6 +30,14 @@ publisher::publisher(const config::sink_config& sink, std::size_t max_inflight_m
   b.set("queue.buffering.max.messages", std::to_string(std::max<std::size_t>(max_inflight_messages + 1024, 100000)));
   b.set("queue.buffering.max.kbytes", "2097151");
   b.set("client.id", "outbox-relay");
+  if (m_transactional) {
+    // A transaction bounds how long a record may wait: librdkafka needs message.timeout.ms within it. A broker
+    // outage longer than that aborts the transaction, and the relay goes on from its checkpoint.
+    const std::string timeout = std::to_string(sink.transaction_timeout.count());
+    b.set("transactional.id", transactional_id);
+    b.set("transaction.timeout.ms", timeout);
+    b.set("message.timeout.ms", timeout);
+  }
   std::vector<std::pair<std::string, std::string>> props(sink.properties.begin(), sink.properties.end());
   b.set_all(props, "sink.properties.");
   b.log_lines();
@@ -135,6 +143,43 @@ void publisher::poll() {
 void publisher::flush(std::chrono::milliseconds timeout) {
   rd_kafka_flush(m_producer, static_cast<int>(timeout.count()));
   poll();
+}
+
+namespace {
+
+tx_outcome outcome_of(rd_kafka_error_t* e, const char* call) {
+  tx_outcome out;
+  if (e == nullptr) return out;
+  out.message = std::string(call) + ": " + rd_kafka_error_string(e);
+  if (rd_kafka_error_is_fatal(e) != 0) {
+    out.what = tx_outcome::kind::fatal;
+  } else if (rd_kafka_error_txn_requires_abort(e) != 0) {
+    out.what = tx_outcome::kind::abortable;
+  } else {
+    out.what = tx_outcome::kind::retriable;
+  }
+  rd_kafka_error_destroy(e);
+  return out;
+}
+
+int ms(std::chrono::milliseconds t) { return static_cast<int>(std::min<long long>(t.count(), INT32_MAX)); }
+
+}  // namespace
+
+tx_outcome publisher::init_transactions(std::chrono::milliseconds timeout) {
+  return outcome_of(rd_kafka_init_transactions(m_producer, ms(timeout)), "init_transactions");
+}
+
+tx_outcome publisher::begin_transaction() {
+  return outcome_of(rd_kafka_begin_transaction(m_producer), "begin_transaction");
+}
+
+tx_outcome publisher::commit_transaction(std::chrono::milliseconds timeout) {
+  return outcome_of(rd_kafka_commit_transaction(m_producer, ms(timeout)), "commit_transaction");
+}
+
+tx_outcome publisher::abort_transaction(std::chrono::milliseconds timeout) {
+  return outcome_of(rd_kafka_abort_transaction(m_producer, ms(timeout)), "abort_transaction");
 }
 
 std::vector<std::string> publisher::describe_cluster(std::chrono::milliseconds timeout) {

@@ -12,6 +12,7 @@ void relay::loop::teardown() {
   m_torn_down = true;
   m_cancel_connect = true;
   if (m_connector.joinable()) m_connector.join();
+  if (m_tx_thread.joinable()) m_tx_thread.join();
   if (m_backfill) m_backfill->stop();
   if (m_watch) m_watch->stop();
   if (m_deleter) m_deleter->stop();
@@ -33,7 +34,14 @@ void relay::loop::create_publisher() {
   m_publisher = std::make_unique<publisher>(
       m_config.sink, static_cast<std::size_t>(m_config.relay.max_inflight_messages),
       [this](const delivery& d) { on_delivery(d); },
-      [this](rd_kafka_resp_err_t err, const std::string& reason) { on_kafka_error(err, reason); });
+      [this, generation](rd_kafka_resp_err_t err, const std::string& reason) {
+        // Usually from poll() on this thread, but a transaction's commit may serve it on its own thread.
+        asio::post(m_io, [this, generation, err, reason] {
+          if (generation == m_publisher_generation) on_kafka_error(err, reason);
+        });
+      },
+      eos() ? transactional_id_of(m_config) : std::string());
+  m_tx_initialized = false;
   m_kafka_wakeup = std::make_unique<asio::posix::stream_descriptor>(m_io, m_publisher->wakeup_fd());
   watch_kafka(generation);
   m_probe = std::make_unique<kafka_probe>(
@@ -70,12 +78,15 @@ void relay::loop::start_connect() {
   m_phase = phase::connecting;
   m_cancel_connect = false;
   if (m_connector.joinable()) m_connector.join();
-  const lsn_t from = m_tracker.confirmable();
+  const lsn_t from = confirmable();
   const run_options opts = m_first_connect ? m_opts : run_options{};
   m_connector = std::thread([this, from, opts] {
     try {
+      kafka_start start_kafka;
+      if (eos()) start_kafka = [this] { return start_kafka_transactions(); };
       auto plan = std::make_shared<source_plan>(open_source(m_config, opts, from, &m_cancel_connect,
-                                                            [this](const std::string& holder) { on_standby(holder); }));
+                                                            [this](const std::string& holder) { on_standby(holder); },
+                                                            start_kafka));
       asio::post(m_io, [this, plan] { on_connected(std::move(*plan)); });
     } catch (const outbox_error& e) {
       asio::post(m_io, [this, err = e.value()] { on_connect_failed(err); });
@@ -113,7 +124,11 @@ void relay::loop::on_connect_failed(const error& e) {
     }
     return;
   }
-  schedule_reconnect("cannot reach PostgreSQL; retrying", e.message);
+  if (e.category == "kafka") {
+    schedule_reconnect("cannot start Kafka transactions; retrying", e.message, "kafka");
+  } else {
+    schedule_reconnect("cannot reach PostgreSQL; retrying", e.message);
+  }
 }
 
 void relay::loop::on_connected(source_plan plan) {
@@ -136,6 +151,18 @@ void relay::loop::on_connected(source_plan plan) {
   m_postgres_ok = true;  // it answered; the stream's liveness takes over once it streams
   m_metrics.postgres_up.set(1);
   m_start_lsn = plan.start_lsn;
+  if (eos()) {
+    forget_kafka_tx();
+    m_committed_end = plan.start_lsn;
+    m_last_complete_end = plan.start_lsn;
+    m_skip = plan.last_checkpoint ? plan.last_checkpoint->partial : std::nullopt;
+    log::info(k_component, "exactly_once: going on from the checkpoint",
+              {{"end_lsn", format_lsn(plan.start_lsn)},
+               {"checkpoint", plan.last_checkpoint ? std::string("found") : std::string("none yet")},
+               {"partial", m_skip ? format_lsn(m_skip->final_lsn) + "+" + std::to_string(m_skip->rows)
+                                  : std::string("no")},
+               {"transactional_id", transactional_id_of(m_config)}});
+  }
   m_stream = std::move(plan.stream);
   const milliseconds server_timeout =
       m_report.wal_sender_timeout.count() > 0 ? m_report.wal_sender_timeout : milliseconds(60'000);
@@ -176,10 +203,11 @@ void relay::loop::begin_streaming() {
   pump();
 }
 
-void relay::loop::schedule_reconnect(std::string_view what, const std::string& why) {
+void relay::loop::schedule_reconnect(std::string_view what, const std::string& why, std::string_view side) {
   m_phase = phase::reconnecting;
   m_backoff = std::min(k_max_backoff, std::max(milliseconds(500), m_backoff * 2));
-  log::warn("source", what, {{"side", "postgresql"}, {"error", why}, {"retry_in_ms", m_backoff.count()}});
+  log::warn(side == "kafka" ? "kafka" : "source", what,
+            {{"side", std::string(side)}, {"error", why}, {"retry_in_ms", m_backoff.count()}});
   m_reconnect_timer.expires_after(m_backoff);
   m_reconnect_timer.async_wait([this](const std::error_code& ec) {
     if (!ec) try_reconnect();
@@ -188,19 +216,21 @@ void relay::loop::schedule_reconnect(std::string_view what, const std::string& w
 
 void relay::loop::try_reconnect() {
   if (m_stopping || m_halted) return;
-  if (m_publisher->inflight_messages() > 0 || m_pending) {
+  if (m_publisher->inflight_messages() > 0 || m_pending || m_committing) {
     m_reconnect_timer.expires_after(milliseconds(100));
     m_reconnect_timer.async_wait([this](const std::error_code& ec) {
       if (!ec) try_reconnect();
     });
     return;
   }
+  // exactly_once: the stream goes on from the checkpoint, so what the open transaction holds is sent again.
+  if (eos()) abort_kafka_tx("the stream starts again from the checkpoint");
   reset_stream_state();
   start_connect();
 }
 
 void relay::loop::reset_stream_state() {
-  const lsn_t confirmed = m_tracker.confirmable();
+  const lsn_t confirmed = confirmable();
   m_tracker = lsn_tracker();
   m_tracker.observe_server_position(confirmed);
   m_decoder = pgoutput_decoder();
@@ -242,12 +272,12 @@ void relay::loop::release_pg_socket() {
 }
 
 bool relay::loop::reading_paused() const {
-  return m_read_stopped || m_pending.has_value() || m_topic_check.has_value() || over_limits();
+  return m_read_stopped || m_pending.has_value() || m_topic_check.has_value() || m_committing || over_limits();
 }
 
 bool relay::loop::over_limits() const {
   const auto max_messages = static_cast<std::size_t>(m_config.relay.max_inflight_messages);
-  return m_publisher->inflight_messages() >= max_messages ||
+  return m_committing || m_publisher->inflight_messages() >= max_messages ||
          m_publisher->inflight_bytes() >= m_config.relay.max_inflight_bytes ||
          m_publisher->tracked_records() >= 4 * max_messages ||
          m_rows.backlog() >= static_cast<std::size_t>(m_config.relay.max_delete_backlog);
@@ -320,7 +350,12 @@ void relay::loop::on_event(const commit_msg& c, lsn_t) {
   m_tracker.commit(c.end_lsn);
   if (m_tx_events > 0) m_metrics.transactions.inc();
   ++m_transactions;
+  if (eos()) {
+    if (m_skip && m_tx && m_tx->commit_lsn == m_skip->final_lsn) m_skip.reset();
+    m_last_complete_end = c.end_lsn;
+  }
   m_tx.reset();
+  if (eos()) at_commit_boundary(c.end_lsn);
   if (m_finishing_tx) {
     // SIGTERM came inside this transaction: it is now complete, so a restart repeats none of it.
     m_finishing_tx = false;
@@ -343,6 +378,7 @@ void relay::loop::on_event(const insert_msg& ins, lsn_t lsn) {
   if (!m_tx) throw outbox_error("decode", "Insert outside a transaction at LSN " + format_lsn(lsn));
   const routed r = m_router.route_insert(*ins.rel, ins.values, *m_tx);
   const std::uint64_t index = m_tx_index++;
+  if (m_skip && m_tx->commit_lsn == m_skip->final_lsn && index < m_skip->rows) return;  // in Kafka already
   switch (r.what) {
     case routed::outcome::skip:
       return;
@@ -373,6 +409,7 @@ void relay::loop::on_event(const insert_msg& ins, lsn_t lsn) {
   const bool deletes = m_config.source.tables[r.source].delete_after_publish;
   publish(*r.record, static_cast<std::uint32_t>(r.source), deletes ? r.row_id : std::string_view(),
           m_tx->commit_time_ms, false);
+  if (eos()) maybe_split_transaction();
 }
 
 void relay::loop::on_event(const logical_message& m, lsn_t) {
@@ -393,6 +430,7 @@ void relay::loop::on_event(const logical_message& m, lsn_t) {
   if (!m_tx) throw outbox_error("decode", "transactional message outside a transaction at LSN " + format_lsn(m.lsn));
   const routed r = m_router.route_message(m, *m_tx);
   const std::uint64_t index = m_tx_index++;
+  if (m_skip && m_tx->commit_lsn == m_skip->final_lsn && index < m_skip->rows) return;  // in Kafka already
   switch (r.what) {
     case routed::outcome::skip:
     case routed::outcome::stop:
@@ -417,6 +455,7 @@ void relay::loop::on_event(const logical_message& m, lsn_t) {
     return;
   }
   publish(*r.record, message_source(), {}, m_tx->commit_time_ms, false);
+  if (eos()) maybe_split_transaction();
 }
 
 std::uint32_t relay::loop::message_source() const { return static_cast<std::uint32_t>(m_config.source.tables.size()); }
@@ -441,6 +480,7 @@ void relay::loop::halt(const std::string& reason) {
   m_last_halt_log = clock::now();
   log::error(k_component, "halted; waiting for an operator", {{"reason", reason}});
   m_pending.reset();
+  if (eos() && !m_committing) abort_kafka_tx("halted");
   m_read_stopped = true;
   if (m_pg_socket.is_open()) m_pg_socket.cancel();
   if (m_backfill) m_backfill->stop();
@@ -455,7 +495,7 @@ void relay::loop::halt(const std::string& reason) {
 void relay::loop::close_halted_stream() {
   if (!m_stream || m_publisher->inflight_messages() > 0) return;
   send_status(false);
-  log::info(k_component, "confirmed", {{"lsn", format_lsn(m_tracker.confirmable())}});
+  log::info(k_component, "confirmed", {{"lsn", format_lsn(confirmable())}});
   release_pg_socket();
   if (m_stream) m_stream->finish(k_finish_timeout);
   m_stream.reset();
@@ -500,7 +540,13 @@ void relay::loop::begin_shutdown(const char* why) {
 void relay::loop::maybe_finish_shutdown() {
   if (!m_stopping || m_finished) return;
   const bool reading = m_phase == phase::streaming && !m_read_stopped;
-  if (reading || m_pending || m_publisher->inflight_messages() > 0) return;
+  if (reading || m_pending || m_committing) return;
+  if (eos() && m_ktx.open && !m_halted && m_phase == phase::streaming) {
+    // What the open Kafka transaction holds is whole PostgreSQL transactions: commit it before stopping.
+    commit_kafka_tx(checkpoint_at(m_last_complete_end, std::nullopt));
+    return;
+  }
+  if (m_publisher->inflight_messages() > 0) return;
   if (m_phase == phase::connecting && m_connector.joinable()) {
     // The connector gives up within a poll slice; finish once it has posted its answer.
     if (!m_connector_finishing) {
@@ -531,7 +577,7 @@ void relay::loop::finish() {
   log::info(k_component, "stopped",
             {{"published", m_published},
              {"transactions", m_transactions},
-             {"confirmed_lsn", format_lsn(m_tracker.confirmable())}});
+             {"confirmed_lsn", format_lsn(confirmable())}});
   m_status_timer.cancel();
   m_io.stop();
 }

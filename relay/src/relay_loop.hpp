@@ -4,7 +4,8 @@
 // relay.cpp (lifecycle, connecting, the stream, dispatch, status, halting and stopping), loop_records.cpp (a
 // record on its way to Kafka: topic limits, backpressure, invalid records and dead letters), loop_kafka.cpp
 // (deliveries, reachability, producer restarts), loop_backfill.cpp (the rows already in the tables) and
-// loop_watch.cpp (timers: status, liveness, slot watch, heartbeats, deletes). Private to relay/src.
+// loop_watch.cpp (timers: status, liveness, slot watch, heartbeats, deletes) and loop_transactions.cpp (exactly_once:
+// Kafka transactions on PostgreSQL commit boundaries with a checkpoint in each). Private to relay/src.
 
 #include "outbox/relay/relay.hpp"
 
@@ -19,6 +20,7 @@
 #include "outbox/relay/router.hpp"
 
 #include "backfill.hpp"
+#include "checkpoint.hpp"
 #include "kafka_probe.hpp"
 #include "published_rows.hpp"
 #include "relay_metrics.hpp"
@@ -59,6 +61,8 @@ inline constexpr milliseconds k_finish_timeout{2'000};
 inline constexpr std::size_t k_record_overhead = 512;
 /// Backfill records carry event ids with this bit, outside the tracker's ids.
 inline constexpr std::uint64_t k_backfill_bit = std::uint64_t{1} << 63U;
+/// The source of a checkpoint record (exactly_once): not an event; its event id is 0.
+inline constexpr std::uint32_t k_checkpoint_source = UINT32_MAX;
 
 inline std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count();
@@ -121,7 +125,8 @@ class relay::loop {
         m_status_timer(m_io),
         m_reconnect_timer(m_io),
         m_shutdown_timer(m_io),
-        m_signals(m_io, SIGTERM, SIGINT) {
+        m_signals(m_io, SIGTERM, SIGINT),
+        m_tx_timer(m_io) {
     create_publisher();
   }
 
@@ -130,6 +135,7 @@ class relay::loop {
   int run() {
     wait_for_signal();
     arm_status_timer();
+    if (eos()) arm_transaction_timer();
     start_connect();
     m_io.run();
     teardown();
@@ -187,7 +193,7 @@ class relay::loop {
   void on_standby(const std::string& holder);
   void on_connected(source_plan plan);
   void begin_streaming();
-  void schedule_reconnect(std::string_view what, const std::string& why);
+  void schedule_reconnect(std::string_view what, const std::string& why, std::string_view side = "postgresql");
   /// Restarting from the confirmed LSN needs a clean slate: every record already handed to Kafka is acknowledged
   /// first, then the tracker, relation cache and router start over.
   void try_reconnect();
@@ -281,6 +287,37 @@ class relay::loop {
   void after_deliveries();
   void send_status(bool reply_requested);
 
+  // ---- exactly_once: Kafka transactions on PostgreSQL commit boundaries (loop_transactions.cpp) ----------
+
+  [[nodiscard]] bool eos() const noexcept { return m_config.sink.delivery == config::delivery_mode::exactly_once; }
+  /// The LSN that may be confirmed to PostgreSQL: what Kafka acknowledged, or with exactly_once what the last
+  /// committed checkpoint covers.
+  [[nodiscard]] lsn_t confirmable() const noexcept;
+  /// Opens a Kafka transaction unless one is open; false when librdkafka refuses (the pipeline then restarts).
+  bool ensure_kafka_tx();
+  /// A record of the open Kafka transaction was handed to librdkafka.
+  void count_in_kafka_tx(std::size_t bytes);
+  [[nodiscard]] bool kafka_tx_due() const;
+  /// At a PostgreSQL commit that ended at `end_lsn`: commit the Kafka transaction when it reached its bounds.
+  void at_commit_boundary(lsn_t end_lsn);
+  /// Inside a PostgreSQL transaction, after one of its records: split it when the Kafka transaction is full.
+  void maybe_split_transaction();
+  /// Backfill: commit when the Kafka transaction is full; true when a commit started.
+  bool maybe_commit_backfill();
+  [[nodiscard]] checkpoint checkpoint_at(lsn_t end_lsn, std::optional<partial_transaction> partial) const;
+  /// Writes the checkpoint record into the open transaction and commits it once every record is acknowledged.
+  void commit_kafka_tx(const checkpoint& cp);
+  /// The checkpoint record and every record before it are acknowledged: commit on a thread of its own.
+  void launch_commit();
+  void on_kafka_tx_committed(const tx_outcome& r, const checkpoint& cp);
+  /// Drops the open transaction (halt).
+  void abort_kafka_tx(const std::string& why);
+  void forget_kafka_tx();
+  void arm_transaction_timer();
+  void on_transaction_timer();
+  /// Runs in open_source (connector thread): init_transactions, then the last checkpoint of the slot.
+  std::optional<checkpoint> start_kafka_transactions();
+
   // ---- timers: status, liveness, slot watch, heartbeats, deletes -------------------------------------------
 
   void arm_status_timer();
@@ -335,6 +372,25 @@ class relay::loop {
   lsn_t m_start_lsn = 0;
   milliseconds m_stream_timeout{60'000};
   phase m_phase = phase::connecting;
+
+  /// exactly_once: the open Kafka transaction.
+  struct kafka_tx_state {
+    bool open = false;
+    std::size_t records = 0;
+    std::uint64_t bytes = 0;
+    clock::time_point opened_at{};
+    std::vector<std::uint64_t> acked_rows;  ///< delete_after_publish rows, deleted once the transaction commits
+  };
+  kafka_tx_state m_ktx;
+  std::optional<checkpoint> m_commit_waiting;  ///< written, waiting for its acknowledgement before the commit
+  bool m_committing = false;                   ///< from the checkpoint record to the commit's answer
+  std::atomic<bool> m_tx_initialized{false};   ///< init_transactions() succeeded on the current producer
+  std::thread m_tx_thread;
+  asio::steady_timer m_tx_timer;
+  lsn_t m_committed_end = 0;      ///< the last committed checkpoint's end_lsn
+  lsn_t m_last_complete_end = 0;  ///< end LSN of the last PostgreSQL transaction wholly handed to Kafka
+  clock::time_point m_last_commit{};
+  std::optional<partial_transaction> m_skip;  ///< resuming a split transaction: its first rows are in Kafka
 
   std::optional<tx_context> m_tx;  ///< the transaction being decoded
   std::uint64_t m_tx_index = 0;    ///< position of the next event inside it

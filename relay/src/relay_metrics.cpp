@@ -57,6 +57,9 @@ relay_metrics::relay_metrics(metrics::registry& reg, const config::relay_config&
       m_invalid(reg.add_counter("outbox_relay_invalid_records_total",
                                 "Rows or envelopes the relay could not publish, by reason and what it did with them.",
                                 {"reason", "action"})),
+      m_kafka_transactions(reg.add_counter("outbox_relay_kafka_transactions_total",
+                                           "exactly_once: Kafka transactions by outcome (committed, failed, aborted).",
+                                           {"outcome"})),
       m_lag(reg.add_gauge("outbox_relay_replication_lag_bytes",
                           "Server WAL position minus the slot's "
                           "confirmed_flush_lsn; NaN when unknown.")

@@ -25,6 +25,8 @@ class relay_metrics {
   metrics::counter& published(std::uint32_t source, std::string_view topic);
   /// Counts one failed attempt (a refused, failed or transient Kafka error) by its reason.
   void publish_error(std::string_view reason);
+  /// exactly_once: one Kafka transaction ended (`committed`, `failed`, `aborted`).
+  void kafka_transaction(std::string_view outcome) { m_kafka_transactions.with({std::string(outcome)}).inc(); }
   /// Counts an invalid record by reason and what happened to it (halted, dead_lettered, skipped).
   void invalid_record(std::string_view reason, std::string_view action);
   /// Slot health as last read; NaN everywhere when `known` is false.
@@ -55,6 +57,7 @@ class relay_metrics {
   metrics::family<metrics::counter>& m_published;
   metrics::family<metrics::counter>& m_publish_errors;
   metrics::family<metrics::counter>& m_invalid;
+  metrics::family<metrics::counter>& m_kafka_transactions;
   metrics::gauge& m_lag;
   metrics::gauge& m_retained;
   metrics::family<metrics::gauge>& m_wal_status;

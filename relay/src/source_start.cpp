@@ -59,10 +59,55 @@ bool wait_for_leader_lock(const config::relay_config& c, replication_stream& str
   return true;
 }
 
+/// exactly_once: replication goes on from the checkpoint, unless it does not fit this server and slot.
+void use_checkpoint(const config::relay_config& c, std::optional<checkpoint> cp, const slot_facts& slot,
+                    source_plan& plan) {
+  const system_identity& id = plan.identity;
+  const std::string& name = c.source.slot;
+  const std::string topic = c.sink.checkpoint_topic;
+  if (!cp) return;  // the first exactly_once start: from the slot
+  if (cp->system_id != id.system_id) {
+    throw outbox_error("source",
+                       "the checkpoint of slot " + name + " in " + topic + " comes from PostgreSQL system " +
+                           cp->system_id + ", but this server is system " + id.system_id +
+                           ": going on from it would publish a fork. If the database was restored or moved on "
+                           "purpose, write a tombstone for key " + name + " to " + topic +
+                           " (kcat -P -b BROKERS -t " + topic + " -Z -K: <<< '" + name +
+                           ":') and start with --recreate-slot.",
+                       retry_class::fatal);
+  }
+  if (cp->end_lsn > id.wal_position) {
+    throw outbox_error("source",
+                       "the checkpoint of slot " + name + " reaches " + format_lsn(cp->end_lsn) +
+                           ", past this server's WAL (" + format_lsn(id.wal_position) +
+                           "): it was written from a server that got further (a failover to a standby that lagged?). "
+                           "Events up to the checkpoint are in Kafka but no longer in this database; point the relay "
+                           "at the server that has them, or decide with outboxctl verify and start with "
+                           "--recreate-slot.",
+                       retry_class::fatal);
+  }
+  const bool created_now = !slot.exists;
+  if (!created_now && slot.confirmed_flush && *slot.confirmed_flush > cp->end_lsn) {
+    throw outbox_error("source",
+                       "slot " + name + " is confirmed to " + format_lsn(*slot.confirmed_flush) +
+                           ", past the checkpoint in " + topic + " (" + format_lsn(cp->end_lsn) +
+                           "): what lies between was confirmed without a checkpoint (an at_least_once run, or the "
+                           "slot moved by hand), so exactly_once cannot say what is in Kafka. If an at_least_once "
+                           "run published it, write a tombstone for key " + name + " to " + topic +
+                           " to start over from the slot; otherwise start with --recreate-slot.",
+                       retry_class::fatal);
+  }
+  // A slot made just now, or a backfill (new or resumed), starts at the slot; the next checkpoint follows it.
+  if (created_now || plan.backfill) return;
+  plan.start_lsn = std::max(cp->end_lsn, slot.confirmed_flush.value_or(0));
+  plan.last_checkpoint = std::move(cp);
+}
+
 }  // namespace
 
 source_plan open_source(const config::relay_config& c, const run_options& opts, lsn_t confirmable,
-                        const std::atomic<bool>* cancel, const standby_notice& on_standby) {
+                        const std::atomic<bool>* cancel, const standby_notice& on_standby,
+                        const kafka_start& start_kafka) {
   source_plan plan;
   pg_session side(side_params(c.source), "side connection");
   side.abandon_with(cancel);
@@ -231,6 +276,7 @@ source_plan open_source(const config::relay_config& c, const run_options& opts, 
     plan.notes.push_back("backfilling " + names + " (--backfill-table) before streaming");
   }
 
+  if (start_kafka) use_checkpoint(c, start_kafka(), slot, plan);
   if (!plan.backfill) start_streaming(c, plan);
   return plan;
 }

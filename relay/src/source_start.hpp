@@ -6,6 +6,7 @@
 #include "outbox/relay/source_setup.hpp"
 
 #include "backfill.hpp"
+#include "checkpoint.hpp"
 
 #include <atomic>
 #include <cstdint>
@@ -27,7 +28,11 @@ struct source_plan {
   std::optional<backfill_spec> backfill;
   std::vector<std::string> notes;  ///< what was decided, for the log
   std::int64_t epoch = 0;          ///< the leader epoch this relay took (0 with source.leader_lock off)
+  std::optional<checkpoint> last_checkpoint;  ///< exactly_once: the last checkpoint in Kafka, if any
 };
+
+/// exactly_once, on the connector thread once the relay leads: init_transactions(), then the slot's last checkpoint.
+using kafka_start = std::function<std::optional<checkpoint>()>;
 
 /// Told once when another relay holds the slot's leader lock and this one waits as a standby (who holds it).
 using standby_notice = std::function<void(const std::string& holder)>;
@@ -37,9 +42,11 @@ using standby_notice = std::function<void(const std::string& holder)>;
 /// (a slot that is gone, invalidated, from another system or from before a promotion). Blocking; runs on a thread of
 /// its own and gives up when `*cancel` becomes true. Throws outbox_error: fatal when only an operator can help.
 /// With source.leader_lock it first takes the slot's leader lock on the replication connection, waiting quietly (and
-/// telling `on_standby`) while another relay holds it, and bumps the leader epoch.
+/// telling `on_standby`) while another relay holds it, and bumps the leader epoch. With `start_kafka` (exactly_once)
+/// replication starts at the checkpoint, after checking it against the server and the slot (fail-closed).
 source_plan open_source(const config::relay_config& c, const run_options& opts, lsn_t confirmable,
-                        const std::atomic<bool>* cancel, const standby_notice& on_standby = {});
+                        const std::atomic<bool>* cancel, const standby_notice& on_standby = {},
+                        const kafka_start& start_kafka = {});
 
 /// Sends START_REPLICATION on a plan's stream (after its backfill). Blocking, like open_source.
 void start_streaming(const config::relay_config& c, source_plan& plan);

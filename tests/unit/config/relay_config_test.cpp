@@ -150,9 +150,20 @@ TEST(config_relay, table_names_are_checked) {
             "`- name: public.outbox`");
 }
 
-TEST(config_relay, exactly_once_is_rejected_for_now) {
-  EXPECT_EQ(error_line([] { parse("source: {dsn: x, logical_messages: {}}\nsink:\n  delivery: exactly_once\n"); }),
-            "relay.yaml:3:13: sink.delivery: exactly_once is not supported yet by this version; use at_least_once");
+TEST(config_relay, exactly_once_and_its_transaction_bounds) {
+  const auto c = parse("source: {dsn: x, logical_messages: {}}\nsink:\n  delivery: exactly_once\n");
+  EXPECT_EQ(c.sink.delivery, delivery_mode::exactly_once);
+  EXPECT_EQ(c.sink.checkpoint_topic, "__outbox_relay_checkpoints");
+  EXPECT_EQ(c.sink.transactional_id, "");
+  EXPECT_EQ(c.sink.transaction_max_records, 10000);
+  EXPECT_EQ(c.sink.transaction_max_bytes, 16U << 20);
+  EXPECT_EQ(c.sink.transaction_max_time, std::chrono::milliseconds(100));
+  EXPECT_EQ(c.sink.transaction_timeout, std::chrono::milliseconds(60000));
+  EXPECT_THAT(error_line([] {
+                parse("source: {dsn: x, logical_messages: {}}\nsink: {delivery: exactly_once, transaction_max_time: "
+                      "20s}\n");
+              }),
+              HasSubstr("sink.transaction_max_time: a transaction open this long may run into sink.transaction_timeout"));
   EXPECT_THAT(error_line([] { parse("source: {dsn: x, logical_messages: {}}\nsink: {delivery: at_most_once}\n"); }),
               HasSubstr("is not one of `at_least_once`, `exactly_once`"));
 }

@@ -78,6 +78,11 @@ struct sink_config {
   std::string topic_template;
   delivery_mode delivery = delivery_mode::at_least_once;
   std::string checkpoint_topic;
+  std::string transactional_id;  ///< exactly_once; empty: derived from the DSN's database and the slot
+  std::int64_t transaction_max_records = 0;
+  std::uint64_t transaction_max_bytes = 0;
+  std::chrono::milliseconds transaction_max_time{};
+  std::chrono::milliseconds transaction_timeout{};
   std::map<std::string, std::string> properties;  ///< passed to librdkafka after the relay's safety settings
   bool allow_unsafe_properties = false;
   std::vector<std::string> allowed_topics;  ///< names or `^regex`; empty: any topic

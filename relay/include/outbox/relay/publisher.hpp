@@ -39,6 +39,19 @@ enum class produce_result : std::uint8_t {
   refused,     ///< librdkafka refused this record for good (too large, bad topic); `why` says so
 };
 
+/// How a Kafka transaction call ended.
+struct tx_outcome {
+  enum class kind : std::uint8_t {
+    ok,
+    retriable,  ///< try the call again (or, for a commit whose outcome is unknown, recreate the producer)
+    abortable,  ///< abort the transaction and go on from the last checkpoint
+    fatal,      ///< the producer is unusable: fenced by another instance with the same transactional.id, or worse
+  };
+  kind what = kind::ok;
+  std::string message;
+  [[nodiscard]] bool ok() const noexcept { return what == kind::ok; }
+};
+
 /// The Kafka side of the relay: an idempotent, gap-less librdkafka producer (acks=all, murmur2_random, records never
 /// timed out). Used by the event-loop thread only, except handle(), which other threads may use for metadata and
 /// admin calls. Delivery reports are served by poll() on the loop's thread.
@@ -49,8 +62,10 @@ class publisher {
   using error_handler = std::function<void(rd_kafka_resp_err_t err, const std::string& reason)>;
 
   /// Throws outbox_error("config") naming the key when librdkafka refuses a setting.
+  /// With a `transactional_id` the producer is transactional (sink.delivery: exactly_once): records go out only
+  /// inside begin_transaction()/commit_transaction(), with sink.transaction_timeout as their delivery timeout.
   publisher(const config::sink_config& sink, std::size_t max_inflight_messages, delivery_handler on_delivery,
-            error_handler on_error);
+            error_handler on_error, const std::string& transactional_id = {});
   ~publisher();
   publisher(const publisher&) = delete;
   publisher& operator=(const publisher&) = delete;
@@ -71,6 +86,17 @@ class publisher {
   void detach() noexcept;
   /// Drops what is queued or in flight (their reports arrive with a purge error unless detached).
   void purge() noexcept;
+
+  [[nodiscard]] bool transactional() const noexcept { return m_transactional; }
+  /// init_transactions(): fences older producers with the same transactional.id and aborts their open
+  /// transaction. Blocking; any thread.
+  tx_outcome init_transactions(std::chrono::milliseconds timeout);
+  /// begin_transaction() (local, does not block).
+  tx_outcome begin_transaction();
+  /// commit_transaction(): flushes and commits. Blocking; any thread, but no produce() may run meanwhile.
+  tx_outcome commit_transaction(std::chrono::milliseconds timeout);
+  /// abort_transaction(): drops what the open transaction holds. Blocking; any thread.
+  tx_outcome abort_transaction(std::chrono::milliseconds timeout);
 
   /// Asks the cluster for metadata; returns the broker list or throws a retryable outbox_error.
   std::vector<std::string> describe_cluster(std::chrono::milliseconds timeout);
@@ -113,6 +139,7 @@ class publisher {
   std::size_t m_inflight_messages = 0;
   std::uint64_t m_inflight_bytes = 0;
   bool m_detached = false;
+  bool m_transactional = false;
 };
 
 }  // namespace outbox::relay
