@@ -199,7 +199,7 @@ void relay::loop::on_transaction_timer() {
   }
   // Idle: WAL moved past what the last checkpoint covers (heartbeats, other tables). A checkpoint of its own lets
   // the slot follow, so the slot never gets ahead of the checkpoint.
-  const auto every = std::max(milliseconds(1'000), m_config.relay.status_interval);
+  const auto every = m_config.relay.status_interval;
   if (m_tracker.inflight_events() == 0 && m_tracker.open_transactions() == 0 &&
       m_tracker.confirmable() > m_committed_end && clock::now() - m_last_commit >= every) {
     commit_kafka_tx(checkpoint_at(m_tracker.confirmable(), std::nullopt));

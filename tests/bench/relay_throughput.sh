@@ -7,6 +7,9 @@
 # machines. The relay's own CPU time per event is printed too.
 #
 #   tests/bench/relay_throughput.sh [N] [ROWS_PER_TRANSACTION]      (services must be running)
+#
+# OUTBOX_BENCH_DELIVERY=exactly_once runs the relay with Kafka transactions (tests/bench/relay_eos_ratio.sh
+# runs both modes one after the other and prints the ratio).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/scripts/lib.sh"
@@ -41,6 +44,8 @@ source:
     - name: public.${tag}_outbox
 sink:
   brokers: \${OUTBOX_KAFKA_BROKERS}
+  delivery: ${OUTBOX_BENCH_DELIVERY:-at_least_once}
+  checkpoint_topic: ${tag}_checkpoints
 relay:
   status_interval: 100ms
 log:
@@ -100,12 +105,12 @@ kcat -P -b "$OUTBOX_KAFKA_BROKERS" -t "${tag}_reference" -K $'\t' -z lz4 \
 t3=$(date +%s.%N)
 
 python3 - "$n" "$t0" "$t1" "$t2" "$t3" "$peak_kib" "$value_bytes" "$per_tx" "$ts0" "$ts1" "$cpu_ticks" \
-  "$(getconf CLK_TCK)" <<'PY'
+  "$(getconf CLK_TCK)" "${OUTBOX_BENCH_DELIVERY:-at_least_once}" <<'PY'
 import sys
 n = int(sys.argv[1]); t0, t1, t2, t3 = map(float, sys.argv[2:6]); peak = int(sys.argv[6])
 ts0, ts1 = float(sys.argv[9]), float(sys.argv[10]); cpu_s = int(sys.argv[11]) / int(sys.argv[12])
 relay, ref, source = n / (t1 - t0), n / (t3 - t2), n / (ts1 - ts0)
-print(f"events: {n} ({sys.argv[8]} per transaction, ~{sys.argv[7]} B values)")
+print(f"events: {n} ({sys.argv[8]} per transaction, ~{sys.argv[7]} B values), delivery {sys.argv[13]}")
 print(f"relay:  {relay:,.0f} events/s end to end (slot -> Kafka acked -> LSN confirmed), peak RSS {peak / 1024:.1f} MiB")
 print(f"kcat:   {ref:,.0f} records/s (same size and producer settings)")
 print(f"source: {source:,.0f} rows/s (pg_recvlogical draining a pgoutput slot with the same rows)")

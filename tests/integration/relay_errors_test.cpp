@@ -28,12 +28,12 @@ class relay_errors : public relay_fixture {
 };
 
 TEST_F(relay_errors, bad_config_exits_2_naming_key_and_line) {
-  const auto r = run_relay("source:\n  dsn: x\n  tabels: []\nsink:\n  delivery: exactly_once\n", false);
+  const auto r = run_relay("source:\n  dsn: x\n  tabels: []\nsink:\n  delivery: exactly_twice\n", false);
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find(":3:"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("tabels"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("tables"), std::string::npos) << "expected a did-you-mean: " << r.output;
-  EXPECT_NE(r.output.find("exactly_once"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("exactly_twice"), std::string::npos) << r.output;
 }
 
 TEST_F(relay_errors, bad_usage_exits_2) {
