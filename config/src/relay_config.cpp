@@ -139,19 +139,19 @@ schema make_relay_schema() {
                   .describe("`transactional.id` for `exactly_once`; empty derives `outbox-relay.<database>.<slot>` "
                             "from the DSN and the slot, the same for both relays of an HA pair"),
               int_key("transaction_max_records")
-                  .defaults("10000")
+                  .defaults("50000")
                   .between(1, std::numeric_limits<std::int64_t>::max())
                   .in_unit("records")
                   .describe("`exactly_once`: a Kafka transaction is committed once it holds this many records (at "
                             "the next PostgreSQL commit, or inside a larger PostgreSQL transaction, which then "
                             "spans several Kafka transactions)"),
               size_key("transaction_max_bytes")
-                  .defaults("16MiB")
+                  .defaults("32MiB")
                   .check(detail::positive(), "more than 0")
                   .in_unit("bytes")
                   .describe("`exactly_once`: a Kafka transaction is committed once it holds this many bytes"),
               duration_key("transaction_max_time")
-                  .defaults("100ms")
+                  .defaults("250ms")
                   .check(detail::positive(), "more than 0s")
                   .describe("`exactly_once`: a Kafka transaction is committed at the first PostgreSQL commit "
                             "after it has been open this long (the latency a read_committed consumer sees)"),

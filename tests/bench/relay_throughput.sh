@@ -9,7 +9,8 @@
 #   tests/bench/relay_throughput.sh [N] [ROWS_PER_TRANSACTION]      (services must be running)
 #
 # OUTBOX_BENCH_DELIVERY=exactly_once runs the relay with Kafka transactions (tests/bench/relay_eos_ratio.sh
-# runs both modes one after the other and prints the ratio).
+# runs both modes one after the other and prints the ratio); OUTBOX_BENCH_TX_RECORDS sets
+# sink.transaction_max_records and OUTBOX_BENCH_TX_TIME sink.transaction_max_time.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/scripts/lib.sh"
@@ -46,6 +47,8 @@ sink:
   brokers: \${OUTBOX_KAFKA_BROKERS}
   delivery: ${OUTBOX_BENCH_DELIVERY:-at_least_once}
   checkpoint_topic: ${tag}_checkpoints
+${OUTBOX_BENCH_TX_RECORDS:+  transaction_max_records: $OUTBOX_BENCH_TX_RECORDS}
+${OUTBOX_BENCH_TX_TIME:+  transaction_max_time: $OUTBOX_BENCH_TX_TIME}
 relay:
   status_interval: 100ms
 log:

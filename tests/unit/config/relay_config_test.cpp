@@ -155,9 +155,9 @@ TEST(config_relay, exactly_once_and_its_transaction_bounds) {
   EXPECT_EQ(c.sink.delivery, delivery_mode::exactly_once);
   EXPECT_EQ(c.sink.checkpoint_topic, "__outbox_relay_checkpoints");
   EXPECT_EQ(c.sink.transactional_id, "");
-  EXPECT_EQ(c.sink.transaction_max_records, 10000);
-  EXPECT_EQ(c.sink.transaction_max_bytes, 16U << 20);
-  EXPECT_EQ(c.sink.transaction_max_time, std::chrono::milliseconds(100));
+  EXPECT_EQ(c.sink.transaction_max_records, 50000);
+  EXPECT_EQ(c.sink.transaction_max_bytes, 32U << 20);
+  EXPECT_EQ(c.sink.transaction_max_time, std::chrono::milliseconds(250));
   EXPECT_EQ(c.sink.transaction_timeout, std::chrono::milliseconds(60000));
   EXPECT_THAT(error_line([] {
                 parse("source: {dsn: x, logical_messages: {}}\nsink: {delivery: exactly_once, transaction_max_time: "
