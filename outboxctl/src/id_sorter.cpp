@@ -56,7 +56,8 @@ void id_sorter::add(std::string_view id, const std::string& topic, std::int64_t 
 void id_sorter::spill() {
   std::sort(m_run.begin(), m_run.end(), [](const entry& a, const entry& b) { return a.id < b.id; });
   std::FILE* f = std::tmpfile();
-  if (f == nullptr) throw verify_failure("cannot create a temporary file in /tmp for a sorted run (is /tmp writable and not full?)");
+  if (f == nullptr)
+    throw verify_failure("cannot create a temporary file in /tmp for a sorted run (is /tmp writable and not full?)");
   m_files.push_back(f);
   for (const auto& e : m_run) {
     put(f, static_cast<std::uint32_t>(e.id.size()));

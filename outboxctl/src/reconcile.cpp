@@ -65,6 +65,18 @@ void check_order(std::string& last, const std::string& id, const char* stream) {
   last = id;
 }
 
+/// The stream's next item into `current` (reset at its end), checked to keep the id order.
+template <typename T>
+void advance(const pull<T>& next, std::optional<T>& current, std::string& last, const char* stream) {
+  T item;
+  if (next(item)) {
+    check_order(last, item.id, stream);
+    current = std::move(item);
+  } else {
+    current.reset();
+  }
+}
+
 }  // namespace
 
 std::string_view to_string(bucket b) noexcept {
@@ -125,33 +137,9 @@ reconcile_report merge_buckets(const pull<outbox_event>& outbox, const pull<appl
   std::string last_o;
   std::string last_a;
   std::string last_d;
-  auto next_o = [&] {
-    outbox_event e;
-    if (outbox(e)) {
-      check_order(last_o, e.id, "outbox");
-      o = std::move(e);
-    } else {
-      o.reset();
-    }
-  };
-  auto next_a = [&] {
-    applied_event e;
-    if (applied(e)) {
-      check_order(last_a, e.id, "inbox");
-      a = std::move(e);
-    } else {
-      a.reset();
-    }
-  };
-  auto next_d = [&] {
-    dead_letter_event e;
-    if (dead(e)) {
-      check_order(last_d, e.id, "dead-letter");
-      d = std::move(e);
-    } else {
-      d.reset();
-    }
-  };
+  auto next_o = [&] { advance(outbox, o, last_o, "outbox"); };
+  auto next_a = [&] { advance(applied, a, last_a, "inbox"); };
+  auto next_d = [&] { advance(dead, d, last_d, "dead-letter"); };
   next_o();
   next_a();
   next_d();

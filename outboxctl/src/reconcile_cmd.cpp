@@ -1,3 +1,4 @@
+#include "check_flags.hpp"
 #include "commands.hpp"
 #include "dlq_record.hpp"
 
@@ -66,94 +67,61 @@ int reconcile_command(const std::vector<std::string>& args) {
   std::optional<std::string> config_path;
   std::optional<std::string> brokers;
   std::optional<std::string> group;
-  std::optional<std::string> topic_template;
   std::optional<std::string> date;
-  std::vector<std::string> tables;
   std::vector<std::string> topics;
-  std::vector<std::pair<std::string, std::string>> properties;
-  std::string time_column = "created_at";
   std::string inbox_table = "outbox_inbox";
   std::string dead_letter_table;
-  std::optional<std::int64_t> since;
-  std::optional<std::int64_t> until;
   time_zone tz = time_zone::utc();
-  std::chrono::milliseconds grace{5 * 60'000};
   std::chrono::milliseconds lookback{24LL * 3600'000};
-  std::optional<std::uint64_t> memory;
-  std::optional<std::size_t> limit;
-  bool json = false;
   bool from_kafka = false;
+  check_flags f;
   for (std::size_t i = 0; i < args.size(); ++i) {
+    if (const flag_taken t = take_check_flag(args, i, now, f); t.taken) {
+      if (!t.error.empty()) return usage_error(t.error);
+      continue;
+    }
     const std::string& a = args[i];
-    const bool has_value = i + 1 < args.size();
-    auto value = [&]() -> const std::string& { return args[++i]; };
-    if (a == "--json") {
-      json = true;
-    } else if (a == "--from-kafka") {
+    if (a == "--from-kafka") {
       from_kafka = true;
-    } else if (!has_value) {
-      return usage_error("unknown or incomplete argument '" + a + "'");
-    } else if (a == "--outbox-dsn" || a == "--dsn") {
-      outbox_dsn = value();
+      continue;
+    }
+    if (i + 1 >= args.size()) return usage_error("unknown or incomplete argument '" + a + "'");
+    const std::string& v = args[++i];
+    if (a == "--outbox-dsn" || a == "--dsn") {
+      outbox_dsn = v;
     } else if (a == "--inbox-dsn") {
-      inbox_dsn = value();
+      inbox_dsn = v;
     } else if (a == "--inbox-table") {
-      inbox_table = value();
+      inbox_table = v;
     } else if (a == "--dead-letter-table") {
-      dead_letter_table = value();
+      dead_letter_table = v;
     } else if (a == "--group") {
-      group = value();
+      group = v;
     } else if (a == "--config") {
-      config_path = value();
+      config_path = v;
     } else if (a == "--brokers") {
-      brokers = value();
+      brokers = v;
     } else if (a == "--topic") {
-      topics.push_back(value());
-    } else if (a == "--table") {
-      std::string t = value();
-      if (t.find('.') == std::string::npos) t = "public." + t;
-      tables.push_back(t);
-    } else if (a == "--topic-template") {
-      topic_template = value();
-    } else if (a == "--time-column") {
-      time_column = value();
-    } else if (a == "--since" || a == "--until") {
-      const std::string& text = value();
-      const auto t = parse_time(text, now);
-      if (!t) return usage_error(a + " '" + text + "' is neither an RFC 3339 time nor a duration ago like 2h");
-      (a == "--since" ? since : until) = *t;
+      topics.push_back(v);
     } else if (a == "--date") {
-      date = value();
+      date = v;
     } else if (a == "--tz") {
-      const std::string& text = value();
-      const auto z = time_zone::parse(text);
+      const auto z = time_zone::parse(v);
       if (!z) {
-        return usage_error("--tz '" + text +
+        return usage_error("--tz '" + v +
                            "' is neither an IANA zone name found in the system's zoneinfo (e.g. Europe/Berlin) "
                            "nor a UTC offset (e.g. +02:00, UTC)");
       }
       tz = *z;
-    } else if (a == "--grace" || a == "--lookback") {
-      const auto d = config::parse_duration(value());
-      if (!d) return usage_error(a + ": " + d.error);
-      (a == "--grace" ? grace : lookback) = *d.value;
-    } else if (a == "--property") {
-      const std::string& kv = value();
-      const auto eq = kv.find('=');
-      if (eq == std::string::npos || eq == 0) return usage_error("--property wants KEY=VALUE, got '" + kv + "'");
-      properties.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
-    } else if (a == "--memory") {
-      const auto sz = config::parse_size(value());
-      if (!sz || *sz.value < (1U << 20U)) return usage_error("--memory: give a size of at least 1MiB, e.g. 256MiB");
-      memory = *sz.value;
-    } else if (a == "--limit") {
-      const auto n = outbox::parse_int64(value());
-      if (!n || *n < 0) return usage_error("--limit wants a whole number");
-      limit = static_cast<std::size_t>(*n);
+    } else if (a == "--lookback") {
+      const auto d = config::parse_duration(v);
+      if (!d) return usage_error("--lookback: " + d.error);
+      lookback = *d.value;
     } else {
       return usage_error("unknown argument '" + a + "'");
     }
   }
+  const std::chrono::milliseconds grace = f.grace.value_or(std::chrono::milliseconds(5 * 60'000));
 
   if (!group) return usage_error("--group is required: the consumer group whose inbox is reconciled");
   if (!inbox_dsn) inbox_dsn = from_env("OUTBOX_INBOX_DSN");
@@ -167,7 +135,7 @@ int reconcile_command(const std::vector<std::string>& args) {
   o.tz = tz;
   o.lookback = lookback;
   if (config_path) {
-    if (outbox_dsn || !tables.empty() || topic_template || brokers) {
+    if (outbox_dsn || !f.tables.empty() || f.topic_template || brokers) {
       return usage_error("--config gives the outbox DSN, tables, template and brokers; do not pass them as well");
     }
     try {
@@ -176,15 +144,16 @@ int reconcile_command(const std::vector<std::string>& args) {
       std::cerr << e.what() << "\n";
       return k_exit_usage;
     }
-    for (auto& t : o.outbox.tables) t.time_column = time_column;
+    for (auto& t : o.outbox.tables) t.time_column = f.time_column;
     if (!from_kafka && o.outbox.tables.empty()) {
       return usage_error("the relay config has no source.tables; reconcile logical messages with --from-kafka");
     }
   }
   if (from_kafka) {
-    if (!tables.empty() || outbox_dsn || topic_template) {
-      return usage_error("--from-kafka reads the topics, not the tables: drop --outbox-dsn, --table and "
-                         "--topic-template");
+    if (!f.tables.empty() || outbox_dsn || f.topic_template) {
+      return usage_error(
+          "--from-kafka reads the topics, not the tables: drop --outbox-dsn, --table and "
+          "--topic-template");
     }
     if (brokers) o.outbox.brokers = *brokers;
     if (o.outbox.brokers.empty()) return usage_error("--from-kafka needs --brokers (or --config)");
@@ -195,41 +164,33 @@ int reconcile_command(const std::vector<std::string>& args) {
     if (!topics.empty() || brokers) return usage_error("--topic and --brokers go with --from-kafka");
     if (!outbox_dsn) outbox_dsn = from_env("OUTBOX_PG_DSN");
     if (!outbox_dsn) {
-      return usage_error("--outbox-dsn is required (or set OUTBOX_PG_DSN, or give --config relay.yaml, or read "
-                         "the topics with --from-kafka)");
+      return usage_error(
+          "--outbox-dsn is required (or set OUTBOX_PG_DSN, or give --config relay.yaml, or read "
+          "the topics with --from-kafka)");
     }
     o.outbox.dsn = *outbox_dsn;
-    if (tables.empty()) tables.emplace_back("public.outbox");
-    for (const auto& name : tables) {
-      verify_table vt;
-      const auto dot = name.find('.');
-      vt.source.schema = name.substr(0, dot);
-      vt.source.table = name.substr(dot + 1);
-      vt.source.columns =
-          config::column_map{"id", "aggregate_type", "aggregate_id", "event_type", "payload", "headers"};
-      vt.time_column = time_column;
-      o.outbox.tables.push_back(std::move(vt));
-    }
-    if (topic_template) o.outbox.topic_template = *topic_template;
+    o.outbox.tables = tables_from_names(f.tables, f.time_column);
+    if (f.topic_template) o.outbox.topic_template = *f.topic_template;
   } else if (!topics.empty()) {
     return usage_error("--topic goes with --from-kafka");
   }
-  o.outbox.kafka_properties.insert(o.outbox.kafka_properties.end(), properties.begin(), properties.end());
+  o.outbox.kafka_properties.insert(o.outbox.kafka_properties.end(), f.properties.begin(), f.properties.end());
 
   time_window w = yesterday(tz, now_ms);
   if (date) {
-    if (since || until) return usage_error("--date gives the whole day; do not pass --since or --until as well");
+    if (f.since_ms || f.until_ms)
+      return usage_error("--date gives the whole day; do not pass --since or --until as well");
     const auto d = day_window(tz, *date);
     if (!d) return usage_error("--date '" + *date + "' is not a date like 2026-11-30");
     w = *d;
   }
-  o.since_ms = since.value_or(w.since_ms);
-  o.until_ms = std::min(until.value_or(w.until_ms), now_ms - grace.count());
+  o.since_ms = f.since_ms.value_or(w.since_ms);
+  o.until_ms = std::min(f.until_ms.value_or(w.until_ms), now_ms - grace.count());
   if (o.until_ms <= o.since_ms) {
     return usage_error("the window is empty: --until (capped at now - --grace) is not after --since");
   }
-  if (memory) o.memory_budget = *memory;
-  if (limit) o.max_listed = *limit;
+  if (f.memory) o.memory_budget = *f.memory;
+  if (f.limit) o.max_listed = *f.limit;
 
   reconcile_report r;
   try {
@@ -243,7 +204,7 @@ int reconcile_command(const std::vector<std::string>& args) {
   }
 
   auto local = [&](std::int64_t ms) { return ms < 0 ? std::string("-") : tz.format_local(ms); };
-  if (json) {
+  if (f.json) {
     nlohmann::json out = counts_json(r.total);
     out["group"] = r.group;
     out["since"] = format_time(r.since_ms);
@@ -294,8 +255,7 @@ int reconcile_command(const std::vector<std::string>& args) {
     std::printf("%-40s %10s %10s %14s %10s %10s\n", "TOPIC", "EVENTS", "APPLIED", "DEAD-LETTERED", "MISSING",
                 "FOREIGN");
     for (const auto& [topic, c] : r.topics) print_counts(topic.empty() ? "(unknown)" : topic, c);
-    std::printf("%-40s %10s %10s %14s %10s %10s\n", "HOUR", "EVENTS", "APPLIED", "DEAD-LETTERED", "MISSING",
-                "FOREIGN");
+    std::printf("%-40s %10s %10s %14s %10s %10s\n", "HOUR", "EVENTS", "APPLIED", "DEAD-LETTERED", "MISSING", "FOREIGN");
     for (const auto& [start, c] : r.hours) print_counts(local(start), c);
     for (const auto& e : r.missing) std::cout << "missing " << e.topic << " " << e.id << "\n";
     for (const auto& e : r.dead_lettered) {

@@ -56,7 +56,8 @@ std::optional<std::int64_t> parse_offset(std::string_view s) {
     hours = parse_int64(digits.substr(0, 2));
     minutes = parse_int64(digits.substr(2));
   }
-  if (!hours || !minutes || *hours > 18 || *minutes > 59 || (s.find(':') != std::string_view::npos && digits.size() != 4)) {
+  if (!hours || !minutes || *hours > 18 || *minutes > 59 ||
+      (s.find(':') != std::string_view::npos && digits.size() != 4)) {
     return std::nullopt;
   }
   return sign * (*hours * 3600 + *minutes * 60);

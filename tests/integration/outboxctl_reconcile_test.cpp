@@ -48,13 +48,26 @@ class outboxctl_reconcile : public relay_fixture {
 
   /// The inbox side and a window of the last hour up to now.
   std::vector<std::string> inbox_args() const {
-    return {"reconcile",     "--group", m_group,  "--inbox-dsn", require_services().pg_dsn, "--inbox-table", m_inbox,
-            "--dead-letter-table", m_dead, "--since", "1h", "--until", "0s", "--grace", "0s"};
+    return {"reconcile",
+            "--group",
+            m_group,
+            "--inbox-dsn",
+            require_services().pg_dsn,
+            "--inbox-table",
+            m_inbox,
+            "--dead-letter-table",
+            m_dead,
+            "--since",
+            "1h",
+            "--until",
+            "0s",
+            "--grace",
+            "0s"};
   }
   std::vector<std::string> tables_args(const std::string& table) const {
     auto a = inbox_args();
-    for (const std::string& s : {std::string("--outbox-dsn"), require_services().pg_dsn, std::string("--table"),
-                                 "public." + table}) {
+    for (const std::string& s :
+         {std::string("--outbox-dsn"), require_services().pg_dsn, std::string("--table"), "public." + table}) {
       a.push_back(s);
     }
     return a;
@@ -119,7 +132,8 @@ TEST_F(outboxctl_reconcile, a_day_with_a_dropped_a_dead_lettered_a_replayed_and_
   consumer::consumer c(std::move(o), consumer::transactional_handler([](const consumer::record& r, pqxx::work&) {
                          const std::string value = r.value.value_or("");
                          const bool replayed = r.header("dlq_replay_count").has_value();
-                         if (value.find("poison") != std::string::npos) return consumer::outcome::fatal("amount_cents < 0");
+                         if (value.find("poison") != std::string::npos)
+                           return consumer::outcome::fatal("amount_cents < 0");
                          if (value.find("broken") != std::string::npos) return consumer::outcome::fatal("still broken");
                          if (value.find("flaky") != std::string::npos && !replayed) {
                            return consumer::outcome::fatal("account unknown");
@@ -141,14 +155,15 @@ TEST_F(outboxctl_reconcile, a_day_with_a_dropped_a_dead_lettered_a_replayed_and_
   const std::string flaky = id_of(t, "flaky");
   const std::string broken = id_of(t, "broken");
   EXPECT_EQ(pg_scalar("SELECT topic || ' ' || error_class || ' ' || error_message || ' ' || (replayed_at IS NULL) "
-                      "FROM " + m_dead + " WHERE event_id = '" + poison + "' AND " + applied_sql),
+                      "FROM " +
+                      m_dead + " WHERE event_id = '" + poison + "' AND " + applied_sql),
             topic + " fatal amount_cents < 0 true");
 
   // Replay two of them through the group's replay topic: one applies now, one fails again.
   const std::string dlq_topic = topic + "." + m_group + ".dlq";
   for (const auto& id : {flaky, broken}) {
-    const auto r = ctl({"dlq", "replay", "--brokers", require_services().kafka_brokers, "--topic", dlq_topic,
-                        "--event-id", id});
+    const auto r =
+        ctl({"dlq", "replay", "--brokers", require_services().kafka_brokers, "--topic", dlq_topic, "--event-id", id});
     ASSERT_EQ(r.exit_code, 0) << r.output;
   }
   ASSERT_TRUE(wait_until(
@@ -171,10 +186,8 @@ TEST_F(outboxctl_reconcile, a_day_with_a_dropped_a_dead_lettered_a_replayed_and_
   ASSERT_EQ(m_relay->stop(SIGTERM, 30s), 0);
   pg_exec("INSERT INTO " + m_inbox + " (consumer_group, event_id) VALUES ('" + m_group + "', 'foreign-1')");
 
-  const std::map<std::string, std::string> expected{{dropped, "missing"},
-                                                    {poison, "dead_lettered"},
-                                                    {broken, "dead_lettered"},
-                                                    {"foreign-1", "foreign"}};
+  const std::map<std::string, std::string> expected{
+      {dropped, "missing"}, {poison, "dead_lettered"}, {broken, "dead_lettered"}, {"foreign-1", "foreign"}};
   for (const bool from_kafka : {false, true}) {
     SCOPED_TRACE(from_kafka ? "from Kafka" : "from the outbox table");
     auto args = from_kafka ? kafka_args(topic) : tables_args(t);
@@ -200,7 +213,8 @@ TEST_F(outboxctl_reconcile, a_day_with_a_dropped_a_dead_lettered_a_replayed_and_
     }
     EXPECT_EQ(j["missing_ids"][0]["topic"], topic);
     std::uint64_t per_topic = 0;
-    for (const auto& tp : j["topics"]) per_topic += tp["events"].get<std::uint64_t>() + tp["foreign"].get<std::uint64_t>();
+    for (const auto& tp : j["topics"])
+      per_topic += tp["events"].get<std::uint64_t>() + tp["foreign"].get<std::uint64_t>();
     std::uint64_t per_hour = 0;
     for (const auto& h : j["hours"]) per_hour += h["events"].get<std::uint64_t>() + h["foreign"].get<std::uint64_t>();
     EXPECT_EQ(per_topic, 8U);

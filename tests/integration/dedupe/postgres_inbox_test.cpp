@@ -97,7 +97,8 @@ TEST_F(postgres_inbox_test, rollback_frees_the_claim_and_commit_makes_a_duplicat
 }
 
 TEST_F(postgres_inbox_test, works_with_a_schema_qualified_table) {
-  postgres_inbox inbox(require_services().pg_dsn, {.table = "public." + m_inbox, .retention = 1h, .keep_at_least = {}, .dead_letter_table = {}});
+  postgres_inbox inbox(require_services().pg_dsn,
+                       {.table = "public." + m_inbox, .retention = 1h, .keep_at_least = {}, .dead_letter_table = {}});
   EXPECT_EQ(inbox.dead_letter_table(), "public.outbox_dead_letters") << "beside the inbox, in its schema";
   pqxx::connection c(require_services().pg_dsn);
   EXPECT_TRUE(handle(inbox, c, "e1", 1));
@@ -175,9 +176,11 @@ TEST_F(postgres_inbox_test, cleanup_deletes_rows_past_the_retention_in_bounded_b
 
 TEST_F(postgres_inbox_test, cleanup_never_deletes_rows_younger_than_the_floor_whatever_the_retention) {
   auto inbox = make(1h, 72h);
-  pg_exec("INSERT INTO " + m_inbox + " (consumer_group, event_id, processed_at) VALUES ('g', 'two-days', now() - "
+  pg_exec("INSERT INTO " + m_inbox +
+          " (consumer_group, event_id, processed_at) VALUES ('g', 'two-days', now() - "
           "interval '2 days'), ('g', 'four-days', now() - interval '4 days')");
-  pg_exec("INSERT INTO " + m_inbox + "_dead (consumer_group, event_id, topic, partition, \"offset\", error_class, "
+  pg_exec("INSERT INTO " + m_inbox +
+          "_dead (consumer_group, event_id, topic, partition, \"offset\", error_class, "
           "error_message, dead_lettered_at) VALUES ('g', 'dl-two-days', 't', 0, 1, 'fatal', 'x', now() - interval "
           "'2 days'), ('g', 'dl-four-days', 't', 0, 2, 'fatal', 'x', now() - interval '4 days')");
   EXPECT_EQ(inbox.cleanup(100), 2U) << "only the rows older than 72h, past the 1h retention";
@@ -199,7 +202,8 @@ TEST_F(postgres_inbox_test, a_dead_letter_is_one_row_per_event_and_group_and_a_r
   record({"g2", "e1", "pay", 2, 40, "fatal", "another group's", false});
   EXPECT_EQ(count(dead), 2);
   EXPECT_EQ(pg_scalar("SELECT topic || '/' || partition || '/' || \"offset\" || ' ' || error_class || ' ' || "
-                      "error_message || ' ' || (replayed_at IS NULL) FROM " + dead + " WHERE consumer_group = 'g'"),
+                      "error_message || ' ' || (replayed_at IS NULL) FROM " +
+                      dead + " WHERE consumer_group = 'g'"),
             "pay/2/40 fatal amount_cents < 0 true");
   // The replayed copy fails again: the same row, now with when it was replayed; a later plain redelivery keeps it.
   record({"g", "e1", "pay", 2, 40, "retry_exhausted", std::string(3000, 'x'), true});

@@ -106,9 +106,9 @@ struct reconcile_report {
   std::int64_t until_ms = 0;
   bucket_counts total;
   std::uint64_t replayed_applied = 0;  ///< of the applied: dead-lettered once, applied after a replay
-  std::vector<std::pair<std::string, bucket_counts>> topics;      ///< by topic name; "" holds foreign events
-  std::vector<std::pair<std::int64_t, bucket_counts>> hours;      ///< by the UTC ms of the local hour's start
-  std::vector<listed_event> missing;        ///< at most max_listed of each
+  std::vector<std::pair<std::string, bucket_counts>> topics;  ///< by topic name; "" holds foreign events
+  std::vector<std::pair<std::int64_t, bucket_counts>> hours;  ///< by the UTC ms of the local hour's start
+  std::vector<listed_event> missing;                          ///< at most max_listed of each
   std::vector<listed_event> dead_lettered;
   std::vector<listed_event> foreign;
   std::uint64_t outbox_read = 0;  ///< outbox rows or Kafka records read, the lookback included
