@@ -1,11 +1,15 @@
 #include "check_flags.hpp"
 
+#include "commands.hpp"
 #include "dlq_record.hpp"
 
+#include "outbox/base/error.hpp"
+#include "outbox/base/log.hpp"
 #include "outbox/base/text.hpp"
 #include "outbox/config/units.hpp"
 
 #include <algorithm>
+#include <iostream>
 #include <iterator>
 
 namespace outbox::ctl {
@@ -65,6 +69,19 @@ std::vector<verify_table> tables_from_names(std::vector<std::string> names, cons
     out.push_back(std::move(vt));
   }
   return out;
+}
+
+std::optional<int> run_check(std::string_view command, const std::function<void()>& check) {
+  try {
+    check();
+  } catch (const verify_failure& e) {
+    std::cerr << "outboxctl " << command << ": " << log::redact_dsn(e.what()) << "\n";
+    return k_exit_failure;
+  } catch (const outbox_error& e) {
+    std::cerr << "outboxctl " << command << ": " << log::redact_dsn(e.what()) << "\n";
+    return e.value().category == "config" ? k_exit_usage : k_exit_failure;
+  }
+  return std::nullopt;
 }
 
 }  // namespace outbox::ctl

@@ -4,10 +4,12 @@
 #include "outbox/ctl/verify.hpp"
 
 #include <chrono>
+#include <functional>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -39,5 +41,9 @@ flag_taken take_check_flag(const std::vector<std::string>& args, std::size_t& i,
 
 /// The tables named, with the default column names and `time_column`; `public.outbox` when none is named.
 std::vector<verify_table> tables_from_names(std::vector<std::string> names, const std::string& time_column);
+
+/// Runs a check, printing a failure as `outboxctl <command>: …` with DSN passwords hidden: the exit code of the
+/// failure (1, or 2 for a configuration error), or nullopt when the check ran.
+std::optional<int> run_check(std::string_view command, const std::function<void()>& check);
 
 }  // namespace outbox::ctl

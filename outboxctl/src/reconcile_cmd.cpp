@@ -2,7 +2,6 @@
 #include "commands.hpp"
 #include "dlq_record.hpp"
 
-#include "outbox/base/log.hpp"
 #include "outbox/base/text.hpp"
 #include "outbox/config/config_error.hpp"
 #include "outbox/config/relay_config.hpp"
@@ -193,15 +192,7 @@ int reconcile_command(const std::vector<std::string>& args) {
   if (f.limit) o.max_listed = *f.limit;
 
   reconcile_report r;
-  try {
-    r = reconcile(o);
-  } catch (const verify_failure& e) {
-    std::cerr << "outboxctl reconcile: " << log::redact_dsn(e.what()) << "\n";
-    return k_exit_failure;
-  } catch (const outbox_error& e) {
-    std::cerr << "outboxctl reconcile: " << log::redact_dsn(e.what()) << "\n";
-    return e.value().category == "config" ? k_exit_usage : k_exit_failure;
-  }
+  if (const auto failed = run_check("reconcile", [&] { r = reconcile(o); })) return *failed;
 
   auto local = [&](std::int64_t ms) { return ms < 0 ? std::string("-") : tz.format_local(ms); };
   if (f.json) {

@@ -2,7 +2,6 @@
 #include "commands.hpp"
 #include "dlq_record.hpp"
 
-#include "outbox/base/log.hpp"
 #include "outbox/base/text.hpp"
 #include "outbox/config/config_error.hpp"
 #include "outbox/config/relay_config.hpp"
@@ -101,15 +100,7 @@ int verify_command(const std::vector<std::string>& args) {
   if (f.limit) o.max_listed = *f.limit;
 
   verify_report r;
-  try {
-    r = verify(o);
-  } catch (const verify_failure& e) {
-    std::cerr << "outboxctl verify: " << log::redact_dsn(e.what()) << "\n";
-    return k_exit_failure;
-  } catch (const outbox_error& e) {
-    std::cerr << "outboxctl verify: " << log::redact_dsn(e.what()) << "\n";
-    return e.value().category == "config" ? k_exit_usage : k_exit_failure;
-  }
+  if (const auto failed = run_check("verify", [&] { r = verify(o); })) return *failed;
 
   if (f.json) {
     nlohmann::json out;
