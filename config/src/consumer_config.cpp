@@ -218,6 +218,12 @@ schema make_consumer_schema() {
                       .check(detail::positive(), "more than 0s")
                       .describe("How long an event id is remembered; must cover the whole retry schedule, and what "
                                 "Kafka can still redeliver (see `retention_check`)"),
+                  duration_key("keep_at_least")
+                      .defaults("3d")
+                      .check(detail::positive(), "more than 0s")
+                      .describe("`store: postgres`: cleanup never deletes inbox rows or recorded dead letters "
+                                "younger than this, whatever `retention` says, so `outboxctl reconcile` finds "
+                                "yesterday's applied events today (a window of one day needs at least 2d)"),
                   duration_key("lease")
                       .defaults("5m")
                       .check(detail::positive(), "more than 0s")
@@ -419,6 +425,7 @@ consumer_config from_values(values v) {
   c.dedupe.path = optional_text(v, "dedupe.path");
   c.dedupe.url = optional_text(v, "dedupe.url");
   c.dedupe.retention = v.get<std::chrono::milliseconds>("dedupe.retention");
+  c.dedupe.keep_at_least = v.get<std::chrono::milliseconds>("dedupe.keep_at_least");
   c.dedupe.lease = v.get<std::chrono::milliseconds>("dedupe.lease");
   c.dedupe.cleanup_interval = v.get<std::chrono::milliseconds>("dedupe.cleanup_interval");
   c.dedupe.cleanup_batch = static_cast<int>(v.get<std::int64_t>("dedupe.cleanup_batch"));

@@ -4,6 +4,7 @@
 #include "outbox/base/error.hpp"
 #include "outbox/base/log.hpp"
 #include "outbox/base/record_format.hpp"
+#include "outbox/base/text.hpp"
 
 #include <pqxx/pqxx>
 
@@ -95,8 +96,9 @@ attempt_runner::attempt_runner(std::string group, transactional_handler h, const
                                consumer_metrics& metrics)
     : m_group(std::move(group)),
       m_tx_handler(std::move(h)),
-      m_inbox(std::make_unique<dedupe::postgres_inbox>(inbox.dsn,
-                                                       dedupe::postgres_inbox::options{inbox.table, inbox.retention})),
+      m_inbox(std::make_unique<dedupe::postgres_inbox>(
+          inbox.dsn,
+          dedupe::postgres_inbox::options{inbox.table, inbox.retention, inbox.keep_at_least, inbox.dead_letter_table})),
       m_dsn(inbox.dsn),
       m_metrics(metrics),
       m_token_prefix(0) {}
@@ -212,12 +214,7 @@ attempt_result attempt_runner::run_in_transaction(const record& r) {
   if (auto bad = check_event_id(r, "the inbox cannot deduplicate it")) return *bad;
   const std::string_view id = r.event_id();
   try {
-    if (!m_db) {
-      m_db = std::make_unique<pqxx::connection>(m_dsn);
-      pqxx::nontransaction settings(*m_db);
-      settings.exec(std::string(k_session_settings));
-    }
-    pqxx::work tx(*m_db);
+    pqxx::work tx(database());
     const auto c0 = clock::now();
     const bool claimed = m_inbox->claim_in(tx, m_group, id);
     m_metrics.dedupe_time(seconds_since(c0));
@@ -261,6 +258,9 @@ attempt_result attempt_runner::run_in_transaction(const record& r) {
               {},
               true};
     }
+    if (const auto n = r.header(rf::k_dlq_replay_count); n && parse_int64(*n).value_or(0) > 0) {
+      m_inbox->note_replay_applied(tx, m_group, id);
+    }
     tx.commit();  // inbox row and effect together; in doubt -> the next attempt finds the row if it committed
     return from_outcome(o);
   } catch (const std::exception& e) {
@@ -275,6 +275,31 @@ attempt_result attempt_runner::run_in_transaction(const record& r) {
     }
     return wait_on("inbox", std::string("transaction failed: ") + e.what());
   }
+}
+
+pqxx::connection& attempt_runner::database() {
+  if (!m_db) {
+    m_db = std::make_unique<pqxx::connection>(m_dsn);
+    pqxx::nontransaction settings(*m_db);
+    settings.exec(std::string(k_session_settings));
+  }
+  return *m_db;
+}
+
+attempt_result attempt_runner::record_dead_letter(const dedupe::dead_letter_entry& e) {
+  if (!m_inbox || e.event_id.empty() || rf::event_id_problem(e.event_id)) return {};
+  try {
+    pqxx::work tx(database());
+    m_inbox->record_dead_letter(tx, e);
+    tx.commit();
+  } catch (const std::exception& ex) {
+    if (m_db && (!m_db->is_open() || dynamic_cast<const pqxx::broken_connection*>(&ex) != nullptr ||
+                 dynamic_cast<const pqxx::in_doubt_error*>(&ex) != nullptr)) {
+      m_db.reset();
+    }
+    return wait_on("inbox", std::string("could not record the dead letter in the inbox database: ") + ex.what());
+  }
+  return {};
 }
 
 std::pair<std::size_t, bool> attempt_runner::cleanup(std::size_t batch, std::chrono::milliseconds budget) {

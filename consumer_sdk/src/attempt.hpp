@@ -51,7 +51,8 @@ struct claim_state {
 ///                  │ duplicate ▶ duplicate          │ retry/fatal: the claim is kept for the next attempt and
 ///                  │ in_progress ▶ wait (claim)     │ given up by let_go() when the record moves on
 ///               complete failing ▶ wait (dedupe), complete_pending: the next run() only completes
-/// Inbox path:   BEGIN; INSERT inbox row; handler(tx); the row still visible?; COMMIT
+/// Inbox path:   BEGIN; INSERT inbox row; handler(tx); the row still visible?; (a replay: note it in the
+///               dead letters); COMMIT
 ///               (no row, or the transaction aborted: the handler swallowed an SQL error ▶ retry)
 class attempt_runner {
  public:
@@ -67,6 +68,9 @@ class attempt_runner {
   attempt_result run(const record& r, claim_state& c);
   /// Gives the claim up before the record moves to a tier or the DLQ; wait when the store fails.
   attempt_result let_go(const record& r, claim_state& c);
+  /// With the inbox: records the dead letter in the inbox database (its own short transaction); wait when the
+  /// database fails. Without the inbox, or for a record without a usable event id, nothing to do.
+  attempt_result record_dead_letter(const dedupe::dead_letter_entry& e);
   /// Deletes expired dedupe entries: at most `batch` per statement, until none is left or `budget` passed.
   /// Returns rows deleted and whether it stopped with more left.
   std::pair<std::size_t, bool> cleanup(std::size_t batch, std::chrono::milliseconds budget);
@@ -79,6 +83,7 @@ class attempt_runner {
  private:
   attempt_result run_plain(const record& r, claim_state& c);
   attempt_result run_in_transaction(const record& r);
+  pqxx::connection& database();
   std::string new_token();
   void keep_lease(std::string_view event_id, const std::string& token);
   void drop_lease();

@@ -67,6 +67,7 @@ consumer_options from_config(const config::consumer_config& c) {
       inbox_options i;
       i.dsn = c.dedupe.dsn;
       i.retention = c.dedupe.retention;
+      i.keep_at_least = c.dedupe.keep_at_least;
       o.inbox = i;
       if (holds) o.holds = dedupe::make_postgres_key_holds(i.dsn, i.table, lapse);
       break;

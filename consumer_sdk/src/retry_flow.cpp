@@ -214,6 +214,27 @@ bool retry_flow::drive(pending_record& p) {
       case step::produce:
         produce(p);
         continue;
+      case step::note_dead: {
+        // Kafka took the dead letter; the row follows before the offset is committed, so a crash between the
+        // two runs the record again and dead-letters it again (a second copy in the topic, the same row).
+        dedupe::dead_letter_entry e;
+        e.group = m_settings.group;
+        e.event_id = std::string(p.rec.event_id());
+        e.topic = p.origin.topic;
+        e.partition = p.origin.partition;
+        e.offset = p.origin.offset;
+        e.error_class = p.error_class.empty() ? std::string(rf::k_class_fatal) : p.error_class;
+        e.error_message = p.reason;
+        e.replayed = p.replayed;
+        const attempt_result res = m_attempts.record_dead_letter(e);
+        if (res.kind == attempt_kind::wait) {
+          wait_for_dependency(p, res.dependency, res.reason);
+          continue;
+        }
+        dependency_answered(p);
+        p.next = p.in_holds ? step::release_key : step::finished;
+        continue;
+      }
       case step::release_key:
         try {
           m_order->resolved(p.origin.topic, *p.rec.key, me(p));
@@ -397,10 +418,8 @@ void retry_flow::produce_dead_letter(pending_record& p) {
                "per-key order released for a key: its oldest parked record was dead-lettered, so its later records "
                "run now; a replay of it lands after them",
                {{"topic", p.origin.topic}, {"key", p.rec.key.value_or("")}, {"original_offset", p.origin.offset}});
-    p.next = step::release_key;
-    return;
   }
-  p.next = step::finished;
+  p.next = step::note_dead;
 }
 
 void retry_flow::settle(const std::string& topic, bool replayed, attempt_kind kind) {

@@ -36,6 +36,7 @@ enum class step {
   let_go,       ///< give the claim up before the record leaves for a tier or the DLQ
   hold_key,     ///< register the record in the key's holds before its copy goes to a tier
   produce,      ///< send the copy to the tier or the dead-letter topic
+  note_dead,    ///< with the inbox: record the dead letter in its database before the offset may move
   release_key,  ///< remove it from the key's holds
   finished,     ///< done, duplicate, parked or dead-lettered: its offset may be committed
 };

@@ -1,6 +1,8 @@
 #include "outbox/dedupe/postgres_inbox.hpp"
 
 #include "outbox/base/error.hpp"
+#include "outbox/base/record_format.hpp"
+#include "outbox/base/text.hpp"
 #include "outbox/dedupe/key_holds.hpp"
 
 #include "event_id_check.hpp"
@@ -40,11 +42,18 @@ std::string quote_table(pqxx::connection_base& c, const std::string& table) {
   return out;
 }
 
-/// The index name: `<table>_processed_at_idx` from the unqualified table name, in the table's schema.
-std::string index_name(pqxx::connection_base& c, const std::string& table) {
+/// An index name: `<table><suffix>` from the unqualified table name, in the table's schema.
+std::string index_name(pqxx::connection_base& c, const std::string& table,
+                       std::string_view suffix = "_processed_at_idx") {
   const auto dot = table.rfind('.');
   const std::string base = dot == std::string::npos ? table : table.substr(dot + 1);
-  return c.quote_name(base.substr(0, 63 - std::string_view("_processed_at_idx").size()) + "_processed_at_idx");
+  return c.quote_name(base.substr(0, 63 - suffix.size()) + std::string(suffix));
+}
+
+/// `outbox_dead_letters` in the schema of `inbox_table` (unqualified when the inbox is).
+std::string default_dead_letter_table(const std::string& inbox_table) {
+  const auto dot = inbox_table.rfind('.');
+  return dot == std::string::npos ? "outbox_dead_letters" : inbox_table.substr(0, dot + 1) + "outbox_dead_letters";
 }
 
 }  // namespace
@@ -56,6 +65,10 @@ struct postgres_inbox::impl {
   std::string insert_sql;  ///< claim_in's statement
   std::string check_sql;   ///< still_claimed_in's statement
   std::string cleanup_sql;
+  std::string dead_quoted;  ///< the dead-letter table, quoted for SQL
+  std::string dead_insert_sql;
+  std::string dead_replayed_sql;
+  std::string dead_cleanup_sql;
   std::mutex mutex;  ///< guards `conn` (cleanup may run beside claim_in, which never touches it)
   std::unique_ptr<pqxx::connection> conn;
 
@@ -92,10 +105,13 @@ postgres_inbox::postgres_inbox(std::string dsn, options opts) : m_impl(std::make
   if (d.opts.retention.count() <= 0) {
     throw outbox_error("dedupe", "postgres inbox " + d.opts.table + ": retention must be positive", retry_class::fatal);
   }
+  if (d.opts.dead_letter_table.empty()) d.opts.dead_letter_table = default_dead_letter_table(d.opts.table);
   try {
     pqxx::connection& c = d.connection();
     d.quoted = quote_table(c, d.opts.table);
+    d.dead_quoted = quote_table(c, d.opts.dead_letter_table);
     const std::string index = index_name(c, d.opts.table);
+    const std::string dead_index = index_name(c, d.opts.dead_letter_table, "_dead_lettered_at_idx");
     // Two instances starting together may both try to create the table; the loser sees a unique violation
     // on the catalog and simply tries again (then IF NOT EXISTS holds).
     for (int attempt = 0;; ++attempt) {
@@ -105,6 +121,12 @@ postgres_inbox::postgres_inbox(std::string dsn, options opts) : m_impl(std::make
                  " (consumer_group text NOT NULL, event_id text NOT NULL,"
                  " processed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (consumer_group, event_id))");
         tx.exec0("CREATE INDEX IF NOT EXISTS " + index + " ON " + d.quoted + " (processed_at)");
+        tx.exec0("CREATE TABLE IF NOT EXISTS " + d.dead_quoted +
+                 " (consumer_group text NOT NULL, event_id text NOT NULL, topic text NOT NULL,"
+                 " partition integer NOT NULL, \"offset\" bigint NOT NULL, error_class text NOT NULL,"
+                 " error_message text NOT NULL, dead_lettered_at timestamptz NOT NULL DEFAULT now(),"
+                 " replayed_at timestamptz, PRIMARY KEY (consumer_group, event_id))");
+        tx.exec0("CREATE INDEX IF NOT EXISTS " + dead_index + " ON " + d.dead_quoted + " (dead_lettered_at)");
         tx.commit();
         break;
       } catch (const pqxx::unique_violation&) {
@@ -120,6 +142,18 @@ postgres_inbox::postgres_inbox(std::string dsn, options opts) : m_impl(std::make
   d.check_sql = "SELECT 1 FROM " + d.quoted + " WHERE consumer_group = $1 AND event_id = $2";
   d.cleanup_sql = "DELETE FROM " + d.quoted + " WHERE ctid IN (SELECT ctid FROM " + d.quoted +
                   " WHERE processed_at < now() - $1::bigint * interval '1 millisecond' LIMIT $2)";
+  // A dead letter of a record that came back from a replay and failed again keeps when it was replayed.
+  d.dead_insert_sql = "INSERT INTO " + d.dead_quoted +
+                      " AS d (consumer_group, event_id, topic, partition, \"offset\", error_class, error_message,"
+                      " replayed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8 THEN now() END)"
+                      " ON CONFLICT (consumer_group, event_id) DO UPDATE SET topic = excluded.topic,"
+                      " partition = excluded.partition, \"offset\" = excluded.\"offset\","
+                      " error_class = excluded.error_class, error_message = excluded.error_message,"
+                      " dead_lettered_at = now(), replayed_at = coalesce(excluded.replayed_at, d.replayed_at)";
+  d.dead_replayed_sql =
+      "UPDATE " + d.dead_quoted + " SET replayed_at = now() WHERE consumer_group = $1 AND event_id = $2";
+  d.dead_cleanup_sql = "DELETE FROM " + d.dead_quoted + " WHERE ctid IN (SELECT ctid FROM " + d.dead_quoted +
+                       " WHERE dead_lettered_at < now() - $1::bigint * interval '1 millisecond' LIMIT $2)";
 }
 
 postgres_inbox::~postgres_inbox() = default;
@@ -146,19 +180,42 @@ bool postgres_inbox::still_claimed_in(pqxx::transaction_base& tx, std::string_vi
   }
 }
 
+void postgres_inbox::record_dead_letter(pqxx::transaction_base& tx, const dead_letter_entry& e) {
+  detail::check_event_id(e.event_id);
+  try {
+    tx.exec_params(m_impl->dead_insert_sql, e.group, e.event_id, e.topic, e.partition, e.offset, e.error_class,
+                   cut_utf8(e.error_message, record_format::k_max_error_message), e.replayed);
+  } catch (const std::exception& ex) {
+    m_impl->fail("recording the dead letter of event " + e.event_id + " for group " + e.group + " in " +
+                     m_impl->opts.dead_letter_table,
+                 ex);
+  }
+}
+
+void postgres_inbox::note_replay_applied(pqxx::transaction_base& tx, std::string_view group,
+                                         std::string_view event_id) {
+  try {
+    tx.exec_params(m_impl->dead_replayed_sql, std::string(group), std::string(event_id));
+  } catch (const std::exception& e) {
+    m_impl->fail("noting the replay of event " + std::string(event_id) + " in " + m_impl->opts.dead_letter_table, e);
+  }
+}
+
 std::size_t postgres_inbox::cleanup(std::size_t limit) {
   impl& d = *m_impl;
   std::lock_guard lock(d.mutex);
   std::size_t deleted = 0;
+  const auto keep = static_cast<long long>(std::max(d.opts.retention, d.opts.keep_at_least).count());
   try {
-    while (deleted < limit) {
-      const std::size_t batch = std::min(k_cleanup_batch, limit - deleted);
-      pqxx::nontransaction tx(d.connection());  // each batch commits on its own: short locks, bounded WAL
-      const pqxx::result r = tx.exec_params(d.cleanup_sql, static_cast<long long>(d.opts.retention.count()),
-                                            static_cast<long long>(batch));
-      const auto n = static_cast<std::size_t>(r.affected_rows());
-      deleted += n;
-      if (n < batch) break;
+    for (const std::string* sql : {&d.cleanup_sql, &d.dead_cleanup_sql}) {
+      while (deleted < limit) {
+        const std::size_t batch = std::min(k_cleanup_batch, limit - deleted);
+        pqxx::nontransaction tx(d.connection());  // each batch commits on its own: short locks, bounded WAL
+        const pqxx::result r = tx.exec_params(*sql, keep, static_cast<long long>(batch));
+        const auto n = static_cast<std::size_t>(r.affected_rows());
+        deleted += n;
+        if (n < batch) break;
+      }
     }
   } catch (const std::exception& e) {
     if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) d.conn.reset();
@@ -168,6 +225,8 @@ std::size_t postgres_inbox::cleanup(std::size_t limit) {
 }
 
 const std::string& postgres_inbox::table() const { return m_impl->opts.table; }
+
+const std::string& postgres_inbox::dead_letter_table() const { return m_impl->opts.dead_letter_table; }
 
 std::chrono::milliseconds postgres_inbox::retention() const { return m_impl->opts.retention; }
 

@@ -17,6 +17,9 @@ int slot_status(const std::vector<std::string>& args);
 /// `outboxctl verify ...`: the outbox rows of a window against the topics they route to.
 int verify_command(const std::vector<std::string>& args);
 
+/// `outboxctl reconcile ...`: a window's outbox events against a consumer group's inbox and dead letters.
+int reconcile_command(const std::vector<std::string>& args);
+
 /// `outboxctl dlq list | show | replay ...` (args start at the subcommand): dead-letter topics.
 int dlq(const std::vector<std::string>& args);
 

@@ -17,8 +17,12 @@ constexpr const char* k_usage =
     "       every dlq command: [--property KEY=VALUE]... [--kafka-config FILE]  (librdkafka settings)\n"
     "       outboxctl verify --dsn DSN --brokers B [--table SCHEMA.TABLE] [--since TIME] [--grace D] [--json]\n"
     "       outboxctl verify --config relay.yaml [--since TIME] [--grace D] [--json]\n"
+    "       outboxctl reconcile --group G --inbox-dsn DSN (--outbox-dsn DSN [--table SCHEMA.TABLE ...]\n"
+    "                           | --config relay.yaml | --from-kafka --brokers B --topic T ...)\n"
+    "                           [--since TIME] [--until TIME] [--date YYYY-MM-DD] [--tz ZONE] [--grace D] [--json]\n"
     "       outboxctl --version | --help\n"
-    "exit codes: 0 ok, 1 runtime failure, 2 bad usage, 3 verify found rows missing from Kafka\n";
+    "exit codes: 0 ok, 1 runtime failure, 2 bad usage, 3 verify found rows missing from Kafka or reconcile found\n"
+    "            events neither applied nor dead-lettered\n";
 
 }  // namespace
 
@@ -37,6 +41,7 @@ int main(int argc, char** argv) {
   }
   if (args[0] == "dlq") return outbox::ctl::dlq({args.begin() + 1, args.end()});
   if (args[0] == "verify") return outbox::ctl::verify_command({args.begin() + 1, args.end()});
+  if (args[0] == "reconcile") return outbox::ctl::reconcile_command({args.begin() + 1, args.end()});
   std::cerr << "outboxctl: unknown command '" << args[0] << (args.size() > 1 ? " " + args[1] : "") << "'\n" << k_usage;
   return outbox::ctl::k_exit_usage;
 }

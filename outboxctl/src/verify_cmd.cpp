@@ -1,7 +1,7 @@
+#include "check_flags.hpp"
 #include "commands.hpp"
 #include "dlq_record.hpp"
 
-#include "outbox/base/log.hpp"
 #include "outbox/base/text.hpp"
 #include "outbox/config/config_error.hpp"
 #include "outbox/config/relay_config.hpp"
@@ -45,68 +45,30 @@ int verify_command(const std::vector<std::string>& args) {
   std::optional<std::string> dsn;
   std::optional<std::string> brokers;
   std::optional<std::string> config_path;
-  std::vector<std::string> tables;
-  std::optional<std::string> topic_template;
-  std::string time_column = "created_at";
-  std::optional<std::int64_t> since;
-  std::optional<std::int64_t> until;
-  std::chrono::milliseconds grace{60'000};
-  bool json = false;
-  std::vector<std::pair<std::string, std::string>> properties;
-  std::optional<std::uint64_t> memory;
-  std::optional<std::size_t> limit;
+  check_flags f;
   for (std::size_t i = 0; i < args.size(); ++i) {
+    if (const flag_taken t = take_check_flag(args, i, now, f); t.taken) {
+      if (!t.error.empty()) return usage_error(t.error);
+      continue;
+    }
     const std::string& a = args[i];
-    const bool has_value = i + 1 < args.size();
-    auto value = [&]() -> const std::string& { return args[++i]; };
-    if (a == "--json") {
-      json = true;
-    } else if (!has_value) {
-      return usage_error("unknown or incomplete argument '" + a + "'");
-    } else if (a == "--dsn") {
-      dsn = value();
+    if (i + 1 >= args.size()) return usage_error("unknown or incomplete argument '" + a + "'");
+    const std::string& v = args[++i];
+    if (a == "--dsn") {
+      dsn = v;
     } else if (a == "--brokers") {
-      brokers = value();
+      brokers = v;
     } else if (a == "--config") {
-      config_path = value();
-    } else if (a == "--table") {
-      std::string t = value();
-      if (t.find('.') == std::string::npos) t = "public." + t;
-      tables.push_back(t);
-    } else if (a == "--topic-template") {
-      topic_template = value();
-    } else if (a == "--time-column") {
-      time_column = value();
-    } else if (a == "--since" || a == "--until") {
-      const std::string& text = value();
-      const auto t = parse_time(text, now);
-      if (!t) return usage_error(a + " '" + text + "' is neither an RFC 3339 time nor a duration ago like 2h");
-      (a == "--since" ? since : until) = *t;
-    } else if (a == "--grace") {
-      const auto d = config::parse_duration(value());
-      if (!d) return usage_error("--grace: " + d.error);
-      grace = *d.value;
-    } else if (a == "--property") {
-      const std::string& kv = value();
-      const auto eq = kv.find('=');
-      if (eq == std::string::npos || eq == 0) return usage_error("--property wants KEY=VALUE, got '" + kv + "'");
-      properties.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
-    } else if (a == "--memory") {
-      const auto sz = config::parse_size(value());
-      if (!sz || *sz.value < (1U << 20U)) return usage_error("--memory: give a size of at least 1MiB, e.g. 256MiB");
-      memory = *sz.value;
-    } else if (a == "--limit") {
-      const auto n = outbox::parse_int64(value());
-      if (!n || *n < 0) return usage_error("--limit wants a whole number");
-      limit = static_cast<std::size_t>(*n);
+      config_path = v;
     } else {
       return usage_error("unknown argument '" + a + "'");
     }
   }
+  const std::chrono::milliseconds grace = f.grace.value_or(std::chrono::milliseconds(60'000));
 
   verify_options o;
   if (config_path) {
-    if (dsn || brokers || !tables.empty() || topic_template) {
+    if (dsn || brokers || !f.tables.empty() || f.topic_template) {
       return usage_error("--config gives the DSN, brokers, tables and template; do not pass them as well");
     }
     try {
@@ -117,7 +79,7 @@ int verify_command(const std::vector<std::string>& args) {
     }
     if (o.tables.empty())
       return usage_error("the relay config has no source.tables; logical messages cannot be verified");
-    for (auto& t : o.tables) t.time_column = time_column;
+    for (auto& t : o.tables) t.time_column = f.time_column;
   } else {
     if (!dsn) {
       if (const char* env = std::getenv("OUTBOX_PG_DSN"); env != nullptr && *env != '\0') dsn = env;
@@ -126,39 +88,21 @@ int verify_command(const std::vector<std::string>& args) {
     if (!brokers) return usage_error("--brokers is required");
     o.dsn = *dsn;
     o.brokers = *brokers;
-    if (tables.empty()) tables.emplace_back("public.outbox");
-    for (const auto& name : tables) {
-      verify_table vt;
-      const auto dot = name.find('.');
-      vt.source.schema = name.substr(0, dot);
-      vt.source.table = name.substr(dot + 1);
-      vt.source.columns =
-          config::column_map{"id", "aggregate_type", "aggregate_id", "event_type", "payload", "headers"};
-      vt.time_column = time_column;
-      o.tables.push_back(std::move(vt));
-    }
-    if (topic_template) o.topic_template = *topic_template;
+    o.tables = tables_from_names(f.tables, f.time_column);
+    if (f.topic_template) o.topic_template = *f.topic_template;
   }
-  o.kafka_properties.insert(o.kafka_properties.end(), properties.begin(), properties.end());
-  o.since_ms = since.value_or(now_ms - 24LL * 3600 * 1000);
-  o.until_ms = until.value_or(now_ms - grace.count());
+  o.kafka_properties.insert(o.kafka_properties.end(), f.properties.begin(), f.properties.end());
+  o.since_ms = f.since_ms.value_or(now_ms - 24LL * 3600 * 1000);
+  o.until_ms = f.until_ms.value_or(now_ms - grace.count());
   if (o.until_ms <= o.since_ms)
     return usage_error("the window is empty: --until (or now - --grace) is not after --since");
-  if (memory) o.memory_budget = *memory;
-  if (limit) o.max_listed = *limit;
+  if (f.memory) o.memory_budget = *f.memory;
+  if (f.limit) o.max_listed = *f.limit;
 
   verify_report r;
-  try {
-    r = verify(o);
-  } catch (const verify_failure& e) {
-    std::cerr << "outboxctl verify: " << log::redact_dsn(e.what()) << "\n";
-    return k_exit_failure;
-  } catch (const outbox_error& e) {
-    std::cerr << "outboxctl verify: " << log::redact_dsn(e.what()) << "\n";
-    return e.value().category == "config" ? k_exit_usage : k_exit_failure;
-  }
+  if (const auto failed = run_check("verify", [&] { r = verify(o); })) return *failed;
 
-  if (json) {
+  if (f.json) {
     nlohmann::json out;
     out["since"] = format_time(r.since_ms);
     out["until"] = format_time(r.until_ms);

@@ -99,7 +99,7 @@ void bm_postgres_inbox(benchmark::State& state) {
   }
   const std::string table = run_name("inbox");
   {
-    postgres_inbox inbox(dsn, {.table = table, .retention = 24h});
+    postgres_inbox inbox(dsn, {.table = table, .retention = 24h, .keep_at_least = {}, .dead_letter_table = {}});
     pqxx::connection c(dsn);
     std::size_t n = 0;
     for (auto _ : state) {

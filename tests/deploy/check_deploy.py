@@ -11,6 +11,9 @@
   Prometheus scrapes and the healthcheck asks; brokers and database hosts are compose services.
 - kubernetes/relay-sidecar.yaml: the ConfigMaps hold deploy/config/relay.yaml and
   deploy/postgres/init.sh verbatim; probes and ports match metrics.listen; secrets exist.
+- kubernetes/reconcile-cronjob.yaml: outboxctl reconcile from the same image, with relay-sidecar.yaml's relay
+  ConfigMap and every variable relay.yaml needs; the group is deploy/config/ledger.yaml's; --tz is the
+  CronJob's timeZone; exit 3 fails the Job at once (podFailurePolicy); a writable /tmp for sorted runs.
 - Dockerfile: Debian 12 stages; build packages are those of scripts/install.sh; the runtime packages
   provide every shared library of the built binaries (--binary); non-root runtime.
 - systemd unit: restart policy, hardening, stop timeout above relay.shutdown_timeout.
@@ -562,6 +565,69 @@ def check_kubernetes(p: problems, root: Path, ctx: dict) -> None:
             f"terminationGracePeriodSeconds {grace} is not above relay.shutdown_timeout ({ctx['shutdown_timeout_s']}s)")
 
 
+def check_reconcile_cronjob(p: problems, root: Path, ctx: dict) -> None:
+    path = root / "deploy/kubernetes/reconcile-cronjob.yaml"
+    docs = load_yaml(p, path, all_docs=True)
+    sidecar = load_yaml(p, root / "deploy/kubernetes/relay-sidecar.yaml", all_docs=True) or []
+    if not docs:
+        return
+    where = str(path)
+    by_kind: dict[tuple[str, str], dict] = {}
+    for d in list(docs) + list(sidecar):
+        if d:
+            by_kind[(d["kind"], d["metadata"]["name"])] = d
+    jobs = [d for d in docs if d and d.get("kind") == "CronJob"]
+    if not p.check(len(jobs) == 1, where, "expected one CronJob"):
+        return
+    spec = jobs[0]["spec"]
+    job = spec["jobTemplate"]["spec"]
+    pod = job["template"]["spec"]
+    p.check(pod.get("restartPolicy") == "Never", where, "restartPolicy must be Never: the Job, not the kubelet, retries")
+    containers = pod.get("containers") or []
+    if not p.check(len(containers) == 1, where, "expected one container"):
+        return
+    c = containers[0]
+    argv = (c.get("command") or []) + (c.get("args") or [])
+    p.check(argv[:2] == ["outboxctl", "reconcile"], where, "the container does not run outboxctl reconcile")
+    p.check(c.get("image") == f"outbox-relay:{ctx['version']}", where,
+            f"image {c.get('image')} is not outbox-relay:{ctx['version']}")
+
+    def flag(name: str) -> str | None:
+        return next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == name), None)
+
+    ledger = ctx["configs"].get((root / "deploy/config/ledger.yaml").resolve()) or {}
+    group = (ledger.get("consumer") or {}).get("group_id")
+    p.check(flag("--group") == group, where, f"--group {flag('--group')} is not deploy/config/ledger.yaml's {group}")
+    p.check(flag("--tz") == spec.get("timeZone"), where, "--tz differs from the CronJob's timeZone")
+    rules = (job.get("podFailurePolicy") or {}).get("rules") or []
+    p.check(any(r.get("action") == "FailJob" and 3 in ((r.get("onExitCodes") or {}).get("values") or [])
+                and (r.get("onExitCodes") or {}).get("containerName") == c["name"] for r in rules), where,
+            "exit 3 (a gap) must fail the Job at once: podFailurePolicy FailJob onExitCodes [3]")
+    volumes = {v["name"]: v for v in pod.get("volumes") or []}
+    mounts = {vm["mountPath"].rstrip("/"): volumes.get(vm["name"], {}) for vm in c.get("volumeMounts") or []}
+    if (c.get("securityContext") or {}).get("readOnlyRootFilesystem"):
+        p.check("emptyDir" in mounts.get("/tmp", {}), where, "a read-only root needs an emptyDir on /tmp for sorted runs")
+    cfg = flag("--config")
+    if p.check(cfg is not None, where, "no --config: the CronJob reads the relay's config"):
+        vol = mounts.get(str(Path(cfg).parent), {})
+        name = (vol.get("configMap") or {}).get("name")
+        cm = by_kind.get(("ConfigMap", name or ""))
+        p.check(cm is not None and Path(cfg).name in (cm.get("data") or {}), where,
+                f"--config {cfg} is not a key of a ConfigMap of relay-sidecar.yaml")
+    env = {}
+    for e in c.get("env") or []:
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            secret = by_kind.get(("Secret", ref["name"]))
+            keys = set(((secret or {}).get("stringData") or {}) | ((secret or {}).get("data") or {}))
+            p.check(ref["key"] in keys, where, f"Secret {ref['name']} has no key {ref['key']}")
+        env[e["name"]] = "set"
+    tree = ctx["configs"].get((root / "deploy/config/relay.yaml").resolve()) or {}
+    for var in sorted(required_vars(tree)):
+        p.check(var in env, where, f"the container does not set ${{{var}}} that relay.yaml needs")
+    p.check("OUTBOX_INBOX_DSN" in env or flag("--inbox-dsn") is not None, where, "no inbox DSN")
+
+
 # ---- Dockerfile ----------------------------------------------------------------------------------------
 
 def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
@@ -799,6 +865,7 @@ def main() -> int:
     check_dashboard(p, deploy / "grafana/outbox.json")
     check_compose(p, root, ctx)
     check_kubernetes(p, root, ctx)
+    check_reconcile_cronjob(p, root, ctx)
     check_dockerfile(p, root, ctx)
     check_runtime_libraries(p, root, args.binary)
     check_systemd(p, root, ctx)

@@ -276,7 +276,7 @@ TEST_F(guarantees, a_handler_that_swallows_an_sql_error_is_retried_and_its_event
   o.retry.max_attempts = 0;  // retry in process until done
   o.retry.initial = 100ms;
   o.retry.max = 100ms;
-  o.inbox = consumer::inbox_options{m_dsn, "outbox_inbox", std::chrono::hours(240)};
+  o.inbox = consumer::inbox_options{m_dsn, "outbox_inbox", std::chrono::hours(240), {}, {}};
   const std::string schema = m_schema;
   consumer::consumer c(std::move(o), consumer::transactional_handler([schema](const record& r, pqxx::work& tx) {
                          try {
@@ -377,7 +377,7 @@ TEST(guarantees_on_kafka, per_key_order_survives_a_restart_with_a_parked_head) {
 TEST_F(guarantees, inbox_cleanup_catches_up_with_a_large_backlog) {
   create_topic(1);
   auto o = kafka_options({m_topic}, m_group);
-  o.inbox = consumer::inbox_options{m_dsn, "outbox_inbox", std::chrono::hours(240)};
+  o.inbox = consumer::inbox_options{m_dsn, "outbox_inbox", std::chrono::hours(240), {}, {}};
   o.cleanup_interval = 500ms;
   consumer::consumer c(std::move(o),
                        consumer::transactional_handler([](const record&, pqxx::work&) { return outcome::done(); }));

@@ -35,11 +35,15 @@ class postgres_inbox_test : public ::testing::Test {
   void TearDown() override {
     pg_exec("DROP TABLE IF EXISTS " + m_inbox + "_parked");
     pg_exec("DROP TABLE IF EXISTS " + m_inbox);
+    pg_exec("DROP TABLE IF EXISTS " + m_inbox + "_dead");
     pg_exec("DROP TABLE IF EXISTS " + m_ledger);
   }
 
-  postgres_inbox make(std::chrono::milliseconds retention = 24h) {
-    return postgres_inbox(require_services().pg_dsn, {.table = m_inbox, .retention = retention});
+  postgres_inbox make(std::chrono::milliseconds retention = 24h, std::chrono::milliseconds keep_at_least = 0ms) {
+    return postgres_inbox(require_services().pg_dsn, {.table = m_inbox,
+                                                      .retention = retention,
+                                                      .keep_at_least = keep_at_least,
+                                                      .dead_letter_table = m_inbox + "_dead"});
   }
 
   /// One handler run: inbox row and business row in one transaction; true when it committed an effect.
@@ -93,7 +97,9 @@ TEST_F(postgres_inbox_test, rollback_frees_the_claim_and_commit_makes_a_duplicat
 }
 
 TEST_F(postgres_inbox_test, works_with_a_schema_qualified_table) {
-  postgres_inbox inbox(require_services().pg_dsn, {.table = "public." + m_inbox, .retention = 1h});
+  postgres_inbox inbox(require_services().pg_dsn,
+                       {.table = "public." + m_inbox, .retention = 1h, .keep_at_least = {}, .dead_letter_table = {}});
+  EXPECT_EQ(inbox.dead_letter_table(), "public.outbox_dead_letters") << "beside the inbox, in its schema";
   pqxx::connection c(require_services().pg_dsn);
   EXPECT_TRUE(handle(inbox, c, "e1", 1));
   EXPECT_FALSE(handle(inbox, c, "e1", 1));
@@ -168,6 +174,57 @@ TEST_F(postgres_inbox_test, cleanup_deletes_rows_past_the_retention_in_bounded_b
   EXPECT_EQ(count(m_inbox, "processed_at < now() - interval '1 day'"), 0);
 }
 
+TEST_F(postgres_inbox_test, cleanup_never_deletes_rows_younger_than_the_floor_whatever_the_retention) {
+  auto inbox = make(1h, 72h);
+  pg_exec("INSERT INTO " + m_inbox +
+          " (consumer_group, event_id, processed_at) VALUES ('g', 'two-days', now() - "
+          "interval '2 days'), ('g', 'four-days', now() - interval '4 days')");
+  pg_exec("INSERT INTO " + m_inbox +
+          "_dead (consumer_group, event_id, topic, partition, \"offset\", error_class, "
+          "error_message, dead_lettered_at) VALUES ('g', 'dl-two-days', 't', 0, 1, 'fatal', 'x', now() - interval "
+          "'2 days'), ('g', 'dl-four-days', 't', 0, 2, 'fatal', 'x', now() - interval '4 days')");
+  EXPECT_EQ(inbox.cleanup(100), 2U) << "only the rows older than 72h, past the 1h retention";
+  EXPECT_EQ(pg_scalar("SELECT string_agg(event_id, ',') FROM " + m_inbox), "two-days");
+  EXPECT_EQ(pg_scalar("SELECT string_agg(event_id, ',') FROM " + m_inbox + "_dead"), "dl-two-days");
+}
+
+TEST_F(postgres_inbox_test, a_dead_letter_is_one_row_per_event_and_group_and_a_replay_is_noted) {
+  auto inbox = make();
+  EXPECT_EQ(inbox.dead_letter_table(), m_inbox + "_dead");
+  pqxx::connection c(require_services().pg_dsn);
+  auto record = [&](const dead_letter_entry& e) {
+    pqxx::work tx(c);
+    inbox.record_dead_letter(tx, e);
+    tx.commit();
+  };
+  const std::string dead = m_inbox + "_dead";
+  record({"g", "e1", "pay", 2, 40, "fatal", "amount_cents < 0", false});
+  record({"g2", "e1", "pay", 2, 40, "fatal", "another group's", false});
+  EXPECT_EQ(count(dead), 2);
+  EXPECT_EQ(pg_scalar("SELECT topic || '/' || partition || '/' || \"offset\" || ' ' || error_class || ' ' || "
+                      "error_message || ' ' || (replayed_at IS NULL) FROM " +
+                      dead + " WHERE consumer_group = 'g'"),
+            "pay/2/40 fatal amount_cents < 0 true");
+  // The replayed copy fails again: the same row, now with when it was replayed; a later plain redelivery keeps it.
+  record({"g", "e1", "pay", 2, 40, "retry_exhausted", std::string(3000, 'x'), true});
+  record({"g", "e1", "pay", 2, 40, "retry_exhausted", "again", false});
+  EXPECT_EQ(count(dead, "consumer_group = 'g'"), 1);
+  EXPECT_EQ(pg_scalar("SELECT error_class || ' ' || error_message || ' ' || (replayed_at IS NOT NULL) FROM " + dead +
+                      " WHERE consumer_group = 'g'"),
+            "retry_exhausted again true");
+  record({"g", "e2", "pay", 0, 1, "fatal", std::string(3000, 'y'), false});
+  EXPECT_EQ(pg_scalar("SELECT length(error_message) FROM " + dead + " WHERE event_id = 'e2'"), "1024")
+      << "cut like the header";
+  {
+    pqxx::work tx(c);
+    inbox.note_replay_applied(tx, "g", "e2");
+    tx.commit();
+  }
+  EXPECT_EQ(count(dead, "event_id = 'e2' AND replayed_at IS NOT NULL"), 1);
+  pqxx::work tx(c);
+  EXPECT_THROW(inbox.record_dead_letter(tx, {"g", "", "pay", 0, 1, "fatal", "x", false}), outbox_error);
+}
+
 TEST_F(postgres_inbox_test, a_transaction_aborted_behind_the_callers_back_is_seen_before_commit) {
   auto inbox = make();
   pg_exec("CREATE UNIQUE INDEX ON " + m_ledger + " (event_id)");
@@ -221,7 +278,8 @@ TEST_F(postgres_inbox_test, holds_keep_the_contract_in_the_inbox_database) {
 
 TEST_F(postgres_inbox_test, an_unreachable_database_is_a_retryable_error) {
   try {
-    postgres_inbox inbox("host=127.0.0.1 port=1 dbname=outbox connect_timeout=2", {.table = m_inbox, .retention = 1h});
+    postgres_inbox inbox("host=127.0.0.1 port=1 dbname=outbox connect_timeout=2",
+                         {.table = m_inbox, .retention = 1h, .keep_at_least = {}, .dead_letter_table = {}});
     FAIL() << "expected an outbox_error";
   } catch (const outbox_error& e) {
     EXPECT_EQ(e.value().category, "dedupe");

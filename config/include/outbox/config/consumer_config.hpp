@@ -36,6 +36,7 @@ struct dedupe_config {
   std::string path;  ///< sqlite
   std::string url;   ///< redis
   std::chrono::milliseconds retention{};
+  std::chrono::milliseconds keep_at_least{};     ///< postgres: the floor under retention's cleanup
   std::chrono::milliseconds lease{};             ///< a claim's lease, renewed while the handler runs
   std::chrono::milliseconds cleanup_interval{};  ///< how often expired entries are deleted
   int cleanup_batch = 0;                         ///< entries per delete statement

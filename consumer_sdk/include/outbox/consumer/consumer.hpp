@@ -38,6 +38,11 @@ struct inbox_options {
   std::string dsn;                     ///< libpq string or URI of the database the handler writes to
   std::string table = "outbox_inbox";  ///< may be schema-qualified; held keys go to `<table>_parked`
   std::chrono::milliseconds retention = std::chrono::hours(24 * 7);
+  /// Cleanup never deletes inbox rows (or recorded dead letters) younger than this, whatever `retention` says:
+  /// `outboxctl reconcile` reads a whole day of them the day after. The default is `dedupe.keep_at_least`'s.
+  std::chrono::milliseconds keep_at_least = std::chrono::hours(72);
+  /// Where dead letters are recorded; empty: `outbox_dead_letters` in the inbox table's schema.
+  std::string dead_letter_table;
 };
 
 /// 5 in-process attempts, exponential backoff with full jitter from 200ms, at most 30s apart.

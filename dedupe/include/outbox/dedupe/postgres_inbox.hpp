@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -12,6 +13,19 @@ class transaction_base;
 
 namespace outbox::dedupe {
 
+/// A record the consumer gave up on, as `outbox_dead_letters` keeps it: one row per (group, event id), the latest
+/// dead-lettering wins.
+struct dead_letter_entry {
+  std::string group;
+  std::string event_id;
+  std::string topic;  ///< where the record was first read (the original topic, not a tier)
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+  std::string error_class;    ///< the dead letter's `dlq_error_class`
+  std::string error_message;  ///< cut to 1 KiB like the header
+  bool replayed = false;      ///< it came back from a replay (`dlq_replay_count` > 0) and failed again
+};
+
 /// The PostgreSQL inbox: joins the handler's own transaction, so the inbox row and the business effect commit together.
 class postgres_inbox {
  public:
@@ -19,9 +33,13 @@ class postgres_inbox {
   struct options {
     std::string table = "outbox_inbox";
     std::chrono::milliseconds retention;
+    /// The floor of the cleanup: rows younger than this are kept whatever `retention` says (0: retention alone).
+    std::chrono::milliseconds keep_at_least{0};
+    /// The table of recorded dead letters; empty: `outbox_dead_letters` in the inbox table's schema.
+    std::string dead_letter_table;
   };
 
-  /// Creates the table if missing (own connection), and its index on processed_at.
+  /// Creates the inbox and dead-letter tables if missing (own connection), with their indexes on time.
   postgres_inbox(std::string dsn, options opts);
   ~postgres_inbox();
   postgres_inbox(postgres_inbox&&) noexcept;
@@ -35,10 +53,17 @@ class postgres_inbox {
   /// Whether `tx` still sees the row claim_in inserted: false, or an error, means the transaction was rolled back
   /// or aborted behind the caller's back (a handler that caught an SQL error), so committing would lose the event.
   bool still_claimed_in(pqxx::transaction_base& tx, std::string_view group, std::string_view event_id);
-  /// Retention cleanup in bounded batches on its own connection; returns rows deleted.
+  /// Records in `tx` that the record was dead-lettered (insert, or update the group's row for that event id).
+  void record_dead_letter(pqxx::transaction_base& tx, const dead_letter_entry& e);
+  /// Notes in `tx` (the inbox transaction of a replayed record that is being applied) when it was replayed.
+  void note_replay_applied(pqxx::transaction_base& tx, std::string_view group, std::string_view event_id);
+  /// Retention cleanup in bounded batches on its own connection, never of rows younger than keep_at_least; the
+  /// inbox first, then the dead letters; returns rows deleted.
   std::size_t cleanup(std::size_t limit);
   /// The table name as given in the options.
   const std::string& table() const;
+  /// The dead-letter table's name (derived when the options left it empty).
+  const std::string& dead_letter_table() const;
   /// How long rows are kept.
   std::chrono::milliseconds retention() const;
 
