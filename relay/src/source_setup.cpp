@@ -471,6 +471,20 @@ source_report inspect_source(pg_session& s, const config::relay_config& c, bool 
                                 "max_slot_wal_keep_size reached): the relay must catch up now");
     }
   }
+  if (report.server_version >= 170000) {
+    // A failover slot is only as good as the standby that syncs it: without synchronized_standby_slots the relay
+    // may publish a transaction the standby never received, and after a promotion Kafka holds an event the new
+    // primary does not.
+    const std::string standbys(s.exec("SHOW synchronized_standby_slots").text(0, 0));
+    report.facts.emplace_back("synchronized_standby_slots", standbys.empty() ? std::string("(empty)") : standbys);
+    if (standbys.empty() && (!slot.exists || slot.failover)) {
+      report.warnings.push_back(
+          "slot " + slot_name +
+          " is a failover slot, but synchronized_standby_slots is empty: the relay may publish transactions a standby "
+          "has not received yet, which a promotion of that standby loses. Set synchronized_standby_slots on the "
+          "primary to the physical slot of each standby that syncs slots (sync_replication_slots = on)");
+    }
+  }
   return report;
 }
 

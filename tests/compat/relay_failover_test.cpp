@@ -83,6 +83,8 @@ TEST(relay_failover, follows_the_failover_slot_to_the_promoted_standby_on_postgr
   relay.start();
   ASSERT_TRUE(relay.wait_for_log("\"msg\":\"streaming\"", 60s)) << relay.log();
   EXPECT_EQ(scalar(primary, "SELECT failover FROM pg_replication_slots WHERE slot_name = '" + slot + "'"), "t");
+  EXPECT_THAT(relay.log(), ::testing::Not(HasSubstr("synchronized_standby_slots is empty")))
+      << "the primary names the standby's slot";
 
   insert(primary, table, topic, "before", 50);
   ASSERT_TRUE(wait_until([&] { return kafka_record_count(topic) >= 50; }, 60s)) << relay.log();

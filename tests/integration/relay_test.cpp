@@ -251,6 +251,10 @@ TEST_F(relay_records, the_slot_it_makes_is_a_failover_slot_on_postgresql_17_and_
     // Synchronized to standbys that sync slots (sync_replication_slots, synchronized_standby_slots), so that it
     // survives a promotion; the compat label runs this on 17 and 18.
     EXPECT_EQ(pg_scalar("SELECT failover FROM pg_replication_slots WHERE slot_name = '" + m_slot + "'"), "t");
+    if (pg_scalar("SHOW synchronized_standby_slots").empty()) {
+      EXPECT_NE(m_relay->log().find("synchronized_standby_slots is empty"), std::string::npos)
+          << "the unprotected slot is reported";
+    }
   } else {
     EXPECT_EQ(pg_scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '" + m_slot + "'"), "1");
   }
