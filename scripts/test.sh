@@ -3,6 +3,9 @@
 # test (unit, integration, fault, compat), stop the services again (also on failure or Ctrl-C).
 # Extra arguments go to ctest, e.g. `scripts/test.sh -L unit`; `scripts/test.sh -L compat` runs only
 # the PostgreSQL 14-18 label (about 4 minutes), `scripts/test.sh -LE compat` everything else.
+# After the tests of a full run (no ctest arguments) scripts/fuzz.sh runs every fuzz target for
+# OUTBOX_FUZZ_SECONDS (default 20) each; OUTBOX_FUZZ_SECONDS=0 skips it, and setting it runs it after a
+# partial run too. A fuzz finding fails the run like a failed test.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -32,4 +35,11 @@ source "$OUTBOX_RUN_DIR/services.env"
 t3=$(date +%s)
 log "install $((t1 - t0))s, build $((t2 - t1))s, services $((t3 - t2))s; running tests"
 ctest --test-dir "$OUTBOX_BUILD_DIR" --output-on-failure --timeout 900 -j 1 "$@"
-log "tests $(($(date +%s) - t3))s, total $(($(date +%s) - t0))s"
+t4=$(date +%s)
+log "tests $((t4 - t3))s"
+fuzz_seconds=${OUTBOX_FUZZ_SECONDS:-20}
+if [ "$fuzz_seconds" != 0 ] && { [ $# -eq 0 ] || [ -n "${OUTBOX_FUZZ_SECONDS:-}" ]; }; then
+  "$OUTBOX_ROOT/scripts/fuzz.sh" "$fuzz_seconds"
+  log "fuzzing $(($(date +%s) - t4))s"
+fi
+log "total $(($(date +%s) - t0))s"

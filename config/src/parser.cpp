@@ -6,6 +6,7 @@
 #include "outbox/config/schema.hpp"
 #include "outbox/config/units.hpp"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <optional>
 #include <sstream>
 
 namespace outbox::config {
@@ -178,6 +180,54 @@ std::string last_segment(std::string_view path) {
   return std::string(dot == std::string_view::npos ? path : path.substr(dot + 1));
 }
 
+/// Counts the nodes of one document and remembers where a document of a single null is.
+class node_counter final : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark&) override {
+    m_nodes = 0;
+    m_null.reset();
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override {
+    ++m_nodes;
+    m_null = mark;
+  }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { ++m_nodes; }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override { ++m_nodes; }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    ++m_nodes;
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    ++m_nodes;
+  }
+  void OnMapEnd() override {}
+
+  /// Where the document just read was a lone null, if it was.
+  [[nodiscard]] std::optional<YAML::Mark> lone_null() const { return m_nodes == 1 ? m_null : std::nullopt; }
+
+ private:
+  int m_nodes = 0;
+  std::optional<YAML::Mark> m_null;
+};
+
+/// The token yaml-cpp cannot get past, if the text has one. On a token no rule of its parser consumes, such as a
+/// `,` outside [ ] or { }, yaml-cpp 0.7 (Debian 12's) reads one null document at it after another without moving
+/// on, so YAML::LoadAll never returns and its memory grows without bound (yaml-cpp issue 1040). Two lone-null
+/// documents at the same place in a row are that loop; this scan stops there. Throws YAML::Exception on bad YAML.
+std::optional<YAML::Mark> stuck_token(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  node_counter counter;
+  std::optional<YAML::Mark> previous;
+  while (parser.HandleNextDocument(counter)) {
+    const auto lone = counter.lone_null();
+    if (lone && previous && lone->pos == previous->pos) return lone;
+    previous = lone;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 /// Walks one YAML document against a schema, collecting every problem before giving up.
@@ -188,7 +238,14 @@ class document_parser {
   values run(std::string_view text) {
     std::vector<YAML::Node> docs;
     try {
-      docs = YAML::LoadAll(std::string(text));
+      const std::string yaml(text);
+      if (const auto stuck = stuck_token(yaml)) {
+        error(at(*stuck), "",
+              "invalid YAML: unexpected character here (a `,` outside [ ] or { }?); remove it, or quote the value "
+              "it belongs to");
+        throw config_error(std::move(m_errors));
+      }
+      docs = YAML::LoadAll(yaml);
     } catch (const YAML::Exception& e) {
       error(at(e.mark), "", "invalid YAML: " + e.msg);
       throw config_error(std::move(m_errors));

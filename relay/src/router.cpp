@@ -229,14 +229,16 @@ std::optional<std::string> router::on_relation(const relation& rel) {
   auto& r = m_relations[rel.oid];
   if (r.table != no_column && r.name != name) {
     const auto& t = m_tables[r.table];
-    return "outbox table " + r.name + " (OID " + std::to_string(rel.oid) + ") is now called " + name +
-           ". The relay stopped before its first row under the new name and confirmed nothing past it. If the "
-           "application now writes to " +
-           name + ", set source.tables[" + t.qualified_name() + "].name to " + name +
-           " and restart. If the table was swapped for a new one (ALTER TABLE ... RENAME, then CREATE TABLE), add the "
-           "new table to the publication (ALTER PUBLICATION ... ADD TABLE " +
-           t.qualified_name() + "), restart with --backfill-table " + t.qualified_name() +
-           " to publish the rows written to it meanwhile";
+    r.stop =
+        "outbox table " + r.name + " (OID " + std::to_string(rel.oid) + ") is now called " + name +
+        ". The relay stopped before its first row under the new name and confirmed nothing past it. If the "
+        "application now writes to " +
+        name + ", set source.tables[" + t.qualified_name() + "].name to " + name +
+        " and restart. If the table was swapped for a new one (ALTER TABLE ... RENAME, then CREATE TABLE), add the "
+        "new table to the publication (ALTER PUBLICATION ... ADD TABLE " +
+        t.qualified_name() + "), restart with --backfill-table " + t.qualified_name() +
+        " to publish the rows written to it meanwhile";
+    return r.stop;
   }
   if (r.table == no_column) {
     const auto idx = table_index(rel.schema, rel.name);
@@ -249,6 +251,7 @@ std::optional<std::string> router::on_relation(const relation& rel) {
   }
   const auto& route = m_tables[r.table];
   r.outbox_table = route.qualified_name();
+  r.stop.clear();
   for (std::size_t f = 0; f < field_count; ++f) {
     const std::string& col = mapped_name(route.columns, f);
     r.index[f] = no_column;
@@ -261,10 +264,11 @@ std::optional<std::string> router::on_relation(const relation& rel) {
     }
     if (r.index[f] == no_column && f != static_cast<std::size_t>(field::headers)) {
       const std::string key = "source.tables[" + route.qualified_name() + "].columns." + std::string(k_field_names[f]);
-      return "outbox table " + name + " has no column " + in_quotes(col) + " (mapped by " + key +
-             ") any more: it was renamed or dropped. The relay stopped before the first row without it and confirmed "
-             "nothing past it. Map " +
-             key + " to the column's new name (or add the column back) and restart";
+      r.stop = "outbox table " + name + " has no column " + in_quotes(col) + " (mapped by " + key +
+               ") any more: it was renamed or dropped. The relay stopped before the first row without it and confirmed "
+               "nothing past it. Map " +
+               key + " to the column's new name (or add the column back) and restart";
+      return r.stop;
     }
   }
   return std::nullopt;
@@ -406,6 +410,13 @@ routed router::route_insert(const relation& rel, std::span<const tuple_value> va
     return r;
   }
   const resolved_relation& res = it->second;
+  if (!res.stop.empty()) {
+    // on_relation refused this relation: its mapped columns are not known, so none of its rows is read.
+    routed r;
+    r.what = routed::outcome::stop;
+    r.stop_reason = res.stop;
+    return r;
+  }
   const auto& route = m_tables[res.table];
   set_tx(tx);
   event_fields ev;

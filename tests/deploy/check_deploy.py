@@ -53,7 +53,7 @@ DASHBOARD_METRICS = [
 # Grafana's own variables, substituted at query time.
 GRAFANA_BUILTINS = {"__rate_interval", "__interval", "__range", "__interval_ms", "__range_s"}
 # Test-only libraries of scripts/install.sh that the image does not need.
-TEST_ONLY_PACKAGES = {"libgtest-dev", "libgmock-dev", "libbenchmark-dev"}
+TEST_ONLY_PACKAGES = {"libgtest-dev", "libgmock-dev", "libbenchmark-dev", "libclang-rt-14-dev"}  # tests, benchmarks, fuzzing
 SERVICE_KEYS = {"relay": "outbox-relay", "payment-ledger": "Consumer SDK"}
 
 

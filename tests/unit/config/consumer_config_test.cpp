@@ -72,6 +72,12 @@ TEST(config_consumer, spec_example_parses_to_the_expected_struct) {
   EXPECT_EQ(c.log.level, outbox::log::level::info);
 }
 
+// The input fuzz_consumer_config found (corpus/consumer_config/stray_comma_after_tag): it used to hang the loader.
+TEST(config_consumer, a_stray_comma_after_a_tag_is_an_error_not_a_hang) {
+  EXPECT_THAT(error_line([] { parse("!codcers:opsuc-1, "); }),
+              HasSubstr("ledger.yaml:1:17: invalid YAML: unexpected character here (a `,` outside [ ] or { }?)"));
+}
+
 TEST(config_consumer, defaults) {
   const auto c = parse(k_minimal);
   EXPECT_EQ(c.consumer.brokers, "127.0.0.1:9092");

@@ -126,6 +126,16 @@ TEST(config_errors, malformed_yaml_reports_the_parser_position) {
   EXPECT_THAT(error_line([] { parse("source:\n\tdsn: x\n"); }), StartsWith("relay.yaml:2:"));
 }
 
+// Found by fuzz_consumer_config (corpus/consumer_config/stray_comma_after_tag): yaml-cpp's LoadAll never
+// returned on a `,` outside [ ] or { }, reading one empty document after another while its memory grew.
+TEST(config_errors, a_stray_comma_is_an_error_at_its_position_not_a_hang) {
+  EXPECT_EQ(error_line([] { parse(","); }),
+            "relay.yaml:1:1: invalid YAML: unexpected character here (a `,` outside [ ] or { }?); remove it, or quote "
+            "the value it belongs to");
+  EXPECT_THAT(error_line([] { parse("!codcers:opsuc-1, "); }), StartsWith("relay.yaml:1:17: invalid YAML: unexpected"));
+  EXPECT_THAT(error_line([] { parse(with("---\n,")); }), StartsWith("relay.yaml:6:1: invalid YAML: unexpected"));
+}
+
 TEST(config_errors, duplicate_keys_are_errors) {
   EXPECT_EQ(error_line([] { parse("source:\n  dsn: a\n  slot: s1\n  slot: s2\n  logical_messages: {}\n"); }),
             "relay.yaml:4:3: source.slot: duplicate key; the first is at line 3 (remove one)");

@@ -412,6 +412,34 @@ TEST(router, a_renamed_table_or_column_stops_the_stream) {
                            HasSubstr("source.tables[public.outbox].columns.aggregate_id")));
 }
 
+// Found by fuzz_pgoutput_decoder (seed corpus/pgoutput_decoder/relation_changed): a Relation message without a
+// mapped column, then an Insert of that shorter row, read a value past the row's end.
+TEST(router, rows_of_a_relation_it_refused_stop_instead_of_being_read_with_old_columns) {
+  router r(make_config());
+  EXPECT_EQ(record_of(r, outbox_relation(), outbox_cells("{}")).key, "order-17");
+  const relation shorter{
+      16384, "public", "outbox", 'd', {col("id", pg_types::uuid), col("aggregate_type", pg_types::text)}};
+  const auto gone = r.on_relation(shorter);
+  ASSERT_TRUE(gone.has_value());
+  const cells row = {event_id, "order"};
+  const auto values = values_of(row);
+  const routed out = r.route_insert(shorter, values, tx);
+  EXPECT_EQ(out.what, routed::outcome::stop);
+  EXPECT_EQ(out.stop_reason, *gone);
+  EXPECT_THAT(out.stop_reason, HasSubstr("no column \"aggregate_id\""));
+
+  // The full relation again: its rows are routed again.
+  EXPECT_EQ(record_of(r, outbox_relation(), outbox_cells("{}")).key, "order-17");
+
+  relation renamed = shorter;
+  renamed.name = "outbox_old";
+  const auto stop = r.on_relation(renamed);
+  ASSERT_TRUE(stop.has_value());
+  const routed after_rename = r.route_insert(renamed, values, tx);
+  EXPECT_EQ(after_rename.what, routed::outcome::stop);
+  EXPECT_THAT(after_rename.stop_reason, HasSubstr("is now called public.outbox_old"));
+}
+
 TEST(router, columns_that_move_are_picked_up_from_the_new_relation_message) {
   router r(make_config());
   EXPECT_EQ(record_of(r, outbox_relation(), outbox_cells("{}")).key, "order-17");

@@ -123,6 +123,7 @@ class router {
     std::array<std::size_t, field_count> index{};
     std::array<std::uint32_t, field_count> type_oid{};
     std::string outbox_table;  ///< the `outbox_table` header value
+    std::string stop;          ///< why its rows cannot be routed (renamed, a mapped column gone); empty when they can
   };
 
   struct event_fields;
