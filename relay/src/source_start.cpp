@@ -60,8 +60,8 @@ bool wait_for_leader_lock(const config::relay_config& c, replication_stream& str
 }
 
 /// exactly_once: replication goes on from the checkpoint, unless it does not fit this server and slot.
-void use_checkpoint(const config::relay_config& c, std::optional<checkpoint> cp, const slot_facts& slot,
-                    source_plan& plan) {
+void use_checkpoint(pg_session& side, const config::relay_config& c, std::optional<checkpoint> cp,
+                    const slot_facts& slot, source_plan& plan) {
   const system_identity& id = plan.identity;
   const std::string& name = c.source.slot;
   const std::string topic = c.sink.checkpoint_topic;
@@ -76,10 +76,12 @@ void use_checkpoint(const config::relay_config& c, std::optional<checkpoint> cp,
                            ":') and start with --recreate-slot.",
                        retry_class::fatal);
   }
-  if (cp->end_lsn > id.wal_position) {
+  // Now, not at connect time: a standby that waited for the leader lock saw the leader's later checkpoints.
+  const lsn_t flushed = parse_lsn(side.exec("SELECT pg_current_wal_flush_lsn()::text").text(0, 0)).value_or(0);
+  if (cp->end_lsn > flushed) {
     throw outbox_error("source",
                        "the checkpoint of slot " + name + " reaches " + format_lsn(cp->end_lsn) +
-                           ", past this server's WAL (" + format_lsn(id.wal_position) +
+                           ", past this server's WAL (" + format_lsn(flushed) +
                            "): it was written from a server that got further (a failover to a standby that lagged?). "
                            "Events up to the checkpoint are in Kafka but no longer in this database; point the relay "
                            "at the server that has them, or decide with outboxctl verify and start with "
@@ -276,7 +278,7 @@ source_plan open_source(const config::relay_config& c, const run_options& opts, 
     plan.notes.push_back("backfilling " + names + " (--backfill-table) before streaming");
   }
 
-  if (start_kafka) use_checkpoint(c, start_kafka(), slot, plan);
+  if (start_kafka) use_checkpoint(side, c, start_kafka(), slot, plan);
   if (!plan.backfill) start_streaming(c, plan);
   return plan;
 }
