@@ -127,26 +127,26 @@ std::optional<checkpoint> read_checkpoint(const config::sink_config& sink, const
     return static_cast<int>(std::max<long long>(
         1, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count()));
   };
-  kafka::partition_list_ptr parts(rd_kafka_topic_partition_list_new(1));
+  kafka::partition_list_ptr parts = kafka::make_partition_list(1);
   rd_kafka_topic_partition_list_add(parts.get(), sink.checkpoint_topic.c_str(), 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
   if (const auto e = rd_kafka_assign(rk, parts.get()); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
     throw outbox_error("kafka", std::string("cannot read the checkpoint topic: ") + rd_kafka_err2str(e),
                        retry_class::retryable);
   }
+  // The end to read to, asked once: what was committed before this relay took the lead.
+  if (const auto e = rd_kafka_query_watermark_offsets(rk, sink.checkpoint_topic.c_str(), 0, &low, &high, left());
+      e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw outbox_error("kafka",
+                       "cannot read the end of the checkpoint topic " + sink.checkpoint_topic + ": " +
+                           rd_kafka_err2str(e),
+                       retry_class::retryable);
+  }
   std::optional<checkpoint> last;
-  std::int64_t next = -1;
+  std::int64_t next = low;
+  kafka::partition_list_ptr pos = kafka::make_partition_list(1);
+  rd_kafka_topic_partition_list_add(pos.get(), sink.checkpoint_topic.c_str(), 0);
   while (true) {
-    if (const auto e = rd_kafka_query_watermark_offsets(rk, sink.checkpoint_topic.c_str(), 0, &low, &high, left());
-        e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      throw outbox_error("kafka",
-                         "cannot read the end of the checkpoint topic " + sink.checkpoint_topic + ": " +
-                             rd_kafka_err2str(e),
-                         retry_class::retryable);
-    }
-    if (next < 0) next = low;
     // The position skips transaction markers, which are never delivered as messages.
-    kafka::partition_list_ptr pos(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(pos.get(), sink.checkpoint_topic.c_str(), 0);
     if (rd_kafka_position(rk, pos.get()) == RD_KAFKA_RESP_ERR_NO_ERROR && pos->elems[0].offset >= 0) {
       next = std::max(next, pos->elems[0].offset);
     }

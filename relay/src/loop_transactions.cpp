@@ -50,10 +50,13 @@ void relay::loop::count_in_kafka_tx(std::size_t bytes) {
   m_ktx.bytes += bytes;
 }
 
-bool relay::loop::kafka_tx_due() const {
+bool relay::loop::kafka_tx_full() const {
   return m_ktx.open && (m_ktx.records >= static_cast<std::size_t>(m_config.sink.transaction_max_records) ||
-                        m_ktx.bytes >= m_config.sink.transaction_max_bytes ||
-                        clock::now() - m_ktx.opened_at >= m_config.sink.transaction_max_time);
+                        m_ktx.bytes >= m_config.sink.transaction_max_bytes);
+}
+
+bool relay::loop::kafka_tx_due() const {
+  return kafka_tx_full() || (m_ktx.open && clock::now() - m_ktx.opened_at >= m_config.sink.transaction_max_time);
 }
 
 checkpoint relay::loop::checkpoint_at(lsn_t end_lsn, std::optional<partial_transaction> partial) const {
@@ -72,21 +75,13 @@ void relay::loop::at_commit_boundary(lsn_t end_lsn) {
 }
 
 void relay::loop::maybe_split_transaction() {
-  if (m_committing || m_pending || !m_tx || !m_ktx.open) return;
-  if (m_ktx.records < static_cast<std::size_t>(m_config.sink.transaction_max_records) &&
-      m_ktx.bytes < m_config.sink.transaction_max_bytes) {
-    return;
-  }
+  if (m_committing || m_pending || !m_tx || !kafka_tx_full()) return;
   // The PostgreSQL transaction goes on in the next Kafka transaction; a restart skips the rows already in Kafka.
   commit_kafka_tx(checkpoint_at(m_last_complete_end, partial_transaction{m_tx->commit_lsn, m_tx_index}));
 }
 
 bool relay::loop::maybe_commit_backfill() {
-  if (!eos() || m_committing || m_pending || !m_ktx.open) return false;
-  if (m_ktx.records < static_cast<std::size_t>(m_config.sink.transaction_max_records) &&
-      m_ktx.bytes < m_config.sink.transaction_max_bytes) {
-    return false;
-  }
+  if (!eos() || m_committing || m_pending || !kafka_tx_full()) return false;
   commit_kafka_tx(checkpoint_at(m_committed_end, std::nullopt));
   return true;
 }

@@ -297,6 +297,9 @@ class relay::loop {
   bool ensure_kafka_tx();
   /// A record of the open Kafka transaction was handed to librdkafka.
   void count_in_kafka_tx(std::size_t bytes);
+  /// The open Kafka transaction holds transaction_max_records or _max_bytes.
+  [[nodiscard]] bool kafka_tx_full() const;
+  /// Full, or open for transaction_max_time.
   [[nodiscard]] bool kafka_tx_due() const;
   /// At a PostgreSQL commit that ended at `end_lsn`: commit the Kafka transaction when it reached its bounds.
   void at_commit_boundary(lsn_t end_lsn);

@@ -131,6 +131,49 @@ class relay_ha : public relay_fixture {
         timeout);
   }
 
+  /// One row every `every` into `table` from a thread of its own (a steady rate, not a wait), until stop().
+  class trickle {
+   public:
+    trickle(std::string table, std::string topic, std::string prefix, std::chrono::milliseconds every)
+        : m_thread([this, table = std::move(table), topic = std::move(topic), prefix = std::move(prefix), every] {
+            pqxx::connection c(require_services().pg_dsn);
+            auto next = std::chrono::steady_clock::now();
+            for (int i = 0; !m_done; ++i) {
+              auto e = insert_one(c, table, topic, prefix, i);
+              {
+                const std::lock_guard lock(m_mutex);
+                m_events.push_back(std::move(e));
+              }
+              next += every;
+              std::this_thread::sleep_until(next);
+            }
+          }) {}
+    trickle(const trickle&) = delete;
+    trickle& operator=(const trickle&) = delete;
+    ~trickle() { static_cast<void>(stop()); }
+
+    /// Stops writing; every event written, in commit order.
+    std::vector<expected_event> stop() {
+      m_done = true;
+      if (m_thread.joinable()) m_thread.join();
+      const std::lock_guard lock(m_mutex);
+      return m_events;
+    }
+
+   private:
+    std::atomic<bool> m_done{false};
+    std::mutex m_mutex;
+    std::vector<expected_event> m_events;
+    std::thread m_thread;
+  };
+
+  /// Waits until `leader` has published `n` more events than it had (it streams, the trickle flows).
+  static bool publishes(const instance& leader, double n) {
+    const double before = leader.metric("outbox_relay_events_published_total").value_or(0);
+    return wait_until([&] { return leader.metric("outbox_relay_events_published_total").value_or(0) >= before + n; },
+                      30s, 50ms);
+  }
+
   std::unique_ptr<instance> m_pair[2];
   std::vector<std::string> m_logs;
 };
@@ -151,31 +194,24 @@ TEST_F(relay_ha, a_standby_waits_quietly_and_takes_over_each_kill_9_of_the_leade
   EXPECT_EQ(m_pair[0]->metric("outbox_relay_leader"), 1.0);
   const double first_epoch = m_pair[0]->metric("outbox_relay_leader_epoch").value_or(0);
   EXPECT_GE(first_epoch, 1.0);
-  std::this_thread::sleep_for(3s);
-  EXPECT_THAT(m_pair[1]->log(), ::testing::Not(HasSubstr("retrying"))) << "the standby waits on the lock quietly";
-  EXPECT_THAT(m_pair[1]->log(), ::testing::Not(HasSubstr("START_REPLICATION")));
+  // Three seconds in which a retry or a START_REPLICATION attempt of the standby would show in its log.
+  EXPECT_FALSE(wait_until(
+      [&] {
+        const std::string log = m_pair[1]->log();
+        return log.find("retrying") != std::string::npos || log.find("START_REPLICATION") != std::string::npos;
+      },
+      3s, 100ms))
+      << "the standby waits on the lock quietly\n"
+      << m_pair[1]->log();
 
-  // A steady trickle while the leader is killed five times.
-  std::mutex mutex;
-  std::vector<expected_event> expected;
-  std::atomic<bool> done{false};
-  std::thread writer([&] {
-    pqxx::connection c(require_services().pg_dsn);
-    for (int i = 0; !done; ++i) {
-      auto e = insert_one(c, t, topic, "trickle", i);
-      {
-        const std::lock_guard lock(mutex);
-        expected.push_back(std::move(e));
-      }
-      std::this_thread::sleep_for(25ms);
-    }
-  });
+  // A steady trickle (40 rows/s) while the leader is killed five times.
+  trickle writer(t, topic, "trickle", 25ms);
 
   std::chrono::milliseconds worst{0};
   double epoch = first_epoch;
   int leader = 0;
   for (int kill = 0; kill < 5; ++kill) {
-    std::this_thread::sleep_for(2s);
+    ASSERT_TRUE(publishes(*m_pair[leader], 20)) << m_pair[leader]->log();
     const int standby = 1 - leader;
     ASSERT_TRUE(m_pair[leader]->leads()) << "instance " << leader << " should lead";
     const auto t0 = std::chrono::steady_clock::now();
@@ -195,8 +231,7 @@ TEST_F(relay_ha, a_standby_waits_quietly_and_takes_over_each_kill_9_of_the_leade
     ASSERT_TRUE(wait_until([&] { return m_pair[leader]->waits(); }, 30s)) << m_pair[leader]->log();
     leader = standby;
   }
-  done = true;
-  writer.join();
+  const auto expected = writer.stop();
   std::cout << "[ takeover ] worst of 5 kill -9 takeovers: " << worst.count() << " ms\n";
   EXPECT_LT(worst, 15s) << "the standby must take over within seconds";
 
@@ -216,23 +251,10 @@ TEST_F(relay_ha, in_exactly_once_mode_takeovers_after_kill_9_duplicate_nothing_f
   m_pair[1] = launch("b0");
   ASSERT_TRUE(wait_until([&] { return m_pair[1]->waits(); }, 30s)) << m_pair[1]->log();
 
-  std::mutex mutex;
-  std::vector<expected_event> expected;
-  std::atomic<bool> done{false};
-  std::thread writer([&] {
-    pqxx::connection c(require_services().pg_dsn);
-    for (int i = 0; !done; ++i) {
-      auto e = insert_one(c, t, topic, "eos-trickle", i);
-      {
-        const std::lock_guard lock(mutex);
-        expected.push_back(std::move(e));
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-  });
+  trickle writer(t, topic, "eos-trickle", 10ms);  // 100 rows/s
   int leader = 0;
   for (int kill = 0; kill < 3; ++kill) {
-    std::this_thread::sleep_for(1500ms);
+    ASSERT_TRUE(publishes(*m_pair[leader], 50)) << m_pair[leader]->log();
     const int standby = 1 - leader;
     ASSERT_TRUE(m_pair[leader]->leads());
     EXPECT_EQ(m_pair[leader]->proc().stop(SIGKILL, 10s), 128 + SIGKILL);
@@ -243,8 +265,7 @@ TEST_F(relay_ha, in_exactly_once_mode_takeovers_after_kill_9_duplicate_nothing_f
     ASSERT_TRUE(wait_until([&] { return m_pair[leader]->waits(); }, 30s)) << m_pair[leader]->log();
     leader = standby;
   }
-  done = true;
-  writer.join();
+  const auto expected = writer.stop();
   // librdkafka's consumer reads read_committed by default: the aborted transactions of the killed leaders are
   // invisible to it.
   const auto records = consume_all(topic, expected, 90s);
@@ -267,9 +288,16 @@ TEST_F(relay_ha, a_paused_leader_is_replaced_and_publishes_and_confirms_nothing_
   pqxx::connection c(require_services().pg_dsn);
   std::vector<expected_event> expected;
   for (int i = 0; i < 10; ++i) expected.push_back(insert_one(c, t, topic, "before", i));
+  const std::string written = pg_scalar("SELECT pg_current_wal_insert_lsn()::text");
   ASSERT_TRUE(wait_until([&] { return kafka_record_count(topic) >= 10; }, 60s));
   ASSERT_TRUE(wait_until([&] { return m_pair[0]->metric("outbox_relay_inflight_messages") == 0.0; }, 30s));
-  std::this_thread::sleep_for(1s);  // the last status update reaches the server
+  // Everything before the pause is confirmed: the last status update reached the server.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return pg_scalar("SELECT confirmed_flush_lsn >= '" + written + "'::pg_lsn FROM pg_replication_slots WHERE "
+                         "slot_name = '" + m_slot + "'") == "t";
+      },
+      30s, 100ms));
   const double published_before = m_pair[0]->metric("outbox_relay_events_published_total").value_or(-1);
   const double old_epoch = m_pair[0]->metric("outbox_relay_leader_epoch").value_or(0);
   const auto confirmed = [&] {

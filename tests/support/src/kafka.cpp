@@ -6,6 +6,7 @@
 #include "outbox/kafka/produce.hpp"
 #include "outbox/test/environment.hpp"
 
+#include <functional>
 #include <thread>
 #include <stdexcept>
 #include <string>
@@ -21,6 +22,15 @@ kafka::client_ptr make_client(rd_kafka_type_t type, kafka::conf_builder& conf) {
       .set("allow.auto.create.topics", "false")
       .log_lines(true);
   return conf.create(type, "a test client");
+}
+
+/// Waits up to 30 s for an admin call's answer on `queue`: "" when it succeeded, else what failed (the request's
+/// error, or what `result_error` finds in the per-resource results).
+std::string admin_failure(rd_kafka_queue_t* queue, const std::function<std::string(rd_kafka_event_t*)>& result_error) {
+  const kafka::event_ptr ev(rd_kafka_queue_poll(queue, 30000));
+  if (!ev) return "no answer within 30 s";
+  if (rd_kafka_event_error(ev.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return rd_kafka_event_error_string(ev.get());
+  return result_error(ev.get());
 }
 
 }  // namespace
@@ -59,22 +69,16 @@ void kafka_alter_topic_config(const std::string& topic,
   const kafka::queue_ptr queue(rd_kafka_queue_new(admin.get()));
   rd_kafka_AlterConfigs(admin.get(), &res, 1, nullptr, queue.get());
   rd_kafka_ConfigResource_destroy(res);
-  const kafka::event_ptr ev(rd_kafka_queue_poll(queue.get(), 30000));
-  std::string failure;
-  if (!ev) {
-    failure = "no answer within 30 s";
-  } else if (rd_kafka_event_error(ev.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    failure = rd_kafka_event_error_string(ev.get());
-  } else {
+  const std::string failure = admin_failure(queue.get(), [](rd_kafka_event_t* ev) {
+    std::string f;
     std::size_t n = 0;
     const rd_kafka_ConfigResource_t** out =
-        rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev.get()), &n);
+        rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &n);
     for (std::size_t i = 0; i < n; ++i) {
-      if (rd_kafka_ConfigResource_error(out[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        failure = rd_kafka_ConfigResource_error_string(out[i]);
-      }
+      if (rd_kafka_ConfigResource_error(out[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) f = rd_kafka_ConfigResource_error_string(out[i]);
     }
-  }
+    return f;
+  });
   if (!failure.empty()) throw std::runtime_error("alter configs of " + topic + ": " + failure);
 }
 
@@ -87,19 +91,15 @@ void kafka_delete_records(const std::string& topic, int partition, long long bef
   const kafka::queue_ptr queue(rd_kafka_queue_new(admin.get()));
   rd_kafka_DeleteRecords(admin.get(), &del, 1, nullptr, queue.get());
   rd_kafka_DeleteRecords_destroy(del);
-  const kafka::event_ptr ev(rd_kafka_queue_poll(queue.get(), 30000));
-  std::string failure;
-  if (!ev) {
-    failure = "no answer within 30 s";
-  } else if (rd_kafka_event_error(ev.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    failure = rd_kafka_event_error_string(ev.get());
-  } else {
+  const std::string failure = admin_failure(queue.get(), [](rd_kafka_event_t* ev) {
+    std::string f;
     const rd_kafka_topic_partition_list_t* res =
-        rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev.get()));
+        rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
     for (int i = 0; res != nullptr && i < res->cnt; ++i) {
-      if (res->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) failure = rd_kafka_err2str(res->elems[i].err);
+      if (res->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) f = rd_kafka_err2str(res->elems[i].err);
     }
-  }
+    return f;
+  });
   if (!failure.empty()) throw std::runtime_error("delete records of " + topic + ": " + failure);
 }
 
