@@ -50,6 +50,22 @@ else
   sha256sum "$OUTBOX_ROOT/scripts/kafka/pom.xml" | cut -d' ' -f1 >"$marker"
 fi
 
+# Kafka's Java console consumer and producer (kafka-tools) at the broker's version, for tests that read with a
+# client no one here wrote.
+tools_pom=$OUTBOX_ROOT/scripts/kafka-tools/pom.xml
+grep -q "<kafka.version>$KAFKA_VERSION</kafka.version>" "$tools_pom" \
+  || die "scripts/kafka-tools/pom.xml: kafka.version differs from scripts/kafka/pom.xml ($KAFKA_VERSION)"
+marker=$KAFKA_TOOLS_LIBS/.complete
+if [ -f "$marker" ] && [ "$(cat "$marker")" = "$(sha256sum "$tools_pom" | cut -d' ' -f1)" ]; then
+  log "Kafka $KAFKA_VERSION tools: cached in $KAFKA_TOOLS_LIBS"
+else
+  log "resolving Kafka $KAFKA_VERSION tools with Maven into $KAFKA_TOOLS_LIBS"
+  rm -rf "$KAFKA_TOOLS_LIBS"
+  mkdir -p "$KAFKA_TOOLS_LIBS"
+  mvn -q -B -f "$tools_pom" dependency:copy-dependencies -DoutputDirectory="$KAFKA_TOOLS_LIBS" -DincludeScope=runtime
+  sha256sum "$tools_pom" | cut -d' ' -f1 >"$marker"
+fi
+
 # PostgreSQL servers beside Debian's 15, one directory per version: $OUTBOX_CACHE/postgresql-<version>
 # with bin/ (initdb, pg_ctl, postgres), lib/ (its own libraries and pgoutput) and share/. The jar
 # comes through Maven (scripts/postgres/pom.xml pins the versions); OUTBOX_PG_VERSIONS picks them.

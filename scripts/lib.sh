@@ -8,6 +8,8 @@ OUTBOX_BUILD_DIR=${OUTBOX_BUILD_DIR:-$OUTBOX_ROOT/build}
 
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$OUTBOX_ROOT/scripts/kafka/pom.xml")
 KAFKA_LIBS=$OUTBOX_CACHE/kafka-$KAFKA_VERSION/libs
+# Kafka's command-line clients (the Java console consumer), a classpath of their own: scripts/kafka-tools/pom.xml.
+KAFKA_TOOLS_LIBS=$OUTBOX_CACHE/kafka-tools-$KAFKA_VERSION/libs
 
 OUTBOX_PG_PORT=${OUTBOX_PG_PORT:-55432}
 OUTBOX_KAFKA_PORT=${OUTBOX_KAFKA_PORT:-19092}

@@ -341,6 +341,8 @@ offsets.topic.num.partitions=6
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=6
+# Timed-out transactions are aborted within a second of their timeout instead of ten (tests of a stalled relay).
+transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
@@ -441,6 +443,7 @@ export OUTBOX_PG_PORT=$PG_PORT
 export OUTBOX_PG_PASSWORD='$OUTBOX_PG_PASSWORD'
 export OUTBOX_PG_DATA='$PG_DIR/data'
 export OUTBOX_KAFKA_BROKERS=127.0.0.1:$OUTBOX_KAFKA_PORT
+export OUTBOX_KAFKA_TOOLS_LIBS='$KAFKA_TOOLS_LIBS'
 export OUTBOX_REDIS_URL=redis://127.0.0.1:$OUTBOX_REDIS_PORT
 export OUTBOX_SERVICES_SCRIPT='$OUTBOX_ROOT/scripts/services.sh'
 export OUTBOX_RUN_DIR='$OUTBOX_RUN_DIR'

@@ -31,7 +31,7 @@ CREATE PUBLICATION outbox_pub FOR TABLE public.outbox WITH (publish = 'insert', 
 CREATE TABLE public.outbox_relay_state (
   slot_name text PRIMARY KEY, system_identifier text NOT NULL, timeline integer NOT NULL, database text NOT NULL,
   slot_created_lsn pg_lsn, backfill text NOT NULL, backfill_snapshot text, backfill_tables text NOT NULL DEFAULT '',
-  relay_version text, updated_at timestamptz NOT NULL DEFAULT now());
+  relay_version text, updated_at timestamptz NOT NULL DEFAULT now(), leader_epoch bigint NOT NULL DEFAULT 0);
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.outbox_relay_state TO outbox_relay;
 SQL
 

@@ -31,12 +31,7 @@ void relay::loop::on_kafka_error(rd_kafka_resp_err_t err, const std::string& rea
     return;
   }
   if (err == RD_KAFKA_RESP_ERR__FATAL) {
-    const std::string what = m_publisher->fatal_error().value_or(reason);
-    if (what.find("FENCED") != std::string::npos || what.find("fenced") != std::string::npos) {
-      fail(error{"kafka.fatal", "the Kafka producer was fenced: " + what, retry_class::fatal});
-      return;
-    }
-    restart_pipeline("the Kafka producer failed: " + what);
+    producer_failed(m_publisher->fatal_error().value_or(reason));
     return;
   }
   log::debug("kafka", "librdkafka error", {{"side", "kafka"}, {"error", rd_kafka_err2str(err)}, {"reason", reason}});
@@ -122,6 +117,25 @@ void relay::loop::on_topic_checked(const topic_limits& limits) {
   refuse_or_retry(missing, c.event_id, c.backfill, c.err, c.what);
 }
 
+void relay::loop::producer_failed(const std::string& what) {
+  const bool fenced = what.find("FENCED") != std::string::npos || what.find("fenced") != std::string::npos;
+  if (!fenced) {
+    restart_pipeline("the Kafka producer failed: " + what);
+    return;
+  }
+  const std::string tid = transactional_id_of(m_config);
+  if (!m_config.source.leader_lock) {
+    fail(error{"kafka.fatal",
+               "the Kafka producer was fenced: " + what + ": another relay with transactional.id " + tid +
+                   " leads (with source.leader_lock off this relay cannot tell whether it still does, so it stops)",
+               retry_class::fatal});
+    return;
+  }
+  restart_pipeline("the Kafka producer was fenced (" + what + "): another relay took transactional.id " + tid +
+                   ", or the coordinator aborted a transaction open longer than sink.transaction_timeout; "
+                   "the slot's leader lock decides who goes on from the checkpoint");
+}
+
 void relay::loop::restart_pipeline(const std::string& why) {
   if (m_restarting || m_halted || m_stopping) {
     if (m_stopping) finish();
@@ -143,6 +157,8 @@ void relay::loop::restart_pipeline(const std::string& why) {
   m_backfill_inflight = 0;
   asio::post(m_io, [this] {
     if (m_tx_thread.joinable()) m_tx_thread.join();
+    // A Kafka transaction still open goes with the producer: the coordinator aborts it.
+    if (m_ktx.open) m_metrics.kafka_transaction("failed");
     forget_kafka_tx();
     destroy_publisher();
     create_publisher();
@@ -160,8 +176,7 @@ void relay::loop::after_deliveries() {
   if (m_commit_waiting && m_publisher->inflight_messages() == 0) launch_commit();
   m_metrics.inflight_messages.set(static_cast<double>(m_publisher->inflight_messages()));
   m_metrics.inflight_bytes.set(static_cast<double>(m_publisher->inflight_bytes()));
-  if (m_stream && confirmable() != m_last_confirmed &&
-      clock::now() - m_last_status_sent >= k_min_confirm_gap) {
+  if (m_stream && confirmable() != m_last_confirmed && clock::now() - m_last_status_sent >= k_min_confirm_gap) {
     send_status(false);
   }
   flush_deletes(false);

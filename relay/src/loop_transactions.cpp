@@ -10,18 +10,18 @@ lsn_t relay::loop::confirmable() const noexcept { return eos() ? m_committed_end
 
 std::optional<checkpoint> relay::loop::start_kafka_transactions() {
   // Once per producer: a reconnect to PostgreSQL keeps it (its open transaction was aborted).
-  const tx_outcome r = m_tx_initialized.load() ? tx_outcome{}
-                                               : m_publisher->init_transactions(m_config.sink.transaction_timeout);
+  const tx_outcome r =
+      m_tx_initialized.load() ? tx_outcome{} : m_publisher->init_transactions(m_config.sink.transaction_timeout);
   if (r.ok()) m_tx_initialized = true;
   if (!r.ok()) {
-    throw outbox_error("kafka",
-                       "cannot start Kafka transactions (transactional.id " + transactional_id_of(m_config) +
-                           "): " + r.message +
-                           (r.what == tx_outcome::kind::fatal
-                                ? "; the principal needs WRITE and DESCRIBE on the transactional id and IDEMPOTENT_WRITE "
-                                  "on the cluster"
-                                : ""),
-                       r.what == tx_outcome::kind::fatal ? retry_class::fatal : retry_class::retryable);
+    throw outbox_error(
+        "kafka",
+        "cannot start Kafka transactions (transactional.id " + transactional_id_of(m_config) + "): " + r.message +
+            (r.what == tx_outcome::kind::fatal
+                 ? "; the principal needs WRITE and DESCRIBE on the transactional id and IDEMPOTENT_WRITE "
+                   "on the cluster"
+                 : ""),
+        r.what == tx_outcome::kind::fatal ? retry_class::fatal : retry_class::retryable);
   }
   return read_checkpoint(m_config.sink, m_config.source.slot, std::chrono::milliseconds(30'000));
 }
@@ -31,7 +31,7 @@ bool relay::loop::ensure_kafka_tx() {
   const tx_outcome r = m_publisher->begin_transaction();
   if (!r.ok()) {
     if (r.what == tx_outcome::kind::fatal) {
-      fail(error{"kafka.fatal", "the Kafka producer cannot open a transaction: " + r.message, retry_class::fatal});
+      producer_failed(m_publisher->fatal_error().value_or(r.message));
     } else {
       restart_pipeline("cannot open a Kafka transaction: " + r.message);
     }
@@ -131,10 +131,7 @@ void relay::loop::on_kafka_tx_committed(const tx_outcome& r, const checkpoint& c
     m_metrics.kafka_transaction("failed");
     forget_kafka_tx();
     if (r.what == tx_outcome::kind::fatal) {
-      fail(error{"kafka.fatal",
-                 "the Kafka transaction could not commit: " + r.message +
-                     " (fenced: another relay with transactional.id " + transactional_id_of(m_config) + " leads)",
-                 retry_class::fatal});
+      producer_failed(m_publisher->fatal_error().value_or(r.message));
       return;
     }
     // Abortable, timed out or unknown: a fresh producer's init_transactions() settles it, and the checkpoint in

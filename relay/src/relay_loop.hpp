@@ -284,6 +284,11 @@ class relay::loop {
   void on_topic_checked(const topic_limits& limits);
   /// A broken producer (fatal error, gap-less guarantee): a fresh one, and the stream again from the confirmed LSN.
   void restart_pipeline(const std::string& why);
+  /// The producer cannot go on (a fatal librdkafka error, `what`). Fenced with source.leader_lock: a new producer
+  /// and the stream again, from the checkpoint; the leader lock decides whether this relay still leads (a
+  /// coordinator that aborted a transaction open past sink.transaction_timeout fences the producer too). Fenced
+  /// without the lock: exit 1, another relay leads. Any other fatal error: a new producer.
+  void producer_failed(const std::string& what);
   void after_deliveries();
   void send_status(bool reply_requested);
 

@@ -83,7 +83,12 @@ relay_metrics::relay_metrics(metrics::registry& reg, const config::relay_config&
                                     "1 when the slot is a failover slot (PostgreSQL 17+), synchronized to standbys.")
                           .get()),
       m_slot_synced(
-          reg.add_gauge("outbox_relay_slot_synced", "1 when the slot was synchronized from a primary.").get()) {
+          reg.add_gauge("outbox_relay_slot_synced", "1 when the slot was synchronized from a primary.").get()),
+      m_slot_failover_unprotected(
+          reg.add_gauge("outbox_relay_slot_failover_unprotected",
+                        "1 when the slot is a failover slot but the primary's synchronized_standby_slots is empty: "
+                        "a promotion may lose events the relay already published.")
+              .get()) {
   for (const auto& t : c.source.tables) m_source_names.push_back(t.qualified_name());
   m_source_names.push_back("message:" + (c.source.logical_messages ? c.source.logical_messages->prefix : ""));
   // Every reason starts at 0, so a rate over the first error is not lost.
@@ -132,6 +137,7 @@ void relay_metrics::slot(const slot_facts& s, bool known) {
   m_slot_invalidated.set(s.invalidated() ? 1 : 0);
   m_slot_failover.set(s.failover ? 1 : 0);
   m_slot_synced.set(s.synced ? 1 : 0);
+  m_slot_failover_unprotected.set(s.failover_unprotected ? 1 : 0);
 }
 
 void relay_metrics::slot_lag(double lag_bytes, double retained_bytes) {
@@ -148,6 +154,7 @@ void relay_metrics::forget_slot() {
   m_slot_invalidated.set(k_unknown);
   m_slot_failover.set(k_unknown);
   m_slot_synced.set(k_unknown);
+  m_slot_failover_unprotected.set(k_unknown);
 }
 
 }  // namespace outbox::relay

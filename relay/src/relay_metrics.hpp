@@ -66,6 +66,7 @@ class relay_metrics {
   metrics::gauge& m_slot_invalidated;
   metrics::gauge& m_slot_failover;
   metrics::gauge& m_slot_synced;
+  metrics::gauge& m_slot_failover_unprotected;
   std::vector<std::string> m_source_names;
   std::unordered_map<std::uint32_t, std::map<std::string, metrics::counter*, std::less<>>> m_published_cache;
   std::map<std::string, metrics::counter*, std::less<>> m_error_cache;

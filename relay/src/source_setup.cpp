@@ -269,7 +269,9 @@ slot_facts read_slot(pg_session& s, const config::relay_config& c) {
       "SELECT plugin, slot_type, database, confirmed_flush_lsn::text, restart_lsn::text, active, active_pid::text, "
       "COALESCE(wal_status, ''), safe_wal_size::text, ";
   sql += v >= 160000 ? "COALESCE(conflicting, false), " : "false, ";
-  sql += v >= 170000 ? "COALESCE(invalidation_reason, ''), failover, synced " : "'', false, false ";
+  sql += v >= 170000 ? "COALESCE(invalidation_reason, ''), failover, synced, "
+                       "COALESCE(current_setting('synchronized_standby_slots', true), '') "
+                     : "'', false, false, '' ";
   sql += "FROM pg_replication_slots WHERE slot_name = $1";
   const auto r = s.exec(sql, params{c.source.slot});
   slot_facts f;
@@ -288,11 +290,13 @@ slot_facts read_slot(pg_session& s, const config::relay_config& c) {
   f.invalidation_reason = std::string(r.text(0, 10));
   f.failover = r.boolean(0, 11);
   f.synced = r.boolean(0, 12);
+  f.failover_unprotected = f.failover && !f.synced && r.text(0, 13).empty();
   return f;
 }
 
 std::string state_epoch_ddl(const config::relay_config& c) {
-  return "ALTER TABLE " + c.source.state_table_name() + " ADD COLUMN IF NOT EXISTS leader_epoch bigint NOT NULL DEFAULT 0";
+  return "ALTER TABLE " + c.source.state_table_name() +
+         " ADD COLUMN IF NOT EXISTS leader_epoch bigint NOT NULL DEFAULT 0";
 }
 
 std::optional<source_state> read_state(pg_session& s, const config::relay_config& c) {
@@ -414,8 +418,8 @@ source_report inspect_source(pg_session& s, const config::relay_config& c, bool 
         log::info("source", "state table given its leader_epoch column", {{"table", c.source.state_table_name()}});
       } catch (const outbox_error& e) {
         report.problems.push_back("cannot add the leader_epoch column to the relay's state table " +
-                                  c.source.state_table_name() + " (" + e.what() + "): run once as its owner: " +
-                                  state_epoch_ddl(c));
+                                  c.source.state_table_name() + " (" + e.what() +
+                                  "): run once as its owner: " + state_epoch_ddl(c));
       }
     }
   }

@@ -11,6 +11,8 @@
   Prometheus scrapes and the healthcheck asks; brokers and database hosts are compose services.
 - kubernetes/relay-sidecar.yaml: the ConfigMaps hold deploy/config/relay.yaml and
   deploy/postgres/init.sh verbatim; probes and ports match metrics.listen; secrets exist.
+- kubernetes/relay-standby.yaml: the pair's second relay runs the sidecar's image and relay ConfigMap, sets every
+  variable relay.yaml needs, and reaches the StatefulSet's pod by its DNS name.
 - kubernetes/reconcile-cronjob.yaml: outboxctl reconcile from the same image, with relay-sidecar.yaml's relay
   ConfigMap and every variable relay.yaml needs; the group is deploy/config/ledger.yaml's; --tz is the
   CronJob's timeZone; exit 3 fails the Job at once (podFailurePolicy); a writable /tmp for sorted runs.
@@ -628,6 +630,64 @@ def check_reconcile_cronjob(p: problems, root: Path, ctx: dict) -> None:
     p.check("OUTBOX_INBOX_DSN" in env or flag("--inbox-dsn") is not None, where, "no inbox DSN")
 
 
+def check_relay_standby(p: problems, root: Path, ctx: dict) -> None:
+    """deploy/kubernetes/relay-standby.yaml: the second relay of the pair runs the sidecar's config and image and
+    reaches the StatefulSet's pod by its DNS name."""
+    path = root / "deploy/kubernetes/relay-standby.yaml"
+    docs = load_yaml(p, path, all_docs=True)
+    sidecar = load_yaml(p, root / "deploy/kubernetes/relay-sidecar.yaml", all_docs=True) or []
+    if not docs:
+        return
+    where = str(path)
+    by_kind: dict[tuple[str, str], dict] = {}
+    for d in list(docs) + list(sidecar):
+        if d:
+            by_kind[(d["kind"], d["metadata"]["name"])] = d
+    deployments = [d for d in docs if d and d.get("kind") == "Deployment"]
+    if not p.check(len(deployments) == 1, where, "expected one Deployment"):
+        return
+    pod = deployments[0]["spec"]["template"]["spec"]
+    containers = pod.get("containers") or []
+    if not p.check(len(containers) == 1, where, "expected one container"):
+        return
+    c = containers[0]
+    p.check(c.get("image") == f"outbox-relay:{ctx['version']}", where,
+            f"image {c.get('image')} is not outbox-relay:{ctx['version']}")
+    argv = (c.get("command") or []) + (c.get("args") or [])
+    cfg = config_arg(argv)
+    volumes = {v["name"]: v for v in pod.get("volumes") or []}
+    mounts = {vm["mountPath"].rstrip("/"): volumes.get(vm["name"], {}) for vm in c.get("volumeMounts") or []}
+    if p.check(cfg is not None, where, "no --config"):
+        name = ((mounts.get(str(Path(cfg).parent)) or {}).get("configMap") or {}).get("name")
+        cm = by_kind.get(("ConfigMap", name or ""))
+        p.check(cm is not None and (cm.get("data") or {}).get(Path(cfg).name) == (root / "deploy/config/relay.yaml").read_text(),
+                where, f"--config {cfg} is not relay-sidecar.yaml's ConfigMap holding deploy/config/relay.yaml")
+    env = {}
+    for e in c.get("env") or []:
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            secret = by_kind.get(("Secret", ref["name"]))
+            keys = set(((secret or {}).get("stringData") or {}) | ((secret or {}).get("data") or {}))
+            p.check(ref["key"] in keys, where, f"Secret {ref['name']} has no key {ref['key']}")
+        env[e["name"]] = str(e.get("value", "from-secret"))
+    tree = ctx["configs"].get((root / "deploy/config/relay.yaml").resolve()) or {}
+    for var in sorted(required_vars(tree)):
+        p.check(var in env, where, f"the container does not set ${{{var}}} that relay.yaml needs")
+    statefulsets = [d for d in sidecar if d and d.get("kind") == "StatefulSet"]
+    if statefulsets:
+        ss = statefulsets[0]
+        pod_dns = f"{ss['metadata']['name']}-0.{ss['spec']['serviceName']}"
+        p.check(env.get("OUTBOX_PG_HOST") == pod_dns, where,
+                f"OUTBOX_PG_HOST {env.get('OUTBOX_PG_HOST')} is not the sidecar's database pod {pod_dns}")
+    listen = split_listen(resolve(str((tree.get("metrics") or {}).get("listen", "")), env)[0])
+    if p.check(listen is not None, where, "metrics.listen does not resolve to host:port"):
+        ports = {cp.get("name"): cp["containerPort"] for cp in c.get("ports") or []}
+        p.check(listen[1] in ports.values(), where, f"the container does not declare port {listen[1]}")
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    p.check(grace > ctx["shutdown_timeout_s"], where,
+            f"terminationGracePeriodSeconds {grace} is not above relay.shutdown_timeout ({ctx['shutdown_timeout_s']}s)")
+
+
 # ---- Dockerfile ----------------------------------------------------------------------------------------
 
 def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
@@ -865,6 +925,7 @@ def main() -> int:
     check_dashboard(p, deploy / "grafana/outbox.json")
     check_compose(p, root, ctx)
     check_kubernetes(p, root, ctx)
+    check_relay_standby(p, root, ctx)
     check_reconcile_cronjob(p, root, ctx)
     check_dockerfile(p, root, ctx)
     check_runtime_libraries(p, root, args.binary)

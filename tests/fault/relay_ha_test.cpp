@@ -74,9 +74,7 @@ class instance {
 
   [[nodiscard]] bool leads() const { return metric("outbox_relay_leader").value_or(0) == 1.0; }
   [[nodiscard]] bool streams() const { return log().find("\"msg\":\"streaming\"") != std::string::npos; }
-  [[nodiscard]] bool waits() const {
-    return log().find("standby: another relay leads slot") != std::string::npos;
-  }
+  [[nodiscard]] bool waits() const { return log().find("standby: another relay leads slot") != std::string::npos; }
 
  private:
   child_process m_proc;
@@ -102,20 +100,18 @@ class relay_ha : public relay_fixture {
   }
 
   /// Keeps the log of an instance about to go, for the failure report.
-  void keep(const instance& i, const std::string& name) {
-    m_logs.push_back(name + ":\n" + i.log().substr(0, 8000));
-  }
+  void keep(const instance& i, const std::string& name) { m_logs.push_back(name + ":\n" + i.log().substr(0, 8000)); }
 
   /// Inserts one row into `table` for `topic` with key k<i % 10> and a unique id; returns the expected event.
   static expected_event insert_one(pqxx::connection& c, const std::string& table, const std::string& topic,
                                    const std::string& prefix, int i) {
     char id[40];
-    std::snprintf(id, sizeof id, "%08x-0000-4000-8000-%012x",
-                  static_cast<unsigned>(std::hash<std::string>{}(prefix)), static_cast<unsigned>(i));
+    std::snprintf(id, sizeof id, "%08x-0000-4000-8000-%012x", static_cast<unsigned>(std::hash<std::string>{}(prefix)),
+                  static_cast<unsigned>(i));
     const std::string key = "k" + std::to_string(i % 10);
     pqxx::work w(c);
-    w.exec("INSERT INTO " + table + " (id, aggregate_type, aggregate_id, event_type, payload) VALUES ('" + id +
-           "', '" + topic + "', '" + key + "', 'e', '{}')");
+    w.exec("INSERT INTO " + table + " (id, aggregate_type, aggregate_id, event_type, payload) VALUES ('" + id + "', '" +
+           topic + "', '" + key + "', 'e', '{}')");
     w.commit();
     return {key, id};
   }
@@ -294,8 +290,10 @@ TEST_F(relay_ha, a_paused_leader_is_replaced_and_publishes_and_confirms_nothing_
   // Everything before the pause is confirmed: the last status update reached the server.
   ASSERT_TRUE(wait_until(
       [&] {
-        return pg_scalar("SELECT confirmed_flush_lsn >= '" + written + "'::pg_lsn FROM pg_replication_slots WHERE "
-                         "slot_name = '" + m_slot + "'") == "t";
+        return pg_scalar("SELECT confirmed_flush_lsn >= '" + written +
+                         "'::pg_lsn FROM pg_replication_slots WHERE "
+                         "slot_name = '" +
+                         m_slot + "'") == "t";
       },
       30s, 100ms));
   const double published_before = m_pair[0]->metric("outbox_relay_events_published_total").value_or(-1);
@@ -341,6 +339,48 @@ TEST_F(relay_ha, a_paused_leader_is_replaced_and_publishes_and_confirms_nothing_
   std::cout << "[ takeover ] " << v.duplicated << " extra copies\n";
   EXPECT_EQ(m_pair[1]->proc().stop(SIGTERM, 30s), 0);
   EXPECT_EQ(m_pair[0]->proc().stop(SIGTERM, 30s), 0);
+}
+
+TEST_F(relay_ha, in_exactly_once_mode_a_paused_leader_is_fenced_and_nothing_it_had_open_becomes_visible) {
+  const auto topic = unique_name("haeospause");
+  const auto t = create_table("ob_haeospause");
+  write_config(config(tables({t}), "  wal_sender_timeout: 3s\n", "",
+                      "  delivery: exactly_once\n  checkpoint_topic: " + unique_name("checkpoints") + "\n"));
+  m_pair[0] = launch("a");
+  ASSERT_TRUE(wait_until([&] { return m_pair[0]->streams(); }, 60s)) << m_pair[0]->log();
+  m_pair[1] = launch("b");
+  ASSERT_TRUE(wait_until([&] { return m_pair[1]->waits(); }, 30s)) << m_pair[1]->log();
+
+  trickle writer(t, topic, "eos-pause", 10ms);  // 100 rows/s: the leader nearly always has a transaction open
+  ASSERT_TRUE(publishes(*m_pair[0], 100)) << m_pair[0]->log();
+
+  // The leader stalls with a Kafka transaction open; the standby takes over (a higher epoch on PostgreSQL) and
+  // its init_transactions() fences the old producer on Kafka, whose open transaction the coordinator aborts.
+  ASSERT_EQ(::kill(m_pair[0]->proc().pid(), SIGSTOP), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(wait_until([&] { return m_pair[1]->streams() && m_pair[1]->leads(); }, 60s, 50ms)) << m_pair[1]->log();
+  std::cout << "[ takeover ] exactly_once: paused leader replaced after "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()
+            << " ms (wal_sender_timeout 3 s)\n";
+  ASSERT_TRUE(publishes(*m_pair[1], 100)) << m_pair[1]->log();
+
+  // Awake, the old leader commits nothing more: its producer is fenced and its stream gone, and the leader lock
+  // is the new leader's, so it waits as the standby.
+  ASSERT_EQ(::kill(m_pair[0]->proc().pid(), SIGCONT), 0);
+  ASSERT_TRUE(wait_until([&] { return m_pair[0]->waits(); }, 60s)) << m_pair[0]->log();
+  EXPECT_TRUE(m_pair[0]->proc().running());
+  EXPECT_EQ(m_pair[0]->metric("outbox_relay_leader"), 0.0);
+  ASSERT_TRUE(publishes(*m_pair[1], 100)) << m_pair[1]->log();
+
+  const auto expected = writer.stop();
+  const auto records = consume_all(topic, expected, 90s);
+  const auto v = check_stream(records, expected);
+  EXPECT_TRUE(v.ok()) << v.detail;
+  EXPECT_EQ(v.duplicated, 0U) << "a read_committed consumer saw an event twice";
+  std::cout << "[ takeover ] exactly_once, paused leader: " << expected.size() << " events, " << v.duplicated
+            << " duplicates; the woken leader "
+            << "waits as the standby\n";
+  EXPECT_EQ(m_pair[1]->proc().stop(SIGTERM, 30s), 0);
 }
 
 }  // namespace

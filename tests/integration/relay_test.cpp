@@ -254,6 +254,8 @@ TEST_F(relay_records, the_slot_it_makes_is_a_failover_slot_on_postgresql_17_and_
     if (pg_scalar("SHOW synchronized_standby_slots").empty()) {
       EXPECT_NE(m_relay->log().find("synchronized_standby_slots is empty"), std::string::npos)
           << "the unprotected slot is reported";
+      EXPECT_TRUE(wait_until([&] { return metric("outbox_relay_slot_failover_unprotected") == 1.0; }, 30s))
+          << "and its metric says so";
     }
   } else {
     EXPECT_EQ(pg_scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '" + m_slot + "'"), "1");

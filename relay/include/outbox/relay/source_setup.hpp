@@ -37,6 +37,9 @@ struct slot_facts {
   std::string invalidation_reason;  ///< PostgreSQL 17+
   bool failover = false;            ///< PostgreSQL 17+
   bool synced = false;              ///< PostgreSQL 17+
+  /// PostgreSQL 17+ primary: a failover slot while synchronized_standby_slots is empty, so the relay may be sent
+  /// (and publish) a transaction no standby has yet, which a promotion loses.
+  bool failover_unprotected = false;
 
   /// True when PostgreSQL can no longer stream from the slot.
   [[nodiscard]] bool invalidated() const noexcept {
