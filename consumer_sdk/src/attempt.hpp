@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <variant>
 
 namespace outbox::consumer::detail {
 
@@ -32,16 +33,19 @@ enum class attempt_kind {
 struct attempt_result {
   attempt_kind kind = attempt_kind::processed;
   std::string reason;
-  std::string error_class;   ///< fatal: the dead letter's `dlq_error_class`
-  std::string dependency;    ///< wait: `dedupe`, `inbox` or `claim`
-  bool ran_handler = false;  ///< the handler ran (an attempt is counted)
+  std::string error_class;                   ///< fatal: the dead letter's `dlq_error_class`
+  std::string dependency;                    ///< wait: `dedupe`, `inbox` or `claim`
+  bool ran_handler = false;                  ///< the handler ran (an attempt is counted)
+  std::chrono::milliseconds retry_after{0};  ///< retry: the handler's outcome::retry_after delay (0: none)
 };
 
 /// A record's claim on its event id in the dedupe store, kept across its in-process attempts.
 struct claim_state {
-  std::string token;              ///< the caller's token; empty until the first claim
-  bool owned = false;             ///< the store holds this token's claim
-  bool complete_pending = false;  ///< the handler said done; the store has not recorded it yet
+  std::string token;                ///< the caller's token; empty until the first claim
+  std::string key;                  ///< the dedupe key claimed (dedupe_key, or the event id)
+  bool owned = false;               ///< the store holds this token's claim
+  bool complete_pending = false;    ///< the handler said done; the store has not recorded it yet
+  bool complete_duplicate = false;  ///< ... and that done was outcome::duplicate
 };
 
 /// The attempt: claim → handler → complete, or the inbox transaction (claim, handler and commit together).
@@ -57,9 +61,11 @@ struct claim_state {
 class attempt_runner {
  public:
   /// The plain path; `store` may be null (no dedupe) and must outlive the runner.
-  attempt_runner(std::string group, handler h, dedupe::store* store, consumer_metrics& metrics);
+  attempt_runner(std::string group, handler h, dedupe::store* store, consumer_metrics& metrics,
+                 dedupe_key_function key = {});
   /// The inbox path; connects and creates the inbox table (throws outbox_error on failure).
-  attempt_runner(std::string group, transactional_handler h, const inbox_options& inbox, consumer_metrics& metrics);
+  attempt_runner(std::string group, transactional_handler h, const inbox_options& inbox, consumer_metrics& metrics,
+                 dedupe_key_function key = {});
   ~attempt_runner();
   attempt_runner(const attempt_runner&) = delete;
   attempt_runner& operator=(const attempt_runner&) = delete;
@@ -83,6 +89,8 @@ class attempt_runner {
  private:
   attempt_result run_plain(const record& r, claim_state& c);
   attempt_result run_in_transaction(const record& r);
+  /// The record's dedupe key, or the fatal result of a missing or bad one; `what` ends its reason.
+  std::variant<std::string, attempt_result> key_of(const record& r, const char* what) const;
   pqxx::connection& database();
   std::string new_token();
   void keep_lease(std::string_view event_id, const std::string& token);
@@ -92,6 +100,7 @@ class attempt_runner {
   std::string m_group;
   handler m_handler;
   transactional_handler m_tx_handler;
+  dedupe_key_function m_key;
   dedupe::store* m_store = nullptr;
   std::unique_ptr<dedupe::postgres_inbox> m_inbox;
   std::string m_dsn;

@@ -64,10 +64,11 @@ class consumer::impl {
         log::warn(k_component, "ignoring the dedupe store: the transactional handler dedupes with the inbox");
         m_options.dedupe.reset();
       }
-      m_attempts = std::make_unique<attempt_runner>(m_options.group_id, std::move(th), *m_options.inbox, m_metrics);
+      m_attempts = std::make_unique<attempt_runner>(m_options.group_id, std::move(th), *m_options.inbox, m_metrics,
+                                                    m_options.dedupe_key);
     } else {
-      m_attempts =
-          std::make_unique<attempt_runner>(m_options.group_id, std::move(h), m_options.dedupe.get(), m_metrics);
+      m_attempts = std::make_unique<attempt_runner>(m_options.group_id, std::move(h), m_options.dedupe.get(), m_metrics,
+                                                    m_options.dedupe_key);
     }
     retry_schedule schedule = checked_schedule(m_options.retry);
     check_retention(m_options, schedule, m_attempts->dedupes() ? m_attempts->retention() : milliseconds(0));
@@ -548,6 +549,10 @@ retry_policy default_retry_policy() {
   p.max = std::chrono::seconds(30);
   p.max_attempts = 5;
   return p;
+}
+
+dedupe_key_function dedupe_key_from_header(std::string name) {
+  return [name = std::move(name)](const record& r) { return std::string(r.header(name).value_or("")); };
 }
 
 std::string retry_topic_name(const std::string& topic, const std::string& group, std::chrono::milliseconds delay) {

@@ -10,6 +10,8 @@ std::string_view to_string(outcome_kind k) noexcept {
       return "retry";
     case outcome_kind::fatal:
       return "fatal";
+    case outcome_kind::duplicate:
+      return "duplicate";
   }
   return "retry";
 }
@@ -29,7 +31,7 @@ outcome outcome_from_exception(const std::exception_ptr& e) noexcept {
     }
   } catch (...) {
     // Building the outcome itself failed (out of memory): retrying is the only safe answer.
-    return outcome{outcome_kind::retry, {}, {}};
+    return outcome{outcome_kind::retry, {}, {}, {}};
   }
 }
 

@@ -33,6 +33,14 @@ using handler = std::function<outcome(const record&)>;
 /// leaves the transaction aborted, and the SDK retries the record instead of losing it.
 using transactional_handler = std::function<outcome(const record&, pqxx::work& tx)>;
 
+/// The key a record is deduplicated on: the dedupe store's key and the inbox row's `event_id`. Empty, or not valid
+/// as an event id (record_format::event_id_problem), dead-letters the record (`missing_event_id`, `bad_event_id`);
+/// an exception it throws counts as an empty key.
+using dedupe_key_function = std::function<std::string(const record&)>;
+
+/// A dedupe key read from header `name` (e.g. the provider's `transaction_id`); empty when the record lacks it.
+dedupe_key_function dedupe_key_from_header(std::string name);
+
 /// The PostgreSQL inbox of the transactional path: the application's own database.
 struct inbox_options {
   std::string dsn;                     ///< libpq string or URI of the database the handler writes to
@@ -65,6 +73,10 @@ struct consumer_options {
   std::optional<inbox_options> inbox;     ///< required by (and only used with) a transactional_handler
   /// Where per-key holds live; when null, the SDK uses the store's (from_config sets it) or, without one, memory.
   std::unique_ptr<dedupe::key_holds> holds;
+  /// What records are deduplicated on; empty: the `event_id` header. Set it when one effect can arrive as several
+  /// events, e.g. a payment callback delivered twice over HTTP and written as two outbox rows: key on the
+  /// provider's transaction id and the second one is a duplicate. Dead letters are still recorded by event id.
+  dedupe_key_function dedupe_key;
 
   /// In-process, blocking attempts: the delays between them and, in `max_attempts`, how many there are
   /// (0: retry in process until the record is done or fatal, and never move it to a retry topic).

@@ -1,0 +1,117 @@
+// The handler API a payment service needs, on real Kafka and PostgreSQL: a dedupe key from the record, the
+// attempt context, retry_after and duplicate outcomes, in the inbox transaction.
+#include "guarantee_support.hpp"
+#include "ledger_support.hpp"
+#include "outbox/test/environment.hpp"
+#include "outbox/test/postgres.hpp"
+#include "running_consumer.hpp"
+#include "test_producer.hpp"
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+namespace outbox::consumer_test {
+namespace {
+
+using namespace std::chrono_literals;
+using consumer::attempt_info;
+using consumer::outcome;
+using consumer::record;
+
+/// One HTTP delivery of a provider's payment callback, written by the receiving service as its own outbox row.
+outgoing delivery(const std::string& topic, const std::string& event_id, const std::string& transaction_id,
+                  const std::string& account, std::int64_t cents) {
+  return outgoing{topic,
+                  -1,
+                  account,
+                  R"({"account_id":")" + account + R"(","amount_cents":)" + std::to_string(cents) + "}",
+                  {{"event_id", event_id}, {"transaction_id", transaction_id}}};
+}
+
+class handler_api : public ledger_fixture {
+ protected:
+  consumer::consumer_options inbox_options() const {
+    auto o = kafka_options({m_topic}, m_group);
+    o.inbox = consumer::inbox_options{m_dsn, "outbox_inbox", std::chrono::hours(240), {}, {}};
+    return o;
+  }
+  std::vector<std::string> inbox_keys() const {
+    return test::pg_column("SELECT event_id FROM " + m_schema + ".outbox_inbox WHERE consumer_group = '" + m_group +
+                           "' ORDER BY event_id");
+  }
+};
+
+// Two deliveries of one provider transaction are two outbox rows with two event ids: keyed on transaction_id,
+// the second is a duplicate. A handler that finds the credit in its own table says duplicate; a 429 waits the
+// delay it was given, and the handler sees its attempt number and first failure.
+TEST_F(handler_api, a_dedupe_key_duplicate_and_retry_after_in_the_inbox_transaction) {
+  create_topic(1);
+  create_accounts({"a1", "a2"});
+  test::pg_exec("CREATE TABLE " + m_schema + ".credits (transaction_id text PRIMARY KEY)");
+  test::pg_exec("INSERT INTO " + m_schema + ".credits VALUES ('wx-imported')");  // credited before the SDK ran
+  auto o = inbox_options();
+  o.retry.max_attempts = 3;
+  o.dedupe_key = consumer::dedupe_key_from_header("transaction_id");
+  std::mutex mu;
+  std::map<std::string, std::vector<attempt_info>> attempts;  // by event id
+  std::map<std::string, std::chrono::steady_clock::time_point> first_try;
+  std::chrono::milliseconds waited{0};
+  const std::string schema = m_schema;
+  running_consumer c(
+      std::move(o), consumer::transactional_handler([&](const record& r, pqxx::work& tx) {
+        const std::string id(r.event_id());
+        const std::string txn(r.header("transaction_id").value_or(""));
+        {
+          std::lock_guard lock(mu);
+          attempts[id].push_back(r.attempt);
+          if (r.attempt.number == 1) first_try[id] = std::chrono::steady_clock::now();
+          if (id == "d-429" && r.attempt.number == 1) {
+            return outcome::retry_after(1500ms, "HTTP 429, Retry-After: 1.5");
+          }
+          if (id == "d-429") {
+            waited =
+                std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - first_try[id]);
+          }
+        }
+        if (!tx.exec_params("SELECT 1 FROM " + schema + ".credits WHERE transaction_id = $1", txn).empty()) {
+          return outcome::duplicate();
+        }
+        tx.exec_params("INSERT INTO " + schema + ".credits VALUES ($1)", txn);
+        tx.exec_params("UPDATE " + schema +
+                           ".accounts SET balance_cents = balance_cents + 100 "
+                           "WHERE account_id = $1",
+                       r.key.value_or(""));
+        return outcome::done();
+      }));
+  test_producer producer(test::require_services().kafka_brokers);
+  producer.send(delivery(m_topic, "d-1", "wx-1", "a1", 100));
+  producer.send(delivery(m_topic, "d-2", "wx-1", "a1", 100));  // the provider's retry of the same callback
+  producer.send(delivery(m_topic, "d-3", "wx-imported", "a2", 100));
+  producer.send(delivery(m_topic, "d-429", "wx-2", "a2", 100));
+  producer.flush();
+  ASSERT_TRUE(test::wait_until([&] { return c.get().stats().processed + c.get().stats().duplicate >= 4; }, 60s));
+  c.stop();
+
+  EXPECT_EQ(balances(), (std::map<std::string, std::int64_t>{{"a1", 100}, {"a2", 100}})) << "wx-1 credited once";
+  EXPECT_EQ(c.get().stats().processed, 2u);
+  EXPECT_EQ(c.get().stats().duplicate, 2u) << "d-2 by the inbox, d-3 by the handler";
+  EXPECT_EQ(inbox_keys(), (std::vector<std::string>{"wx-1", "wx-2", "wx-imported"}))
+      << "keyed on transaction_id; a duplicate the handler found is recorded too";
+  std::lock_guard lock(mu);
+  EXPECT_EQ(attempts.count("d-2"), 0u) << "the inbox skipped it without the handler";
+  ASSERT_EQ(attempts["d-429"].size(), 2u);
+  EXPECT_GE(waited, 1500ms) << "Retry-After, not the schedule's 20ms";
+  const attempt_info& second = attempts["d-429"][1];
+  EXPECT_EQ(second.number, 2);
+  EXPECT_GT(second.first_failure_ms, 0);
+  EXPECT_EQ(second.tier, -1);
+  EXPECT_FALSE(second.replay);
+  EXPECT_FALSE(second.last) << "3 attempts and no tiers: the third is the last";
+}
+
+}  // namespace
+}  // namespace outbox::consumer_test
