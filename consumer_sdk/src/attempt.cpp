@@ -35,6 +35,8 @@ attempt_result from_outcome(const outcome& o) {
       return {attempt_kind::processed, {}, {}, {}, true};
     case outcome_kind::duplicate:
       return {attempt_kind::duplicate, {}, {}, {}, true};
+    case outcome_kind::infrastructure:
+      return {attempt_kind::wait, o.reason, {}, "handler", false, {}};
     case outcome_kind::retry:
       return {attempt_kind::retry, o.reason, {}, {}, true, std::max(o.retry_delay, std::chrono::milliseconds(0))};
     case outcome_kind::fatal:
@@ -74,10 +76,12 @@ std::optional<std::string> database_failure(const std::exception& e) {
 }  // namespace
 
 attempt_runner::attempt_runner(std::string group, handler h, dedupe::store* store, consumer_metrics& metrics,
-                               dedupe_key_function key)
+                               dedupe_key_function key, classifier classify, dead_letter_hook on_dead)
     : m_group(std::move(group)),
       m_handler(std::move(h)),
       m_key(std::move(key)),
+      m_classify(std::move(classify)),
+      m_on_dead(std::move(on_dead)),
       m_store(store),
       m_metrics(metrics),
       m_token_prefix(std::random_device{}() ^ (static_cast<std::uint64_t>(std::random_device{}()) << 32U)) {
@@ -85,10 +89,13 @@ attempt_runner::attempt_runner(std::string group, handler h, dedupe::store* stor
 }
 
 attempt_runner::attempt_runner(std::string group, transactional_handler h, const inbox_options& inbox,
-                               consumer_metrics& metrics, dedupe_key_function key)
+                               consumer_metrics& metrics, dedupe_key_function key, classifier classify,
+                               dead_letter_hook on_dead)
     : m_group(std::move(group)),
       m_tx_handler(std::move(h)),
       m_key(std::move(key)),
+      m_classify(std::move(classify)),
+      m_on_dead(std::move(on_dead)),
       m_inbox(std::make_unique<dedupe::postgres_inbox>(
           inbox.dsn,
           dedupe::postgres_inbox::options{inbox.table, inbox.retention, inbox.keep_at_least, inbox.dead_letter_table})),
@@ -149,7 +156,7 @@ attempt_result attempt_runner::run_plain(const record& r, claim_state& c) {
     try {
       o = m_handler(r);
     } catch (...) {
-      o = outcome_from_exception(std::current_exception());
+      o = outcome_from_exception(std::current_exception(), m_classify);
     }
     m_metrics.handler_time(r.topic, seconds_since(t0));
     return from_outcome(o);
@@ -197,7 +204,7 @@ attempt_result attempt_runner::run_plain(const record& r, claim_state& c) {
   try {
     o = m_handler(r);
   } catch (...) {
-    o = outcome_from_exception(std::current_exception());
+    o = outcome_from_exception(std::current_exception(), m_classify);
   }
   drop_lease();
   m_metrics.handler_time(r.topic, seconds_since(t0));
@@ -250,16 +257,17 @@ attempt_result attempt_runner::run_in_transaction(const record& r) {
     try {
       o = m_tx_handler(r, tx);
     } catch (const std::exception& e) {
-      if (auto down = database_failure(e)) {
-        m_metrics.handler_time(r.topic, seconds_since(t0));
-        if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) m_db.reset();
-        return wait_on("inbox", *down);
-      }
-      o = outcome_from_exception(std::current_exception());
+      // The connection goes once `tx` is gone; the next transaction opens a new one.
+      if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) m_drop_db = true;
+      o = outcome_from_exception(std::current_exception(), m_classify);
     } catch (...) {
-      o = outcome_from_exception(std::current_exception());
+      o = outcome_from_exception(std::current_exception(), m_classify);
     }
     m_metrics.handler_time(r.topic, seconds_since(t0));
+    if (o.kind == outcome_kind::infrastructure) {
+      if (!m_drop_db) tx.abort();
+      return wait_on("inbox", o.reason);
+    }
     if (!applied(o)) {
       tx.abort();
       return from_outcome(o);
@@ -305,6 +313,10 @@ attempt_result attempt_runner::run_in_transaction(const record& r) {
 }
 
 pqxx::connection& attempt_runner::database() {
+  if (m_drop_db) {
+    m_db.reset();
+    m_drop_db = false;
+  }
   if (!m_db) {
     m_db = std::make_unique<pqxx::connection>(m_dsn);
     pqxx::nontransaction settings(*m_db);
@@ -313,11 +325,24 @@ pqxx::connection& attempt_runner::database() {
   return *m_db;
 }
 
-attempt_result attempt_runner::record_dead_letter(const dedupe::dead_letter_entry& e) {
-  if (!m_inbox || e.event_id.empty() || rf::event_id_problem(e.event_id)) return {};
+attempt_result attempt_runner::record_dead_letter(const dedupe::dead_letter_entry& e, const record& r,
+                                                  const dead_letter_info& info) {
+  if (!m_inbox) return {};
+  const bool row = !e.event_id.empty() && !rf::event_id_problem(e.event_id);
+  if (!row && !m_on_dead) return {};
   try {
     pqxx::work tx(database());
-    m_inbox->record_dead_letter(tx, e);
+    if (row) m_inbox->record_dead_letter(tx, e);
+    if (m_on_dead) {
+      try {
+        m_on_dead(r, info, tx);
+      } catch (const std::exception& ex) {
+        if (dynamic_cast<const pqxx::broken_connection*>(&ex) != nullptr) m_drop_db = true;
+        return wait_on("inbox", std::string("the dead-letter hook failed (nothing of it or of the recorded dead "
+                                            "letter is committed): ") +
+                                    ex.what());
+      }
+    }
     tx.commit();
   } catch (const std::exception& ex) {
     if (m_db && (!m_db->is_open() || dynamic_cast<const pqxx::broken_connection*>(&ex) != nullptr ||

@@ -54,6 +54,11 @@ class consumer::impl {
         m_plan(checked_group(m_options), m_options.topics, m_options.retry_topics, m_options.dlq_topic),
         m_commits(m_offsets, m_metrics) {
     if (!h && !th) throw outbox_error("consumer", "the consumer needs a handler; it got an empty one");
+    if (m_options.on_dead_letter && !th) {
+      throw outbox_error("config",
+                         "consumer_options::on_dead_letter runs in the inbox transaction: it needs a "
+                         "transactional_handler and the PostgreSQL inbox (dedupe.store: postgres)");
+    }
     if (th) {
       if (!m_options.inbox) {
         throw outbox_error("config",
@@ -65,10 +70,10 @@ class consumer::impl {
         m_options.dedupe.reset();
       }
       m_attempts = std::make_unique<attempt_runner>(m_options.group_id, std::move(th), *m_options.inbox, m_metrics,
-                                                    m_options.dedupe_key);
+                                                    m_options.dedupe_key, m_options.classify, m_options.on_dead_letter);
     } else {
       m_attempts = std::make_unique<attempt_runner>(m_options.group_id, std::move(h), m_options.dedupe.get(), m_metrics,
-                                                    m_options.dedupe_key);
+                                                    m_options.dedupe_key, m_options.classify);
     }
     retry_schedule schedule = checked_schedule(m_options.retry);
     check_retention(m_options, schedule, m_attempts->dedupes() ? m_attempts->retention() : milliseconds(0));

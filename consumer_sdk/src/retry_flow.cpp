@@ -264,7 +264,10 @@ bool retry_flow::drive(pending_record& p) {
         e.error_class = p.error_class.empty() ? std::string(rf::k_class_fatal) : p.error_class;
         e.error_message = p.reason;
         e.replayed = p.replayed;
-        const attempt_result res = m_attempts.record_dead_letter(e);
+        const dead_letter_info info{
+            e.error_class, p.reason, p.attempts,
+            rf::dead_letter_topic_name(m_settings.dlq_template, p.origin.topic, m_settings.group)};
+        const attempt_result res = m_attempts.record_dead_letter(e, p.rec, info);
         if (res.kind == attempt_kind::wait) {
           wait_for_dependency(p, res.dependency, res.reason);
           continue;

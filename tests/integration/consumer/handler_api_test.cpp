@@ -113,5 +113,110 @@ TEST_F(handler_api, a_dedupe_key_duplicate_and_retry_after_in_the_inbox_transact
   EXPECT_FALSE(second.last) << "3 attempts and no tiers: the third is the last";
 }
 
+// A credit that overflows bigint (22003) cannot succeed on any attempt: dead-lettered on its first, although the
+// schedule allows 1000. A row locked by another transaction (55P03 under NOWAIT) is infrastructure: the record
+// waits, no attempt is spent, and it is credited once the lock goes.
+TEST_F(handler_api, the_default_classification_on_real_sqlstates) {
+  create_topic(1);
+  create_accounts({"a1", "a2"});
+  test::pg_exec("UPDATE " + m_schema + ".accounts SET balance_cents = 9223372036854775000 WHERE account_id = 'a1'");
+  auto o = inbox_options();
+  o.retry.max_attempts = 1000;
+  std::mutex mu;
+  std::vector<std::int64_t> a2_attempts;
+  const std::string schema = m_schema;
+  running_consumer c(std::move(o), consumer::transactional_handler([&](const record& r, pqxx::work& tx) {
+                       if (r.key == "a2") {
+                         std::lock_guard lock(mu);
+                         a2_attempts.push_back(r.attempt.number);
+                       }
+                       tx.exec_params("SELECT 1 FROM " + schema + ".accounts WHERE account_id = $1 FOR UPDATE NOWAIT",
+                                      r.key.value_or(""));
+                       tx.exec_params("UPDATE " + schema +
+                                          ".accounts SET balance_cents = balance_cents + 1000 "
+                                          "WHERE account_id = $1",
+                                      r.key.value_or(""));
+                       return outcome::done();
+                     }));
+  pqxx::connection blocker(m_dsn);
+  pqxx::work holding(blocker);
+  holding.exec("SELECT 1 FROM accounts WHERE account_id = 'a2' FOR UPDATE");
+
+  test_producer producer(test::require_services().kafka_brokers);
+  producer.send(delivery(m_topic, "overflow", "wx-1", "a1", 1000));
+  producer.send(delivery(m_topic, "locked", "wx-2", "a2", 1000));
+  producer.flush();
+  ASSERT_TRUE(test::wait_until([&] { return c.get().stats().dead_lettered == 1; }, 60s));
+  EXPECT_EQ(c.get().stats().retried, 0u) << "22003 is not retried";
+  ASSERT_TRUE(test::wait_until([&] { return c.get().stats().dependency_errors >= 3; }, 60s));
+  EXPECT_EQ(c.get().stats().processed, 0u);
+  holding.abort();
+  ASSERT_TRUE(test::wait_until([&] { return c.get().stats().processed == 1; }, 60s));
+  c.stop();
+
+  EXPECT_EQ(c.get().stats().fatal, 1u);
+  EXPECT_EQ(c.get().stats().dead_lettered, 1u);
+  EXPECT_EQ(test::pg_scalar("SELECT error_class FROM " + m_schema + ".outbox_dead_letters WHERE event_id = 'overflow'"),
+            "fatal");
+  EXPECT_EQ(balances(), (std::map<std::string, std::int64_t>{{"a1", 9223372036854775000}, {"a2", 1000}}));
+  std::lock_guard lock(mu);
+  ASSERT_GE(a2_attempts.size(), 4u);
+  for (const auto n : a2_attempts) EXPECT_EQ(n, 1) << "a lock held elsewhere spends no attempt";
+}
+
+// A merchant's notification that cannot be delivered: the hook marks it failed in the transaction that records
+// the dead letter. The first run of the hook fails, and neither its write nor the recorded dead letter commits;
+// the second commits both.
+TEST_F(handler_api, the_dead_letter_hook_writes_in_the_transaction_that_records_the_dead_letter) {
+  create_topic(1);
+  test::pg_exec("CREATE TABLE " + m_schema +
+                ".notifications (event_id text PRIMARY KEY, status text NOT NULL, last_error text)");
+  test::pg_exec("INSERT INTO " + m_schema + ".notifications VALUES ('n-1', 'pending', NULL), ('n-2', 'pending', NULL)");
+  auto o = inbox_options();
+  o.retry.max_attempts = 2;
+  std::mutex mu;
+  int hook_runs = 0;
+  std::vector<long long> rows_seen_by_hook;  // recorded dead letters a separate connection saw, per hook run
+  const std::string schema = m_schema;
+  const std::string dsn = m_dsn;
+  o.on_dead_letter = [&](const record& r, const consumer::dead_letter_info& dl, pqxx::work& tx) {
+    {
+      pqxx::connection other(dsn);
+      pqxx::nontransaction look(other);
+      std::lock_guard lock(mu);
+      rows_seen_by_hook.push_back(look.exec1("SELECT count(*) FROM outbox_dead_letters")[0].as<long long>());
+      if (++hook_runs == 1) throw std::runtime_error("the hook's first run fails");
+    }
+    tx.exec_params("UPDATE " + schema + ".notifications SET status = 'failed', last_error = $2 WHERE event_id = $1",
+                   std::string(r.event_id()), dl.error_class + ": " + dl.reason);
+  };
+  running_consumer c(std::move(o), consumer::transactional_handler([&](const record& r, pqxx::work& tx) {
+                       if (r.event_id() == "n-1") return outcome::retry("merchant answered HTTP 500");
+                       tx.exec_params(
+                           "UPDATE " + schema + ".notifications SET status = 'delivered' WHERE event_id = $1",
+                           std::string(r.event_id()));
+                       return outcome::done();
+                     }));
+  test_producer producer(test::require_services().kafka_brokers);
+  producer.send(delivery(m_topic, "n-1", "wx-1", "m1", 1));
+  producer.send(delivery(m_topic, "n-2", "wx-2", "m1", 1));
+  producer.flush();
+  ASSERT_TRUE(test::wait_until([&] { return c.get().stats().processed == 1; }, 60s));
+  c.stop();
+
+  EXPECT_EQ(test::pg_column("SELECT event_id || ':' || status || ':' || coalesce(last_error, '') FROM " + m_schema +
+                            ".notifications ORDER BY event_id"),
+            (std::vector<std::string>{"n-1:failed:retry_exhausted: merchant answered HTTP 500", "n-2:delivered:"}));
+  EXPECT_EQ(test::pg_column("SELECT event_id || ':' || topic || ':' || \"offset\" || ':' || error_class || ':' || "
+                            "(replayed_at IS NULL) FROM " +
+                            m_schema + ".outbox_dead_letters"),
+            (std::vector<std::string>{"n-1:" + m_topic + ":0:retry_exhausted:true"}));
+  std::lock_guard lock(mu);
+  EXPECT_EQ(hook_runs, 2);
+  EXPECT_EQ(rows_seen_by_hook, (std::vector<long long>{0, 0})) << "the failed run committed nothing";
+  EXPECT_GE(c.get().stats().dependency_errors, 1u);
+  EXPECT_EQ(c.get().stats().dead_lettered, 1u);
+}
+
 }  // namespace
 }  // namespace outbox::consumer_test

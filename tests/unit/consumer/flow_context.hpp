@@ -101,7 +101,7 @@ struct flow_setup {
   double max_ratio = 1.0;
   int window = 10;
   std::chrono::milliseconds probe_interval = 10ms;
-  dedupe_key_function dedupe_key;  ///< empty: the event_id header
+  dedupe_key_function dedupe_key = {};  ///< empty: the event_id header
 };
 
 /// The stages wired together around a handler the test sets.

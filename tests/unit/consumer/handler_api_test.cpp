@@ -2,6 +2,7 @@
 #include "flow_context.hpp"
 
 #include <gtest/gtest.h>
+#include <pqxx/except>
 
 namespace outbox::consumer::detail::test {
 namespace {
@@ -161,6 +162,57 @@ TEST(handler_api, a_record_without_its_dedupe_key_is_dead_lettered_unhandled) {
   ASSERT_EQ(throwing.sink.sent.size(), 1u);
   EXPECT_NE(throwing.header(0, "dlq_error_message").find("value is not JSON"), std::string::npos);
   EXPECT_TRUE(throwing.calls.empty());
+}
+
+TEST(handler_api, an_infrastructure_failure_waits_without_spending_an_attempt_or_dead_lettering) {
+  flow_context ctx({.tiers = {}, .in_process_attempts = 1, .max_ratio = 0.5, .window = 2});
+  int calls = 0;
+  std::vector<std::int64_t> numbers;
+  ctx.handler = [&](const record& r) {
+    numbers.push_back(r.attempt.number);
+    if (++calls <= 5) throw pqxx::broken_connection("the ledger database went away");
+    return outcome::done();
+  };
+  auto p = ctx.arrive(flow_context::source("e1", 0));
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->waiting_on, "handler");
+  EXPECT_EQ(p->attempts, 0);
+  ASSERT_TRUE(ctx.settle(*p));
+  EXPECT_EQ(calls, 6) << "one attempt allowed, yet five failures of the database did not dead-letter it";
+  EXPECT_EQ(numbers, (std::vector<std::int64_t>(6, 1))) << "none of them counted as an attempt";
+  EXPECT_TRUE(ctx.sink.sent.empty());
+  EXPECT_EQ(ctx.stats().processed, 1u);
+  EXPECT_EQ(ctx.stats().dependency_errors, 5u);
+  EXPECT_FALSE(ctx.flow().halted());
+}
+
+TEST(handler_api, a_fatal_sql_error_is_dead_lettered_on_its_first_attempt) {
+  flow_context ctx({.tiers = {1s}, .in_process_attempts = 5});
+  ctx.handler = [](const record&) -> outcome {
+    throw pqxx::sql_error("ERROR: bigint out of range", "UPDATE accounts ...", "22003");
+  };
+  auto p = ctx.arrive(flow_context::source("e1", 0));
+  ASSERT_TRUE(!p || ctx.settle(*p));
+  EXPECT_EQ(ctx.calls.size(), 1u) << "neither the schedule nor the tier runs it again";
+  ASSERT_EQ(ctx.sink.sent.size(), 1u);
+  EXPECT_EQ(ctx.sink.sent[0].topic, "payments.g.dlq");
+  EXPECT_EQ(ctx.header(0, "dlq_error_class"), "fatal");
+  EXPECT_NE(ctx.header(0, "dlq_error_message").find("22003"), std::string::npos);
+}
+
+TEST(handler_api, a_dead_letter_hook_without_the_inbox_is_refused_at_construction) {
+  consumer_options o;
+  o.brokers = "127.0.0.1:1";
+  o.group_id = "g";
+  o.topics = {"payments"};
+  o.on_dead_letter = [](const record&, const dead_letter_info&, pqxx::work&) {};
+  try {
+    consumer c(std::move(o), [](const record&) { return outcome::done(); });
+    FAIL() << "constructed";
+  } catch (const outbox_error& e) {
+    EXPECT_EQ(e.value().category, "config");
+    EXPECT_NE(std::string(e.what()).find("on_dead_letter"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
