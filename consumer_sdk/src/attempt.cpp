@@ -97,8 +97,8 @@ attempt_runner::attempt_runner(std::string group, transactional_handler h, const
       m_classify(std::move(classify)),
       m_on_dead(std::move(on_dead)),
       m_inbox(std::make_unique<dedupe::postgres_inbox>(
-          inbox.dsn,
-          dedupe::postgres_inbox::options{inbox.table, inbox.retention, inbox.keep_at_least, inbox.dead_letter_table})),
+          inbox.dsn, dedupe::postgres_inbox::options{inbox.table, inbox.retention, inbox.keep_at_least,
+                                                     inbox.dead_letter_table, inbox.create_table})),
       m_dsn(inbox.dsn),
       m_metrics(metrics),
       m_token_prefix(0) {}

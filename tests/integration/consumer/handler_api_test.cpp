@@ -2,6 +2,7 @@
 // attempt context, retry_after and duplicate outcomes, in the inbox transaction.
 #include "guarantee_support.hpp"
 #include "ledger_support.hpp"
+#include "outbox/dedupe/postgres_inbox.hpp"
 #include "outbox/test/environment.hpp"
 #include "outbox/test/postgres.hpp"
 #include "running_consumer.hpp"
@@ -216,6 +217,41 @@ TEST_F(handler_api, the_dead_letter_hook_writes_in_the_transaction_that_records_
   EXPECT_EQ(rows_seen_by_hook, (std::vector<long long>{0, 0})) << "the failed run committed nothing";
   EXPECT_GE(c.get().stats().dependency_errors, 1u);
   EXPECT_EQ(c.get().stats().dead_lettered, 1u);
+}
+
+// Bring your own transaction: a plain handler opens a SERIALIZABLE transaction on the service's own connection,
+// joins the inbox to it with postgres_inbox::claim_in, and says duplicate when the row is already there.
+TEST_F(handler_api, a_service_joins_the_inbox_to_a_serializable_transaction_of_its_own) {
+  create_topic(1);
+  create_accounts({"a1"});
+  dedupe::postgres_inbox inbox(m_dsn, {.table = "outbox_inbox",
+                                       .retention = std::chrono::hours(240),
+                                       .keep_at_least = {},
+                                       .dead_letter_table = {},
+                                       .create_tables = true});
+  pqxx::connection own(m_dsn);  // the service's pool, in short
+  std::vector<std::string> isolation;
+  const std::string group = m_group;
+  running_consumer c(kafka_options({m_topic}, m_group), [&](const record& r) {
+    pqxx::transaction<pqxx::serializable> tx(own);
+    isolation.push_back(tx.exec1("SHOW transaction_isolation")[0].as<std::string>());
+    if (!inbox.claim_in(tx, group, r.header("transaction_id").value_or(""))) return outcome::duplicate();
+    tx.exec_params("UPDATE accounts SET balance_cents = balance_cents + $1 WHERE account_id = $2", 100,
+                   r.key.value_or(""));
+    tx.commit();
+    return outcome::done();
+  });
+  test_producer producer(test::require_services().kafka_brokers);
+  producer.send(delivery(m_topic, "d-1", "wx-1", "a1", 100));
+  producer.send(delivery(m_topic, "d-2", "wx-1", "a1", 100));
+  producer.send(delivery(m_topic, "d-3", "wx-2", "a1", 100));
+  producer.flush();
+  ASSERT_TRUE(test::wait_until([&] { return c.get().stats().processed + c.get().stats().duplicate >= 3; }, 60s));
+  c.stop();
+  EXPECT_EQ(balances(), (std::map<std::string, std::int64_t>{{"a1", 200}}));
+  EXPECT_EQ(c.get().stats().duplicate, 1u);
+  EXPECT_EQ(inbox_keys(), (std::vector<std::string>{"wx-1", "wx-2"}));
+  EXPECT_EQ(isolation, (std::vector<std::string>(3, "serializable")));
 }
 
 }  // namespace

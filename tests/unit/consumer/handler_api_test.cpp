@@ -1,5 +1,6 @@
 // What a handler is told and can say: the attempt context, retry_after, duplicate, and the dedupe key.
 #include "flow_context.hpp"
+#include "outbox/config/consumer_config.hpp"
 
 #include <gtest/gtest.h>
 #include <pqxx/except>
@@ -198,6 +199,25 @@ TEST(handler_api, a_fatal_sql_error_is_dead_lettered_on_its_first_attempt) {
   EXPECT_EQ(ctx.sink.sent[0].topic, "payments.g.dlq");
   EXPECT_EQ(ctx.header(0, "dlq_error_class"), "fatal");
   EXPECT_NE(ctx.header(0, "dlq_error_message").find("22003"), std::string::npos);
+}
+
+TEST(handler_api, from_config_maps_the_dedupe_key_header_and_inbox_create_table) {
+  const auto cfg = config::parse_consumer_config(
+      "consumer:\n  brokers: 127.0.0.1:9092\n  group_id: ledger\n  topics: [payments]\n"
+      "dedupe:\n  store: postgres\n  dsn: host=db\n  key_header: transaction_id\n"
+      "inbox:\n  create_table: false\n",
+      "ledger.yaml");
+  const consumer_options o = from_config(cfg);
+  ASSERT_TRUE(o.dedupe_key);
+  record r = flow_context::source("e1", 0);
+  r.headers.emplace_back("transaction_id", "wx-9");
+  EXPECT_EQ(o.dedupe_key(r), "wx-9");
+  ASSERT_TRUE(o.inbox.has_value());
+  EXPECT_FALSE(o.inbox->create_table);
+  EXPECT_FALSE(from_config(config::parse_consumer_config("consumer:\n  brokers: b:1\n  group_id: g\n  topics: [t]\n",
+                                                         "minimal.yaml"))
+                   .dedupe_key)
+      << "without key_header: the event_id header";
 }
 
 TEST(handler_api, a_dead_letter_hook_without_the_inbox_is_refused_at_construction) {

@@ -66,6 +66,9 @@ struct inbox_options {
   std::chrono::milliseconds keep_at_least = std::chrono::hours(72);
   /// Where dead letters are recorded; empty: `outbox_dead_letters` in the inbox table's schema.
   std::string dead_letter_table;
+  /// Create the inbox, dead-letter and held-key tables at start when missing; false for a role that may not
+  /// create tables: they must exist (dedupe/schema.sql), and start-up fails naming the missing one.
+  bool create_table = true;
 };
 
 /// 5 in-process attempts, exponential backoff with full jitter from 200ms, at most 30s apart.
