@@ -246,8 +246,21 @@ schema make_consumer_schema() {
                                 "brokers' `offsets.retention.minutes`; when expired offsets could make Kafka "
                                 "redeliver records older than `retention` minus `dlq.replay_window`, `refuse` stops "
                                 "with the numbers, `warn` logs them and starts"),
+                  string_key("key_header")
+                      .describe("Deduplicate on this header instead of `event_id` (e.g. `transaction_id`, when one "
+                                "provider transaction can arrive as several events); a record without it is "
+                                "dead-lettered as `missing_event_id`"),
               })
           .describe("Duplicate detection on the `event_id` header"),
+      section("inbox",
+              {
+                  bool_key("create_table")
+                      .defaults("true")
+                      .describe("`dedupe.store: postgres`: create the inbox, dead-letter and held-key tables at start "
+                                "when missing; `false` for a role that may not create tables: apply "
+                                "`dedupe/schema.sql` in your migrations, and start-up fails naming a missing table"),
+              })
+          .describe("The PostgreSQL inbox's tables"),
       section(
           "retry",
           {
@@ -430,6 +443,8 @@ consumer_config from_values(values v) {
   c.dedupe.cleanup_interval = v.get<std::chrono::milliseconds>("dedupe.cleanup_interval");
   c.dedupe.cleanup_batch = static_cast<int>(v.get<std::int64_t>("dedupe.cleanup_batch"));
   c.dedupe.check = pick(v.get<std::string>("dedupe.retention_check"), k_checks);
+  c.dedupe.key_header = optional_text(v, "dedupe.key_header");
+  c.inbox.create_table = v.get<bool>("inbox.create_table");
 
   c.retry.schedule = pick(v.get<std::string>("retry.schedule"), k_schedules);
   c.retry.initial = v.get<std::chrono::milliseconds>("retry.initial");

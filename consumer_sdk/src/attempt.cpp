@@ -8,6 +8,7 @@
 
 #include <pqxx/pqxx>
 
+#include <algorithm>
 #include <cstdio>
 #include <random>
 
@@ -25,41 +26,32 @@ constexpr std::string_view k_session_settings =
 double seconds_since(clock::time_point t0) { return std::chrono::duration<double>(clock::now() - t0).count(); }
 
 attempt_result wait_on(std::string dependency, std::string why) {
-  return {attempt_kind::wait, std::move(why), {}, std::move(dependency), false};
-}
-
-/// Missing or bad event ids are fatal wherever a store keys on them.
-std::optional<attempt_result> check_event_id(const record& r, const char* what) {
-  const auto id = r.header(rf::k_event_id);
-  if (!id) {
-    return attempt_result{attempt_kind::fatal,
-                          std::string("record has no event_id header, so ") + what,
-                          std::string(rf::k_class_missing_event_id),
-                          {},
-                          false};
-  }
-  if (auto problem = rf::event_id_problem(*id)) {
-    return attempt_result{
-        attempt_kind::fatal, "event_id " + *problem + ", so " + what, std::string(rf::k_class_bad_event_id), {}, false};
-  }
-  return std::nullopt;
+  return {attempt_kind::wait, std::move(why), {}, std::move(dependency), false, {}};
 }
 
 attempt_result from_outcome(const outcome& o) {
   switch (o.kind) {
     case outcome_kind::done:
       return {attempt_kind::processed, {}, {}, {}, true};
+    case outcome_kind::duplicate:
+      return {attempt_kind::duplicate, {}, {}, {}, true};
+    case outcome_kind::infrastructure:
+      return {attempt_kind::wait, o.reason, {}, "handler", false, {}};
     case outcome_kind::retry:
-      return {attempt_kind::retry, o.reason, {}, {}, true};
+      return {attempt_kind::retry, o.reason, {}, {}, true, std::max(o.retry_delay, std::chrono::milliseconds(0))};
     case outcome_kind::fatal:
       return {attempt_kind::fatal,
               o.reason,
               o.error_class.empty() ? std::string(rf::k_class_fatal) : o.error_class,
               {},
-              true};
+              true,
+              {}};
   }
-  return {attempt_kind::retry, o.reason, {}, {}, true};
+  return {attempt_kind::retry, o.reason, {}, {}, true, {}};
 }
+
+/// Whether the handler's outcome is recorded in the dedupe store or committed with the inbox row.
+bool applied(const outcome& o) { return o.kind == outcome_kind::done || o.kind == outcome_kind::duplicate; }
 
 /// An exception from the inbox database that is not the record's fault (connection lost, commit in doubt, a
 /// retryable SQLSTATE such as 40001, 55P03 or 57P01): the text to wait on; nullopt for the record's own errors.
@@ -83,9 +75,13 @@ std::optional<std::string> database_failure(const std::exception& e) {
 
 }  // namespace
 
-attempt_runner::attempt_runner(std::string group, handler h, dedupe::store* store, consumer_metrics& metrics)
+attempt_runner::attempt_runner(std::string group, handler h, dedupe::store* store, consumer_metrics& metrics,
+                               dedupe_key_function key, classifier classify, dead_letter_hook on_dead)
     : m_group(std::move(group)),
       m_handler(std::move(h)),
+      m_key(std::move(key)),
+      m_classify(std::move(classify)),
+      m_on_dead(std::move(on_dead)),
       m_store(store),
       m_metrics(metrics),
       m_token_prefix(std::random_device{}() ^ (static_cast<std::uint64_t>(std::random_device{}()) << 32U)) {
@@ -93,12 +89,16 @@ attempt_runner::attempt_runner(std::string group, handler h, dedupe::store* stor
 }
 
 attempt_runner::attempt_runner(std::string group, transactional_handler h, const inbox_options& inbox,
-                               consumer_metrics& metrics)
+                               consumer_metrics& metrics, dedupe_key_function key, classifier classify,
+                               dead_letter_hook on_dead)
     : m_group(std::move(group)),
       m_tx_handler(std::move(h)),
+      m_key(std::move(key)),
+      m_classify(std::move(classify)),
+      m_on_dead(std::move(on_dead)),
       m_inbox(std::make_unique<dedupe::postgres_inbox>(
-          inbox.dsn,
-          dedupe::postgres_inbox::options{inbox.table, inbox.retention, inbox.keep_at_least, inbox.dead_letter_table})),
+          inbox.dsn, dedupe::postgres_inbox::options{inbox.table, inbox.retention, inbox.keep_at_least,
+                                                     inbox.dead_letter_table, inbox.create_table})),
       m_dsn(inbox.dsn),
       m_metrics(metrics),
       m_token_prefix(0) {}
@@ -121,6 +121,30 @@ std::string attempt_runner::new_token() {
   return buf;
 }
 
+std::variant<std::string, attempt_result> attempt_runner::key_of(const record& r, const char* what) const {
+  const auto fatal = [&](std::string_view error_class, std::string why) {
+    return attempt_result{
+        attempt_kind::fatal, std::move(why) + ", so " + what, std::string(error_class), {}, false, {}};
+  };
+  if (!m_key) {
+    const auto id = r.header(rf::k_event_id);
+    if (!id) return fatal(rf::k_class_missing_event_id, "record has no event_id header");
+    if (auto problem = rf::event_id_problem(*id)) return fatal(rf::k_class_bad_event_id, "event_id " + *problem);
+    return std::string(*id);
+  }
+  std::string key;
+  try {
+    key = m_key(r);
+  } catch (const std::exception& e) {
+    return fatal(rf::k_class_missing_event_id, std::string("the dedupe key function threw: ") + e.what());
+  } catch (...) {
+    return fatal(rf::k_class_missing_event_id, "the dedupe key function threw a non-standard exception");
+  }
+  if (key.empty()) return fatal(rf::k_class_missing_event_id, "the record's dedupe key is empty");
+  if (auto problem = rf::event_id_problem(key)) return fatal(rf::k_class_bad_event_id, "the dedupe key " + *problem);
+  return key;
+}
+
 attempt_result attempt_runner::run(const record& r, claim_state& c) {
   return m_inbox ? run_in_transaction(r) : run_plain(r, c);
 }
@@ -132,13 +156,17 @@ attempt_result attempt_runner::run_plain(const record& r, claim_state& c) {
     try {
       o = m_handler(r);
     } catch (...) {
-      o = outcome_from_exception(std::current_exception());
+      o = outcome_from_exception(std::current_exception(), m_classify);
     }
     m_metrics.handler_time(r.topic, seconds_since(t0));
     return from_outcome(o);
   }
-  if (auto bad = check_event_id(r, "it cannot be deduplicated")) return *bad;
-  const std::string_view id = r.event_id();
+  if (c.key.empty()) {
+    auto key = key_of(r, "it cannot be deduplicated");
+    if (auto* bad = std::get_if<attempt_result>(&key)) return *bad;
+    c.key = std::move(std::get<std::string>(key));
+  }
+  const std::string_view id = c.key;
   if (c.token.empty()) c.token = new_token();
   if (c.complete_pending) {
     try {
@@ -148,7 +176,7 @@ attempt_result attempt_runner::run_plain(const record& r, claim_state& c) {
     }
     c.complete_pending = false;
     c.owned = false;
-    return {attempt_kind::processed, {}, {}, {}, false};
+    return {c.complete_duplicate ? attempt_kind::duplicate : attempt_kind::processed, {}, {}, {}, false, {}};
   }
   try {
     const auto t0 = clock::now();
@@ -160,7 +188,7 @@ attempt_result attempt_runner::run_plain(const record& r, claim_state& c) {
         break;
       case dedupe::claim_result::duplicate:
         c.owned = false;
-        return {attempt_kind::duplicate, {}, {}, {}, false};
+        return {attempt_kind::duplicate, {}, {}, {}, false, {}};
       case dedupe::claim_result::in_progress:
         return wait_on("claim",
                        "another worker holds the claim on this event id; waiting for it to finish or for its "
@@ -176,11 +204,11 @@ attempt_result attempt_runner::run_plain(const record& r, claim_state& c) {
   try {
     o = m_handler(r);
   } catch (...) {
-    o = outcome_from_exception(std::current_exception());
+    o = outcome_from_exception(std::current_exception(), m_classify);
   }
   drop_lease();
   m_metrics.handler_time(r.topic, seconds_since(t0));
-  if (o.kind != outcome_kind::done) return from_outcome(o);  // the claim stays ours for the next attempt
+  if (!applied(o)) return from_outcome(o);  // the claim stays ours for the next attempt
   try {
     if (!m_store->complete(m_group, id, c.token)) {
       log::warn(k_component,
@@ -192,6 +220,7 @@ attempt_result attempt_runner::run_plain(const record& r, claim_state& c) {
   } catch (const std::exception& e) {
     // The effect is applied: record it before the offset moves, without running the handler again.
     c.complete_pending = true;
+    c.complete_duplicate = o.kind == outcome_kind::duplicate;
     attempt_result w = wait_on("dedupe", std::string("the dedupe store could not record a done event: ") + e.what());
     w.ran_handler = true;
     return w;
@@ -202,7 +231,7 @@ attempt_result attempt_runner::run_plain(const record& r, claim_state& c) {
 attempt_result attempt_runner::let_go(const record& r, claim_state& c) {
   if (m_store == nullptr || !c.owned) return {};
   try {
-    m_store->release(m_group, r.event_id(), c.token);
+    m_store->release(m_group, c.key.empty() ? r.event_id() : std::string_view(c.key), c.token);
   } catch (const std::exception& e) {
     return wait_on("dedupe", std::string("the dedupe store could not release a claim: ") + e.what());
   }
@@ -211,8 +240,9 @@ attempt_result attempt_runner::let_go(const record& r, claim_state& c) {
 }
 
 attempt_result attempt_runner::run_in_transaction(const record& r) {
-  if (auto bad = check_event_id(r, "the inbox cannot deduplicate it")) return *bad;
-  const std::string_view id = r.event_id();
+  auto key = key_of(r, "the inbox cannot deduplicate it");
+  if (auto* bad = std::get_if<attempt_result>(&key)) return *bad;
+  const std::string_view id = std::get<std::string>(key);
   try {
     pqxx::work tx(database());
     const auto c0 = clock::now();
@@ -220,24 +250,25 @@ attempt_result attempt_runner::run_in_transaction(const record& r) {
     m_metrics.dedupe_time(seconds_since(c0));
     if (!claimed) {
       tx.abort();
-      return {attempt_kind::duplicate, {}, {}, {}, false};
+      return {attempt_kind::duplicate, {}, {}, {}, false, {}};
     }
     outcome o;
     const auto t0 = clock::now();
     try {
       o = m_tx_handler(r, tx);
     } catch (const std::exception& e) {
-      if (auto down = database_failure(e)) {
-        m_metrics.handler_time(r.topic, seconds_since(t0));
-        if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) m_db.reset();
-        return wait_on("inbox", *down);
-      }
-      o = outcome_from_exception(std::current_exception());
+      // The connection goes once `tx` is gone; the next transaction opens a new one.
+      if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) m_drop_db = true;
+      o = outcome_from_exception(std::current_exception(), m_classify);
     } catch (...) {
-      o = outcome_from_exception(std::current_exception());
+      o = outcome_from_exception(std::current_exception(), m_classify);
     }
     m_metrics.handler_time(r.topic, seconds_since(t0));
-    if (o.kind != outcome_kind::done) {
+    if (o.kind == outcome_kind::infrastructure) {
+      if (!m_drop_db) tx.abort();
+      return wait_on("inbox", o.reason);
+    }
+    if (!applied(o)) {
       tx.abort();
       return from_outcome(o);
     }
@@ -256,10 +287,14 @@ attempt_result attempt_runner::run_in_transaction(const record& r) {
               "error? run statements that may fail in a pqxx::subtransaction); nothing was committed",
               {},
               {},
-              true};
+              true,
+              {}};
     }
     if (const auto n = r.header(rf::k_dlq_replay_count); n && parse_int64(*n).value_or(0) > 0) {
-      m_inbox->note_replay_applied(tx, m_group, id);
+      // Dead letters are recorded by event id, whatever the dedupe key is.
+      if (const auto event = r.event_id(); !event.empty() && !rf::event_id_problem(event)) {
+        m_inbox->note_replay_applied(tx, m_group, event);
+      }
     }
     tx.commit();  // inbox row and effect together; in doubt -> the next attempt finds the row if it committed
     return from_outcome(o);
@@ -278,6 +313,10 @@ attempt_result attempt_runner::run_in_transaction(const record& r) {
 }
 
 pqxx::connection& attempt_runner::database() {
+  if (m_drop_db) {
+    m_db.reset();
+    m_drop_db = false;
+  }
   if (!m_db) {
     m_db = std::make_unique<pqxx::connection>(m_dsn);
     pqxx::nontransaction settings(*m_db);
@@ -286,11 +325,24 @@ pqxx::connection& attempt_runner::database() {
   return *m_db;
 }
 
-attempt_result attempt_runner::record_dead_letter(const dedupe::dead_letter_entry& e) {
-  if (!m_inbox || e.event_id.empty() || rf::event_id_problem(e.event_id)) return {};
+attempt_result attempt_runner::record_dead_letter(const dedupe::dead_letter_entry& e, const record& r,
+                                                  const dead_letter_info& info) {
+  if (!m_inbox) return {};
+  const bool row = !e.event_id.empty() && !rf::event_id_problem(e.event_id);
+  if (!row && !m_on_dead) return {};
   try {
     pqxx::work tx(database());
-    m_inbox->record_dead_letter(tx, e);
+    if (row) m_inbox->record_dead_letter(tx, e);
+    if (m_on_dead) {
+      try {
+        m_on_dead(r, info, tx);
+      } catch (const std::exception& ex) {
+        if (dynamic_cast<const pqxx::broken_connection*>(&ex) != nullptr) m_drop_db = true;
+        return wait_on("inbox", std::string("the dead-letter hook failed (nothing of it or of the recorded dead "
+                                            "letter is committed): ") +
+                                    ex.what());
+      }
+    }
     tx.commit();
   } catch (const std::exception& ex) {
     if (m_db && (!m_db->is_open() || dynamic_cast<const pqxx::broken_connection*>(&ex) != nullptr ||

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <variant>
 
 namespace outbox::consumer::detail {
 
@@ -24,24 +25,27 @@ enum class attempt_kind {
   duplicate,  ///< the store or the inbox already had the event
   retry,      ///< the handler asked to retry (or threw); one attempt spent
   fatal,      ///< retrying cannot help: dead-letter it
-  wait,       ///< a dependency did not answer (store, inbox database, a claim held elsewhere): try the same
-              ///< step again later, no attempt spent
+  wait,       ///< a dependency did not answer (store, inbox database, a claim held elsewhere, or the handler's
+              ///< own: outcome::infrastructure): try the same step again later, no attempt spent
 };
 
 /// The result of a step: for retry and fatal the handler's reason; for wait what failed and which dependency.
 struct attempt_result {
   attempt_kind kind = attempt_kind::processed;
   std::string reason;
-  std::string error_class;   ///< fatal: the dead letter's `dlq_error_class`
-  std::string dependency;    ///< wait: `dedupe`, `inbox` or `claim`
-  bool ran_handler = false;  ///< the handler ran (an attempt is counted)
+  std::string error_class;                   ///< fatal: the dead letter's `dlq_error_class`
+  std::string dependency;                    ///< wait: `dedupe`, `inbox` or `claim`
+  bool ran_handler = false;                  ///< the handler ran (an attempt is counted)
+  std::chrono::milliseconds retry_after{0};  ///< retry: the handler's outcome::retry_after delay (0: none)
 };
 
 /// A record's claim on its event id in the dedupe store, kept across its in-process attempts.
 struct claim_state {
-  std::string token;              ///< the caller's token; empty until the first claim
-  bool owned = false;             ///< the store holds this token's claim
-  bool complete_pending = false;  ///< the handler said done; the store has not recorded it yet
+  std::string token;                ///< the caller's token; empty until the first claim
+  std::string key;                  ///< the dedupe key claimed (dedupe_key, or the event id)
+  bool owned = false;               ///< the store holds this token's claim
+  bool complete_pending = false;    ///< the handler said done; the store has not recorded it yet
+  bool complete_duplicate = false;  ///< ... and that done was outcome::duplicate
 };
 
 /// The attempt: claim → handler → complete, or the inbox transaction (claim, handler and commit together).
@@ -57,9 +61,11 @@ struct claim_state {
 class attempt_runner {
  public:
   /// The plain path; `store` may be null (no dedupe) and must outlive the runner.
-  attempt_runner(std::string group, handler h, dedupe::store* store, consumer_metrics& metrics);
+  attempt_runner(std::string group, handler h, dedupe::store* store, consumer_metrics& metrics,
+                 dedupe_key_function key = {}, classifier classify = {}, dead_letter_hook on_dead = {});
   /// The inbox path; connects and creates the inbox table (throws outbox_error on failure).
-  attempt_runner(std::string group, transactional_handler h, const inbox_options& inbox, consumer_metrics& metrics);
+  attempt_runner(std::string group, transactional_handler h, const inbox_options& inbox, consumer_metrics& metrics,
+                 dedupe_key_function key = {}, classifier classify = {}, dead_letter_hook on_dead = {});
   ~attempt_runner();
   attempt_runner(const attempt_runner&) = delete;
   attempt_runner& operator=(const attempt_runner&) = delete;
@@ -70,7 +76,9 @@ class attempt_runner {
   attempt_result let_go(const record& r, claim_state& c);
   /// With the inbox: records the dead letter in the inbox database (its own short transaction); wait when the
   /// database fails. Without the inbox, or for a record without a usable event id, nothing to do.
-  attempt_result record_dead_letter(const dedupe::dead_letter_entry& e);
+  /// The dead-letter hook runs in the same transaction; a record without a usable event id gets no row, but the
+  /// hook still runs.
+  attempt_result record_dead_letter(const dedupe::dead_letter_entry& e, const record& r, const dead_letter_info& info);
   /// Deletes expired dedupe entries: at most `batch` per statement, until none is left or `budget` passed.
   /// Returns rows deleted and whether it stopped with more left.
   std::pair<std::size_t, bool> cleanup(std::size_t batch, std::chrono::milliseconds budget);
@@ -83,6 +91,8 @@ class attempt_runner {
  private:
   attempt_result run_plain(const record& r, claim_state& c);
   attempt_result run_in_transaction(const record& r);
+  /// The record's dedupe key, or the fatal result of a missing or bad one; `what` ends its reason.
+  std::variant<std::string, attempt_result> key_of(const record& r, const char* what) const;
   pqxx::connection& database();
   std::string new_token();
   void keep_lease(std::string_view event_id, const std::string& token);
@@ -92,6 +102,10 @@ class attempt_runner {
   std::string m_group;
   handler m_handler;
   transactional_handler m_tx_handler;
+  dedupe_key_function m_key;
+  classifier m_classify;
+  dead_letter_hook m_on_dead;
+  bool m_drop_db = false;  ///< the connection broke under a transaction still open: reconnect before the next
   dedupe::store* m_store = nullptr;
   std::unique_ptr<dedupe::postgres_inbox> m_inbox;
   std::string m_dsn;

@@ -54,6 +54,11 @@ class consumer::impl {
         m_plan(checked_group(m_options), m_options.topics, m_options.retry_topics, m_options.dlq_topic),
         m_commits(m_offsets, m_metrics) {
     if (!h && !th) throw outbox_error("consumer", "the consumer needs a handler; it got an empty one");
+    if (m_options.on_dead_letter && !th) {
+      throw outbox_error("config",
+                         "consumer_options::on_dead_letter runs in the inbox transaction: it needs a "
+                         "transactional_handler and the PostgreSQL inbox (dedupe.store: postgres)");
+    }
     if (th) {
       if (!m_options.inbox) {
         throw outbox_error("config",
@@ -64,10 +69,11 @@ class consumer::impl {
         log::warn(k_component, "ignoring the dedupe store: the transactional handler dedupes with the inbox");
         m_options.dedupe.reset();
       }
-      m_attempts = std::make_unique<attempt_runner>(m_options.group_id, std::move(th), *m_options.inbox, m_metrics);
+      m_attempts = std::make_unique<attempt_runner>(m_options.group_id, std::move(th), *m_options.inbox, m_metrics,
+                                                    m_options.dedupe_key, m_options.classify, m_options.on_dead_letter);
     } else {
-      m_attempts =
-          std::make_unique<attempt_runner>(m_options.group_id, std::move(h), m_options.dedupe.get(), m_metrics);
+      m_attempts = std::make_unique<attempt_runner>(m_options.group_id, std::move(h), m_options.dedupe.get(), m_metrics,
+                                                    m_options.dedupe_key, m_options.classify);
     }
     retry_schedule schedule = checked_schedule(m_options.retry);
     check_retention(m_options, schedule, m_attempts->dedupes() ? m_attempts->retention() : milliseconds(0));
@@ -548,6 +554,10 @@ retry_policy default_retry_policy() {
   p.max = std::chrono::seconds(30);
   p.max_attempts = 5;
   return p;
+}
+
+dedupe_key_function dedupe_key_from_header(std::string name) {
+  return [name = std::move(name)](const record& r) { return std::string(r.header(name).value_or("")); };
 }
 
 std::string retry_topic_name(const std::string& topic, const std::string& group, std::chrono::milliseconds delay) {

@@ -31,6 +31,7 @@ consumer_options from_config(const config::consumer_config& c) {
       c.dedupe.check == config::retention_check::refuse ? retention_check::refuse : retention_check::warn;
   o.cleanup_interval = c.dedupe.cleanup_interval;
   o.cleanup_batch = static_cast<std::size_t>(c.dedupe.cleanup_batch);
+  if (!c.dedupe.key_header.empty()) o.dedupe_key = dedupe_key_from_header(c.dedupe.key_header);
 
   // A held key lapses once no copy of its records can be left: after the longest tier topic's retention.
   std::chrono::milliseconds lapse = c.retry.topic_retention;
@@ -68,8 +69,9 @@ consumer_options from_config(const config::consumer_config& c) {
       i.dsn = c.dedupe.dsn;
       i.retention = c.dedupe.retention;
       i.keep_at_least = c.dedupe.keep_at_least;
+      i.create_table = c.inbox.create_table;
       o.inbox = i;
-      if (holds) o.holds = dedupe::make_postgres_key_holds(i.dsn, i.table, lapse);
+      if (holds) o.holds = dedupe::make_postgres_key_holds(i.dsn, i.table, lapse, i.create_table);
       break;
     }
   }

@@ -36,6 +36,13 @@ std::int64_t replay_count(const record& r) {
 
 std::string duration_text(milliseconds d) { return rf::delay_name(d); }
 
+std::uint64_t seed_of(const record& r, std::uint64_t salt) {
+  const std::string_view id = r.event_id();
+  return jitter_seed(
+      id.empty() ? r.topic + "/" + std::to_string(r.partition) + "/" + std::to_string(r.offset) : std::string(id),
+      salt);
+}
+
 }  // namespace
 
 retry_flow::retry_flow(flow_settings settings, retry_schedule schedule, std::uint64_t jitter_salt,
@@ -58,10 +65,7 @@ pending_record retry_flow::make(const record& r, const topic_partition& from, so
   p.source = kind;
   p.origin = rf::origin{r.topic, r.partition, r.offset, r.timestamp_ms};
   p.replayed = replay_count(r) > 0;
-  const std::string_view id = r.event_id();
-  p.seed = jitter_seed(
-      id.empty() ? r.topic + "/" + std::to_string(r.partition) + "/" + std::to_string(r.offset) : std::string(id),
-      m_salt);
+  p.seed = seed_of(r, m_salt);
   p.due = flow_clock::now();
   p.since = p.due;
   return p;
@@ -71,9 +75,42 @@ dedupe::held_record retry_flow::me(const pending_record& p) const { return {p.or
 
 bool retry_flow::keyed(const pending_record& p) const { return m_order != nullptr && p.rec.key.has_value(); }
 
-std::optional<pending_record> retry_flow::start(const record& r, const topic_partition& from, bool replay) {
+void retry_flow::prepare_attempt(pending_record& p) const {
+  attempt_info& a = p.rec.attempt;
+  a.number = p.attempts + 1;
+  a.first_failure_ms = p.first_failure_ms;
+  a.tier = p.source == source_kind::tier ? p.tier : -1;
+  a.tier_delay_ms = a.tier >= 0 ? m_settings.tiers[static_cast<std::size_t>(a.tier)].count() : 0;
+  a.replay_count = replay_count(p.rec);
+  a.replay = p.replayed;
+  // The elapsed time the schedule decides on after this attempt is taken now, so `last` is what happens.
+  p.attempt_elapsed = p.first_failure_ms > 0 ? milliseconds(std::max<std::int64_t>(0, wall_ms() - p.first_failure_ms))
+                                             : milliseconds(0);
+  if (p.probe) {
+    a.last = true;
+  } else if (p.source == source_kind::tier) {
+    a.last = static_cast<std::size_t>(p.tier + 1) >= m_settings.tiers.size();
+  } else {
+    a.last = m_settings.tiers.empty() && !m_schedule.next_delay(p.in_process_failures + 1, p.attempt_elapsed, p.seed);
+  }
+}
+
+int retry_flow::tier_after(int next, milliseconds retry_after) const {
+  const auto n = static_cast<int>(m_settings.tiers.size());
+  if (retry_after <= milliseconds(0) || next >= n) return next;
+  for (int i = next; i < n; ++i) {
+    if (m_settings.tiers[static_cast<std::size_t>(i)] >= retry_after) return i;
+  }
+  return n - 1;
+}
+
+std::optional<pending_record> retry_flow::start(record& r, const topic_partition& from, bool replay) {
   if (!replay && (m_order == nullptr || !r.key) && !m_halted) {
     // The fast path: nothing to look up first, and most records are simply done.
+    r.attempt = attempt_info{};
+    r.attempt.replay_count = replay_count(r);
+    r.attempt.replay = r.attempt.replay_count > 0;
+    r.attempt.last = m_settings.tiers.empty() && !m_schedule.next_delay(1, milliseconds(0), seed_of(r, m_salt));
     claim_state c;
     const attempt_result res = m_attempts.run(r, c);
     if (res.kind == attempt_kind::processed || res.kind == attempt_kind::duplicate) {
@@ -180,6 +217,7 @@ bool retry_flow::drive(pending_record& p) {
         continue;
       }
       case step::attempt: {
+        prepare_attempt(p);
         const attempt_result res = m_attempts.run(p.rec, p.claim);
         if (res.ran_handler) ++p.attempts;
         if (res.kind == attempt_kind::wait) {
@@ -226,7 +264,10 @@ bool retry_flow::drive(pending_record& p) {
         e.error_class = p.error_class.empty() ? std::string(rf::k_class_fatal) : p.error_class;
         e.error_message = p.reason;
         e.replayed = p.replayed;
-        const attempt_result res = m_attempts.record_dead_letter(e);
+        const dead_letter_info info{
+            e.error_class, p.reason, p.attempts,
+            rf::dead_letter_topic_name(m_settings.dlq_template, p.origin.topic, m_settings.group)};
+        const attempt_result res = m_attempts.record_dead_letter(e, p.rec, info);
         if (res.kind == attempt_kind::wait) {
           wait_for_dependency(p, res.dependency, res.reason);
           continue;
@@ -282,8 +323,8 @@ void retry_flow::after_attempt(pending_record& p, const attempt_result& res) {
   }
   if (p.source != source_kind::tier) {
     ++p.in_process_failures;
-    const milliseconds elapsed(wall_ms() - p.first_failure_ms);
-    if (const auto delay = m_schedule.next_delay(p.in_process_failures, elapsed, p.seed)) {
+    if (auto delay = m_schedule.next_delay(p.in_process_failures, p.attempt_elapsed, p.seed)) {
+      if (res.retry_after > milliseconds(0)) delay = res.retry_after;  // the handler knows better
       p.next = step::attempt;
       p.due = flow_clock::now() + *delay;
       m_metrics.retry_scheduled(p.origin.topic, "in_process");
@@ -298,7 +339,7 @@ void retry_flow::after_attempt(pending_record& p, const attempt_result& res) {
       return;
     }
   }
-  const int next_tier = p.source == source_kind::tier ? p.tier + 1 : 0;
+  const int next_tier = tier_after(p.source == source_kind::tier ? p.tier + 1 : 0, res.retry_after);
   if (static_cast<std::size_t>(next_tier) < m_settings.tiers.size()) {
     leave(p, destination::tier, {});
     p.target_tier = next_tier;

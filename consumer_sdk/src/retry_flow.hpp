@@ -57,6 +57,7 @@ struct pending_record {
   std::int64_t attempts = 0;  ///< handler attempts so far, all stages
   int in_process_failures = 0;
   std::int64_t first_failure_ms = 0;
+  std::chrono::milliseconds attempt_elapsed{0};  ///< since the first failure, when the last attempt began
   step next = step::attempt;
   destination target = destination::handler;
   int target_tier = 0;
@@ -103,7 +104,8 @@ class retry_flow {
 
   /// A record read from a source topic, or from the group's replay topic (`replay`): runs what it can now.
   /// nullopt when it is finished (the fast path, no copy made); else the pending record to wait with.
-  std::optional<pending_record> start(const record& r, const topic_partition& from, bool replay);
+  /// Fills in `r.attempt` for the handler.
+  std::optional<pending_record> start(record& r, const topic_partition& from, bool replay);
   /// A copy read from the tier topic of `delay` (whose source topic is `source_topic`): nullopt when it is
   /// another group's (skipped) or already finished; else the pending record, due when its tier says.
   std::optional<pending_record> from_tier(const record& r, const topic_partition& from, const std::string& source_topic,
@@ -120,6 +122,10 @@ class retry_flow {
 
  private:
   pending_record make(const record& r, const topic_partition& from, source_kind kind) const;
+  /// Sets the attempt context `p.rec.attempt` for the attempt about to run.
+  void prepare_attempt(pending_record& p) const;
+  /// The tier a retry goes to: `next`, or with a retry_after delay the first entry from `next` that covers it.
+  [[nodiscard]] int tier_after(int next, std::chrono::milliseconds retry_after) const;
   void after_attempt(pending_record& p, const attempt_result& res);
   void leave(pending_record& p, destination to, std::string error_class);
   void produce(pending_record& p);

@@ -56,6 +56,19 @@ std::string default_dead_letter_table(const std::string& inbox_table) {
   return dot == std::string::npos ? "outbox_dead_letters" : inbox_table.substr(0, dot + 1) + "outbox_dead_letters";
 }
 
+/// With `create_tables` false: throws naming schema.sql unless every table in `tables` exists.
+void require_tables(pqxx::connection& c, const std::vector<std::string>& tables) {
+  pqxx::nontransaction look(c);
+  for (const auto& t : tables) {
+    if (look.exec_params1("SELECT to_regclass($1) IS NOT NULL", t)[0].as<bool>()) continue;
+    throw outbox_error("dedupe",
+                       "postgres inbox: table " + t +
+                           " does not exist and inbox.create_table is false: create it in your migrations from "
+                           "dedupe/schema.sql (installed as share/outbox/inbox_schema.sql), or let the SDK create it",
+                       retry_class::fatal);
+  }
+}
+
 }  // namespace
 
 struct postgres_inbox::impl {
@@ -112,9 +125,10 @@ postgres_inbox::postgres_inbox(std::string dsn, options opts) : m_impl(std::make
     d.dead_quoted = quote_table(c, d.opts.dead_letter_table);
     const std::string index = index_name(c, d.opts.table);
     const std::string dead_index = index_name(c, d.opts.dead_letter_table, "_dead_lettered_at_idx");
+    if (!d.opts.create_tables) require_tables(c, {d.quoted, d.dead_quoted});
     // Two instances starting together may both try to create the table; the loser sees a unique violation
     // on the catalog and simply tries again (then IF NOT EXISTS holds).
-    for (int attempt = 0;; ++attempt) {
+    for (int attempt = 0; d.opts.create_tables; ++attempt) {
       try {
         pqxx::work tx(c);
         tx.exec0("CREATE TABLE IF NOT EXISTS " + d.quoted +
@@ -235,12 +249,14 @@ namespace {
 /// Key holds in `<inbox table>_parked`: `seq` keeps the order records were parked in.
 class postgres_key_holds final : public key_holds {
  public:
-  postgres_key_holds(std::string dsn, const std::string& inbox_table, std::chrono::milliseconds lapse)
+  postgres_key_holds(std::string dsn, const std::string& inbox_table, std::chrono::milliseconds lapse,
+                     bool create_table)
       : m_dsn(std::move(dsn)), m_lapse_ms(lapse.count()) {
     try {
       pqxx::connection& c = connection();
       m_quoted = quote_table(c, inbox_table + "_parked");
-      for (int attempt = 0;; ++attempt) {
+      if (!create_table) require_tables(c, {m_quoted});
+      for (int attempt = 0; create_table; ++attempt) {
         try {
           pqxx::work tx(c);
           tx.exec0(
@@ -343,8 +359,8 @@ class postgres_key_holds final : public key_holds {
 }  // namespace
 
 std::unique_ptr<key_holds> make_postgres_key_holds(const std::string& dsn, const std::string& inbox_table,
-                                                   std::chrono::milliseconds lapse) {
-  return std::make_unique<postgres_key_holds>(dsn, inbox_table, lapse);
+                                                   std::chrono::milliseconds lapse, bool create_table) {
+  return std::make_unique<postgres_key_holds>(dsn, inbox_table, lapse, create_table);
 }
 
 }  // namespace outbox::dedupe

@@ -10,6 +10,8 @@
 #include <pqxx/pqxx>
 
 #include <atomic>
+#include <fstream>
+#include <sstream>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -286,6 +288,81 @@ TEST_F(postgres_inbox_test, an_unreachable_database_is_a_retryable_error) {
     EXPECT_EQ(e.value().retry, retry_class::retryable);
     EXPECT_NE(e.value().message.find(m_inbox), std::string::npos) << e.value().message;
   }
+}
+
+/// A schema made from dedupe/schema.sql by the migrations' role, and an application role that may use its
+/// tables but not create anything.
+class least_privilege_inbox : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    m_schema = unique_name("migrated");
+    m_role = unique_name("app_role");
+    std::ifstream in(OUTBOX_INBOX_SCHEMA);
+    std::stringstream sql;
+    sql << in.rdbuf();
+    ASSERT_FALSE(sql.str().empty()) << "cannot read " << OUTBOX_INBOX_SCHEMA;
+    pg_exec("CREATE SCHEMA " + m_schema);
+    pg_exec("SET search_path TO " + m_schema + "; " + sql.str());
+    pg_exec("CREATE ROLE " + m_role + " LOGIN PASSWORD 'app-secret'");
+    pg_exec("GRANT USAGE ON SCHEMA " + m_schema + " TO " + m_role);
+    pg_exec("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA " + m_schema + " TO " + m_role);
+    pg_exec("GRANT USAGE ON ALL SEQUENCES IN SCHEMA " + m_schema + " TO " + m_role);
+    m_dsn = require_services().pg_dsn + " user=" + m_role + " password=app-secret options=-csearch_path=" + m_schema;
+  }
+  void TearDown() override {
+    if (m_schema.empty()) return;
+    pg_exec("DROP SCHEMA IF EXISTS " + m_schema + " CASCADE");
+    pg_exec("DROP OWNED BY " + m_role);
+    pg_exec("DROP ROLE IF EXISTS " + m_role);
+  }
+  static postgres_inbox::options opts(bool create) {
+    return {.table = "outbox_inbox",
+            .retention = 1h,
+            .keep_at_least = 0ms,
+            .dead_letter_table = {},
+            .create_tables = create};
+  }
+
+  std::string m_schema;
+  std::string m_role;
+  std::string m_dsn;
+};
+
+TEST_F(least_privilege_inbox, a_role_that_may_not_create_tables_runs_on_the_tables_of_schema_sql) {
+  EXPECT_THROW(postgres_inbox(m_dsn, opts(true)), outbox_error) << "CREATE on the schema is checked first";
+  postgres_inbox inbox(m_dsn, opts(false));
+  pqxx::connection c(m_dsn);
+  {
+    pqxx::work tx(c);
+    EXPECT_TRUE(inbox.claim_in(tx, "ledger", "e1"));
+    EXPECT_TRUE(inbox.still_claimed_in(tx, "ledger", "e1"));
+    inbox.record_dead_letter(tx, {"ledger", "e2", "payments", 0, 7, "fatal", "bad amount", false});
+    tx.commit();
+  }
+  {
+    pqxx::work tx(c);
+    EXPECT_FALSE(inbox.claim_in(tx, "ledger", "e1")) << "committed: a duplicate";
+  }
+  EXPECT_EQ(inbox.cleanup(100), 0u);
+  EXPECT_EQ(pg_scalar("SELECT count(*) FROM " + m_schema + ".outbox_dead_letters"), "1");
+  auto holds = make_postgres_key_holds(m_dsn, "outbox_inbox", 1h, false);
+  holds->add("ledger", "payments", "k", {0, 1});
+  EXPECT_EQ(pg_scalar("SELECT count(*) FROM " + m_schema + ".outbox_inbox_parked"), "1");
+}
+
+TEST_F(least_privilege_inbox, a_missing_table_without_create_table_fails_at_start_naming_it_and_schema_sql) {
+  pg_exec("DROP TABLE " + m_schema + ".outbox_dead_letters");
+  try {
+    postgres_inbox inbox(m_dsn, opts(false));
+    FAIL() << "started without its dead-letter table";
+  } catch (const outbox_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("outbox_dead_letters"), std::string::npos) << what;
+    EXPECT_NE(what.find("schema.sql"), std::string::npos) << what;
+    EXPECT_EQ(e.value().retry, retry_class::fatal);
+  }
+  EXPECT_EQ(pg_scalar("SELECT to_regclass('" + m_schema + ".outbox_dead_letters') IS NULL"), "t")
+      << "nothing was created";
 }
 
 }  // namespace

@@ -168,14 +168,26 @@ TEST(config_consumer, an_app_can_add_its_own_section) {
   EXPECT_THAT(dump_redacted(c), HasSubstr("ledger:\n  dsn: host=ledger password=*****\n  batch: 10\n"));
 
   EXPECT_EQ(error_line([] { parse(with("ledger:\n  dsn: x\n")); }),
-            "ledger.yaml:4:1: ledger: unknown key; the keys here are `consumer`, `dedupe`, `retry`, `dlq`, `metrics`, "
-            "`log`");
+            "ledger.yaml:4:1: ledger: unknown key; the keys here are `consumer`, `dedupe`, `inbox`, `retry`, `dlq`, "
+            "`metrics`, `log`");
   EXPECT_THAT(test_util::error_lines([&] { parse_consumer_config(with("ledgr:\n  dsn: x\n"), "ledger.yaml", ledger); }),
               ElementsAre("ledger.yaml:1:1: ledger.dsn: is required",
                           "ledger.yaml:4:1: ledgr: unknown key; did you mean `ledger`?"));
   EXPECT_EQ(error_line([&] { parse_consumer_config(k_minimal, "ledger.yaml", ledger); }),
             "ledger.yaml:1:1: ledger.dsn: is required");
   EXPECT_THROW(consumer_schema(std::vector<key_spec>{section("dedupe", {})}), std::logic_error);
+}
+
+TEST(config_consumer, the_dedupe_key_header_and_inbox_create_table) {
+  const auto defaults = parse(k_minimal);
+  EXPECT_EQ(defaults.dedupe.key_header, "");
+  EXPECT_TRUE(defaults.inbox.create_table);
+  const auto c = parse(with("dedupe: {key_header: transaction_id}\ninbox: {create_table: false}\n"));
+  EXPECT_EQ(c.dedupe.key_header, "transaction_id");
+  EXPECT_FALSE(c.inbox.create_table);
+  EXPECT_THAT(error_line([] { parse(with("inbox: {create_table: sometimes}\n")); }), HasSubstr("inbox.create_table: "));
+  EXPECT_THAT(error_line([] { parse(with("inbox: {create_tables: false}\n")); }),
+              HasSubstr("did you mean `create_table`?"));
 }
 
 TEST(config_consumer, max_elapsed_and_replay_window) {

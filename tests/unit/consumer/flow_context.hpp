@@ -101,6 +101,7 @@ struct flow_setup {
   double max_ratio = 1.0;
   int window = 10;
   std::chrono::milliseconds probe_interval = 10ms;
+  dedupe_key_function dedupe_key = {};  ///< empty: the event_id header
 };
 
 /// The stages wired together around a handler the test sets.
@@ -112,7 +113,7 @@ class flow_context {
         m_holds(dedupe::make_memory_key_holds(1h)),
         m_order(*m_holds, "g"),
         m_attempts(
-            "g", [this](const record& r) { return on_record(r); }, &store, m_metrics),
+            "g", [this](const record& r) { return on_record(r); }, &store, m_metrics, s.dedupe_key),
         m_flow(flow_settings{"g", s.tiers, "{topic}.{group}.dlq", s.per_key, s.probe_interval}, schedule(s), 1,
                m_attempts, s.per_key ? &m_order : nullptr, sink, m_breaker, m_metrics) {}
 
@@ -131,7 +132,7 @@ class flow_context {
   }
 
   /// A record arrives on its source topic; nullopt when it finished at once.
-  std::optional<pending_record> arrive(const record& r) { return m_flow.start(r, {r.topic, r.partition}, false); }
+  std::optional<pending_record> arrive(record r) { return m_flow.start(r, {r.topic, r.partition}, false); }
   /// Copy `i` of sink.sent is read back from its tier topic (of `delay`), due now: the tier's wait has passed.
   std::optional<pending_record> come_due(std::size_t i, std::chrono::milliseconds delay) {
     record r = sink.sent.at(i).rec;

@@ -1,8 +1,11 @@
 #include "outbox/consumer/deserialize.hpp"
 #include "outbox/consumer/outcome.hpp"
 #include "outbox/consumer/record.hpp"
+#include "outbox/base/error.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <pqxx/except>
 
 #include <stdexcept>
 
@@ -42,6 +45,76 @@ TEST(outcome_mapping, factories_and_names) {
   EXPECT_EQ(outcome::retry("later").reason, "later");
   EXPECT_EQ(outcome::fatal("never").kind, outcome_kind::fatal);
   EXPECT_EQ(to_string(outcome_kind::retry), "retry");
+}
+
+outcome classified(const auto& e, const classifier& user = {}) {
+  try {
+    throw e;
+  } catch (...) {
+    return outcome_from_exception(std::current_exception(), user);
+  }
+}
+
+outcome sql(const char* sqlstate) { return classified(pqxx::sql_error("ERROR: test", "SELECT 1", sqlstate)); }
+
+TEST(error_classification, json_shape_errors_and_sqlstate_classes_22_23_42_are_fatal) {
+  const auto j = nlohmann::json::parse(R"({"amount_cents": "12.50"})");
+  try {
+    static_cast<void>(j.at("amount_cents").get<std::int64_t>());
+    FAIL() << "a string is not an integer";
+  } catch (...) {
+    const outcome o = outcome_from_exception(std::current_exception());
+    EXPECT_EQ(o.kind, outcome_kind::fatal);
+    EXPECT_EQ(o.error_class, "deserialization");
+  }
+  try {
+    static_cast<void>(j.at("account_id"));
+    FAIL() << "no such field";
+  } catch (...) {
+    EXPECT_EQ(outcome_from_exception(std::current_exception()).kind, outcome_kind::fatal) << "out_of_range";
+  }
+  for (const char* state : {"22003", "22P02", "23505", "23503", "42P01", "42501"}) {
+    const outcome o = sql(state);
+    EXPECT_EQ(o.kind, outcome_kind::fatal) << state;
+    EXPECT_NE(o.reason.find(state), std::string::npos) << "the reason names the SQLSTATE: " << o.reason;
+  }
+}
+
+TEST(error_classification, lost_connections_commits_in_doubt_and_transient_sqlstates_are_infrastructure) {
+  EXPECT_EQ(classified(pqxx::broken_connection("server closed the connection")).kind, outcome_kind::infrastructure);
+  EXPECT_EQ(classified(pqxx::in_doubt_error("COMMIT sent, no answer")).kind, outcome_kind::infrastructure);
+  for (const char* state : {"40001", "40P01", "55P03", "08006", "57P01", "53300"}) {
+    EXPECT_EQ(sql(state).kind, outcome_kind::infrastructure) << state;
+  }
+  EXPECT_EQ(classified(outbox_error("dedupe", "redis: LOADING", retry_class::retryable)).kind,
+            outcome_kind::infrastructure);
+}
+
+TEST(error_classification, the_rest_retries) {
+  EXPECT_EQ(sql("P0001").kind, outcome_kind::retry) << "a RAISE in a function";
+  EXPECT_EQ(classified(std::runtime_error("HTTP 502 from the provider")).kind, outcome_kind::retry);
+  EXPECT_EQ(classified(outbox_error("inbox", "bad", retry_class::fatal)).kind, outcome_kind::retry);
+}
+
+TEST(error_classification, the_services_classifier_is_asked_first_and_may_pass) {
+  struct invalid_signature : std::runtime_error {
+    using std::runtime_error::runtime_error;
+  };
+  const classifier mine = [](const std::exception& e) -> std::optional<outcome> {
+    if (dynamic_cast<const invalid_signature*>(&e) != nullptr) return outcome::fatal(e.what(), "bad_signature");
+    if (const auto* s = dynamic_cast<const pqxx::sql_error*>(&e); s != nullptr && s->sqlstate() == "23505") {
+      return outcome::duplicate();  // the provider's id is already in the ledger
+    }
+    return std::nullopt;
+  };
+  const outcome sig = classified(invalid_signature("signature mismatch"), mine);
+  EXPECT_EQ(sig.kind, outcome_kind::fatal);
+  EXPECT_EQ(sig.error_class, "bad_signature");
+  EXPECT_EQ(classified(pqxx::sql_error("dup", "INSERT", "23505"), mine).kind, outcome_kind::duplicate);
+  EXPECT_EQ(classified(pqxx::sql_error("x", "UPDATE", "40001"), mine).kind, outcome_kind::infrastructure)
+      << "nullopt: the defaults";
+  const classifier throws = [](const std::exception&) -> std::optional<outcome> { throw std::logic_error("bug"); };
+  EXPECT_EQ(classified(std::runtime_error("x"), throws).kind, outcome_kind::retry);
 }
 
 record sample() {

@@ -51,13 +51,11 @@ class shared_store : public dedupe::store {
 class running_consumer {
  public:
   running_consumer(consumer::consumer_options o, consumer::handler h) : m_consumer(std::move(o), std::move(h)) {
-    m_thread = std::thread([this] {
-      try {
-        m_consumer.run();
-      } catch (const std::exception& e) {
-        m_error = e.what();
-      }
-    });
+    start();
+  }
+  running_consumer(consumer::consumer_options o, consumer::transactional_handler h)
+      : m_consumer(std::move(o), std::move(h)) {
+    start();
   }
   ~running_consumer() { stop(); }
   running_consumer(const running_consumer&) = delete;
@@ -74,6 +72,16 @@ class running_consumer {
   }
 
  private:
+  void start() {
+    m_thread = std::thread([this] {
+      try {
+        m_consumer.run();
+      } catch (const std::exception& e) {
+        m_error = e.what();
+      }
+    });
+  }
+
   consumer::consumer m_consumer;
   std::thread m_thread;
   std::string m_error;

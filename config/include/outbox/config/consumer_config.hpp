@@ -41,6 +41,12 @@ struct dedupe_config {
   std::chrono::milliseconds cleanup_interval{};  ///< how often expired entries are deleted
   int cleanup_batch = 0;                         ///< entries per delete statement
   retention_check check = retention_check::refuse;
+  std::string key_header;  ///< deduplicate on this header instead of `event_id`; empty: `event_id`
+};
+
+/// The `inbox:` section (with `dedupe.store: postgres`).
+struct inbox_config {
+  bool create_table = true;  ///< false: the tables come from the service's migrations (dedupe/schema.sql)
 };
 
 enum class retry_schedule { fixed, exponential, decorrelated, list, wechatpay };
@@ -81,6 +87,7 @@ const std::vector<std::chrono::milliseconds>& wechatpay_delays();
 struct consumer_config {
   consumer_settings consumer;
   dedupe_config dedupe;
+  inbox_config inbox;
   retry_config retry;
   dlq_config dlq;
   metrics_config metrics;

@@ -33,6 +33,29 @@ using handler = std::function<outcome(const record&)>;
 /// leaves the transaction aborted, and the SDK retries the record instead of losing it.
 using transactional_handler = std::function<outcome(const record&, pqxx::work& tx)>;
 
+/// The key a record is deduplicated on: the dedupe store's key and the inbox row's `event_id`. Empty, or not valid
+/// as an event id (record_format::event_id_problem), dead-letters the record (`missing_event_id`, `bad_event_id`);
+/// an exception it throws counts as an empty key.
+using dedupe_key_function = std::function<std::string(const record&)>;
+
+/// A dedupe key read from header `name` (e.g. the provider's `transaction_id`); empty when the record lacks it.
+dedupe_key_function dedupe_key_from_header(std::string name);
+
+/// What the SDK decided about a record it gave up on, as a dead-letter hook sees it.
+struct dead_letter_info {
+  std::string error_class;    ///< the dead letter's `dlq_error_class` (fatal, retry_exhausted, missing_event_id, ...)
+  std::string reason;         ///< the last failure, as in `dlq_error_message`
+  std::int64_t attempts = 0;  ///< handler attempts over all stages
+  std::string dlq_topic;      ///< where the dead letter went
+};
+
+/// Runs inside the inbox transaction that records the dead letter in `outbox_dead_letters`, after Kafka took the
+/// dead letter and before the offset may move: what it writes commits together with that row (e.g.
+/// `UPDATE notifications SET status = 'failed'`). If it throws, nothing of it or of the row commits and the step
+/// is tried again with a capped backoff, the partition waiting; a crash before the commit runs the record again,
+/// so the hook may run again for the same event and should write idempotently.
+using dead_letter_hook = std::function<void(const record&, const dead_letter_info&, pqxx::work& tx)>;
+
 /// The PostgreSQL inbox of the transactional path: the application's own database.
 struct inbox_options {
   std::string dsn;                     ///< libpq string or URI of the database the handler writes to
@@ -43,6 +66,9 @@ struct inbox_options {
   std::chrono::milliseconds keep_at_least = std::chrono::hours(72);
   /// Where dead letters are recorded; empty: `outbox_dead_letters` in the inbox table's schema.
   std::string dead_letter_table;
+  /// Create the inbox, dead-letter and held-key tables at start when missing; false for a role that may not
+  /// create tables: they must exist (dedupe/schema.sql), and start-up fails naming the missing one.
+  bool create_table = true;
 };
 
 /// 5 in-process attempts, exponential backoff with full jitter from 200ms, at most 30s apart.
@@ -65,6 +91,16 @@ struct consumer_options {
   std::optional<inbox_options> inbox;     ///< required by (and only used with) a transactional_handler
   /// Where per-key holds live; when null, the SDK uses the store's (from_config sets it) or, without one, memory.
   std::unique_ptr<dedupe::key_holds> holds;
+  /// What records are deduplicated on; empty: the `event_id` header. Set it when one effect can arrive as several
+  /// events, e.g. a payment callback delivered twice over HTTP and written as two outbox rows: key on the
+  /// provider's transaction id and the second one is a duplicate. Dead letters are still recorded by event id.
+  dedupe_key_function dedupe_key;
+  /// How an exception a handler throws ends: asked first, nullopt leaves it to default_classification (JSON
+  /// shape errors and SQLSTATE classes 22/23/42 fatal; lost connections, commits in doubt, 40001, 40P01, 55P03
+  /// infrastructure; the rest retry). E.g. a provider SDK's "invalid signature" exception -> outcome::fatal.
+  classifier classify;
+  /// With the inbox (a transactional_handler): runs in the transaction that records each dead letter.
+  dead_letter_hook on_dead_letter;
 
   /// In-process, blocking attempts: the delays between them and, in `max_attempts`, how many there are
   /// (0: retry in process until the record is done or fatal, and never move it to a retry topic).

@@ -48,7 +48,8 @@ std::unique_ptr<key_holds> make_redis_key_holds(const redis_options& options, st
 
 /// Holds in the PostgreSQL inbox's database (table `<inbox table>_parked`, created when missing), shared by
 /// every instance; its own connection, outside the handler's transaction.
+/// `create_table` false: `<inbox_table>_parked` must exist already (dedupe/schema.sql).
 std::unique_ptr<key_holds> make_postgres_key_holds(const std::string& dsn, const std::string& inbox_table,
-                                                   std::chrono::milliseconds lapse);
+                                                   std::chrono::milliseconds lapse, bool create_table = true);
 
 }  // namespace outbox::dedupe

@@ -37,9 +37,13 @@ class postgres_inbox {
     std::chrono::milliseconds keep_at_least{0};
     /// The table of recorded dead letters; empty: `outbox_dead_letters` in the inbox table's schema.
     std::string dead_letter_table;
+    /// Create the tables and indexes when missing; when false (a role that may not create tables) they must
+    /// exist already, made by the service's migrations from `dedupe/schema.sql`.
+    bool create_tables = true;
   };
 
-  /// Creates the inbox and dead-letter tables if missing (own connection), with their indexes on time.
+  /// Creates the inbox and dead-letter tables if missing (own connection), with their indexes on time; with
+  /// `create_tables` false only checks that they exist (throws a fatal outbox_error naming schema.sql when not).
   postgres_inbox(std::string dsn, options opts);
   ~postgres_inbox();
   postgres_inbox(postgres_inbox&&) noexcept;

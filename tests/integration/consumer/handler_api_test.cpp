@@ -1,0 +1,258 @@
+// The handler API a payment service needs, on real Kafka and PostgreSQL: a dedupe key from the record, the
+// attempt context, retry_after and duplicate outcomes, in the inbox transaction.
+#include "guarantee_support.hpp"
+#include "ledger_support.hpp"
+#include "outbox/dedupe/postgres_inbox.hpp"
+#include "outbox/test/environment.hpp"
+#include "outbox/test/postgres.hpp"
+#include "running_consumer.hpp"
+#include "test_producer.hpp"
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+namespace outbox::consumer_test {
+namespace {
+
+using namespace std::chrono_literals;
+using consumer::attempt_info;
+using consumer::outcome;
+using consumer::record;
+
+/// One HTTP delivery of a provider's payment callback, written by the receiving service as its own outbox row.
+outgoing delivery(const std::string& topic, const std::string& event_id, const std::string& transaction_id,
+                  const std::string& account, std::int64_t cents) {
+  return outgoing{topic,
+                  -1,
+                  account,
+                  R"({"account_id":")" + account + R"(","amount_cents":)" + std::to_string(cents) + "}",
+                  {{"event_id", event_id}, {"transaction_id", transaction_id}}};
+}
+
+class handler_api : public ledger_fixture {
+ protected:
+  consumer::consumer_options inbox_options() const {
+    auto o = kafka_options({m_topic}, m_group);
+    o.inbox = consumer::inbox_options{m_dsn, "outbox_inbox", std::chrono::hours(240), {}, {}};
+    return o;
+  }
+  std::vector<std::string> inbox_keys() const {
+    return test::pg_column("SELECT event_id FROM " + m_schema + ".outbox_inbox WHERE consumer_group = '" + m_group +
+                           "' ORDER BY event_id");
+  }
+};
+
+// Two deliveries of one provider transaction are two outbox rows with two event ids: keyed on transaction_id,
+// the second is a duplicate. A handler that finds the credit in its own table says duplicate; a 429 waits the
+// delay it was given, and the handler sees its attempt number and first failure.
+TEST_F(handler_api, a_dedupe_key_duplicate_and_retry_after_in_the_inbox_transaction) {
+  create_topic(1);
+  create_accounts({"a1", "a2"});
+  test::pg_exec("CREATE TABLE " + m_schema + ".credits (transaction_id text PRIMARY KEY)");
+  test::pg_exec("INSERT INTO " + m_schema + ".credits VALUES ('wx-imported')");  // credited before the SDK ran
+  auto o = inbox_options();
+  o.retry.max_attempts = 3;
+  o.dedupe_key = consumer::dedupe_key_from_header("transaction_id");
+  std::mutex mu;
+  std::map<std::string, std::vector<attempt_info>> attempts;  // by event id
+  std::map<std::string, std::chrono::steady_clock::time_point> first_try;
+  std::chrono::milliseconds waited{0};
+  const std::string schema = m_schema;
+  running_consumer c(
+      std::move(o), consumer::transactional_handler([&](const record& r, pqxx::work& tx) {
+        const std::string id(r.event_id());
+        const std::string txn(r.header("transaction_id").value_or(""));
+        {
+          std::lock_guard lock(mu);
+          attempts[id].push_back(r.attempt);
+          if (r.attempt.number == 1) first_try[id] = std::chrono::steady_clock::now();
+          if (id == "d-429" && r.attempt.number == 1) {
+            return outcome::retry_after(1500ms, "HTTP 429, Retry-After: 1.5");
+          }
+          if (id == "d-429") {
+            waited =
+                std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - first_try[id]);
+          }
+        }
+        if (!tx.exec_params("SELECT 1 FROM " + schema + ".credits WHERE transaction_id = $1", txn).empty()) {
+          return outcome::duplicate();
+        }
+        tx.exec_params("INSERT INTO " + schema + ".credits VALUES ($1)", txn);
+        tx.exec_params("UPDATE " + schema +
+                           ".accounts SET balance_cents = balance_cents + 100 "
+                           "WHERE account_id = $1",
+                       r.key.value_or(""));
+        return outcome::done();
+      }));
+  test_producer producer(test::require_services().kafka_brokers);
+  producer.send(delivery(m_topic, "d-1", "wx-1", "a1", 100));
+  producer.send(delivery(m_topic, "d-2", "wx-1", "a1", 100));  // the provider's retry of the same callback
+  producer.send(delivery(m_topic, "d-3", "wx-imported", "a2", 100));
+  producer.send(delivery(m_topic, "d-429", "wx-2", "a2", 100));
+  producer.flush();
+  ASSERT_TRUE(test::wait_until([&] { return c.get().stats().processed + c.get().stats().duplicate >= 4; }, 60s));
+  c.stop();
+
+  EXPECT_EQ(balances(), (std::map<std::string, std::int64_t>{{"a1", 100}, {"a2", 100}})) << "wx-1 credited once";
+  EXPECT_EQ(c.get().stats().processed, 2u);
+  EXPECT_EQ(c.get().stats().duplicate, 2u) << "d-2 by the inbox, d-3 by the handler";
+  EXPECT_EQ(inbox_keys(), (std::vector<std::string>{"wx-1", "wx-2", "wx-imported"}))
+      << "keyed on transaction_id; a duplicate the handler found is recorded too";
+  std::lock_guard lock(mu);
+  EXPECT_EQ(attempts.count("d-2"), 0u) << "the inbox skipped it without the handler";
+  ASSERT_EQ(attempts["d-429"].size(), 2u);
+  EXPECT_GE(waited, 1500ms) << "Retry-After, not the schedule's 20ms";
+  const attempt_info& second = attempts["d-429"][1];
+  EXPECT_EQ(second.number, 2);
+  EXPECT_GT(second.first_failure_ms, 0);
+  EXPECT_EQ(second.tier, -1);
+  EXPECT_FALSE(second.replay);
+  EXPECT_FALSE(second.last) << "3 attempts and no tiers: the third is the last";
+}
+
+// A credit that overflows bigint (22003) cannot succeed on any attempt: dead-lettered on its first, although the
+// schedule allows 1000. A row locked by another transaction (55P03 under NOWAIT) is infrastructure: the record
+// waits, no attempt is spent, and it is credited once the lock goes.
+TEST_F(handler_api, the_default_classification_on_real_sqlstates) {
+  create_topic(1);
+  create_accounts({"a1", "a2"});
+  test::pg_exec("UPDATE " + m_schema + ".accounts SET balance_cents = 9223372036854775000 WHERE account_id = 'a1'");
+  auto o = inbox_options();
+  o.retry.max_attempts = 1000;
+  std::mutex mu;
+  std::vector<std::int64_t> a2_attempts;
+  const std::string schema = m_schema;
+  running_consumer c(std::move(o), consumer::transactional_handler([&](const record& r, pqxx::work& tx) {
+                       if (r.key == "a2") {
+                         std::lock_guard lock(mu);
+                         a2_attempts.push_back(r.attempt.number);
+                       }
+                       tx.exec_params("SELECT 1 FROM " + schema + ".accounts WHERE account_id = $1 FOR UPDATE NOWAIT",
+                                      r.key.value_or(""));
+                       tx.exec_params("UPDATE " + schema +
+                                          ".accounts SET balance_cents = balance_cents + 1000 "
+                                          "WHERE account_id = $1",
+                                      r.key.value_or(""));
+                       return outcome::done();
+                     }));
+  pqxx::connection blocker(m_dsn);
+  pqxx::work holding(blocker);
+  holding.exec("SELECT 1 FROM accounts WHERE account_id = 'a2' FOR UPDATE");
+
+  test_producer producer(test::require_services().kafka_brokers);
+  producer.send(delivery(m_topic, "overflow", "wx-1", "a1", 1000));
+  producer.send(delivery(m_topic, "locked", "wx-2", "a2", 1000));
+  producer.flush();
+  ASSERT_TRUE(test::wait_until([&] { return c.get().stats().dead_lettered == 1; }, 60s));
+  EXPECT_EQ(c.get().stats().retried, 0u) << "22003 is not retried";
+  ASSERT_TRUE(test::wait_until([&] { return c.get().stats().dependency_errors >= 3; }, 60s));
+  EXPECT_EQ(c.get().stats().processed, 0u);
+  holding.abort();
+  ASSERT_TRUE(test::wait_until([&] { return c.get().stats().processed == 1; }, 60s));
+  c.stop();
+
+  EXPECT_EQ(c.get().stats().fatal, 1u);
+  EXPECT_EQ(c.get().stats().dead_lettered, 1u);
+  EXPECT_EQ(test::pg_scalar("SELECT error_class FROM " + m_schema + ".outbox_dead_letters WHERE event_id = 'overflow'"),
+            "fatal");
+  EXPECT_EQ(balances(), (std::map<std::string, std::int64_t>{{"a1", 9223372036854775000}, {"a2", 1000}}));
+  std::lock_guard lock(mu);
+  ASSERT_GE(a2_attempts.size(), 4u);
+  for (const auto n : a2_attempts) EXPECT_EQ(n, 1) << "a lock held elsewhere spends no attempt";
+}
+
+// A merchant's notification that cannot be delivered: the hook marks it failed in the transaction that records
+// the dead letter. The first run of the hook fails, and neither its write nor the recorded dead letter commits;
+// the second commits both.
+TEST_F(handler_api, the_dead_letter_hook_writes_in_the_transaction_that_records_the_dead_letter) {
+  create_topic(1);
+  test::pg_exec("CREATE TABLE " + m_schema +
+                ".notifications (event_id text PRIMARY KEY, status text NOT NULL, last_error text)");
+  test::pg_exec("INSERT INTO " + m_schema + ".notifications VALUES ('n-1', 'pending', NULL), ('n-2', 'pending', NULL)");
+  auto o = inbox_options();
+  o.retry.max_attempts = 2;
+  std::mutex mu;
+  int hook_runs = 0;
+  std::vector<long long> rows_seen_by_hook;  // recorded dead letters a separate connection saw, per hook run
+  const std::string schema = m_schema;
+  const std::string dsn = m_dsn;
+  o.on_dead_letter = [&](const record& r, const consumer::dead_letter_info& dl, pqxx::work& tx) {
+    {
+      pqxx::connection other(dsn);
+      pqxx::nontransaction look(other);
+      std::lock_guard lock(mu);
+      rows_seen_by_hook.push_back(look.exec1("SELECT count(*) FROM outbox_dead_letters")[0].as<long long>());
+      if (++hook_runs == 1) throw std::runtime_error("the hook's first run fails");
+    }
+    tx.exec_params("UPDATE " + schema + ".notifications SET status = 'failed', last_error = $2 WHERE event_id = $1",
+                   std::string(r.event_id()), dl.error_class + ": " + dl.reason);
+  };
+  running_consumer c(std::move(o), consumer::transactional_handler([&](const record& r, pqxx::work& tx) {
+                       if (r.event_id() == "n-1") return outcome::retry("merchant answered HTTP 500");
+                       tx.exec_params(
+                           "UPDATE " + schema + ".notifications SET status = 'delivered' WHERE event_id = $1",
+                           std::string(r.event_id()));
+                       return outcome::done();
+                     }));
+  test_producer producer(test::require_services().kafka_brokers);
+  producer.send(delivery(m_topic, "n-1", "wx-1", "m1", 1));
+  producer.send(delivery(m_topic, "n-2", "wx-2", "m1", 1));
+  producer.flush();
+  ASSERT_TRUE(test::wait_until([&] { return c.get().stats().processed == 1; }, 60s));
+  c.stop();
+
+  EXPECT_EQ(test::pg_column("SELECT event_id || ':' || status || ':' || coalesce(last_error, '') FROM " + m_schema +
+                            ".notifications ORDER BY event_id"),
+            (std::vector<std::string>{"n-1:failed:retry_exhausted: merchant answered HTTP 500", "n-2:delivered:"}));
+  EXPECT_EQ(test::pg_column("SELECT event_id || ':' || topic || ':' || \"offset\" || ':' || error_class || ':' || "
+                            "(replayed_at IS NULL) FROM " +
+                            m_schema + ".outbox_dead_letters"),
+            (std::vector<std::string>{"n-1:" + m_topic + ":0:retry_exhausted:true"}));
+  std::lock_guard lock(mu);
+  EXPECT_EQ(hook_runs, 2);
+  EXPECT_EQ(rows_seen_by_hook, (std::vector<long long>{0, 0})) << "the failed run committed nothing";
+  EXPECT_GE(c.get().stats().dependency_errors, 1u);
+  EXPECT_EQ(c.get().stats().dead_lettered, 1u);
+}
+
+// Bring your own transaction: a plain handler opens a SERIALIZABLE transaction on the service's own connection,
+// joins the inbox to it with postgres_inbox::claim_in, and says duplicate when the row is already there.
+TEST_F(handler_api, a_service_joins_the_inbox_to_a_serializable_transaction_of_its_own) {
+  create_topic(1);
+  create_accounts({"a1"});
+  dedupe::postgres_inbox inbox(m_dsn, {.table = "outbox_inbox",
+                                       .retention = std::chrono::hours(240),
+                                       .keep_at_least = {},
+                                       .dead_letter_table = {},
+                                       .create_tables = true});
+  pqxx::connection own(m_dsn);  // the service's pool, in short
+  std::vector<std::string> isolation;
+  const std::string group = m_group;
+  running_consumer c(kafka_options({m_topic}, m_group), [&](const record& r) {
+    pqxx::transaction<pqxx::serializable> tx(own);
+    isolation.push_back(tx.exec1("SHOW transaction_isolation")[0].as<std::string>());
+    if (!inbox.claim_in(tx, group, r.header("transaction_id").value_or(""))) return outcome::duplicate();
+    tx.exec_params("UPDATE accounts SET balance_cents = balance_cents + $1 WHERE account_id = $2", 100,
+                   r.key.value_or(""));
+    tx.commit();
+    return outcome::done();
+  });
+  test_producer producer(test::require_services().kafka_brokers);
+  producer.send(delivery(m_topic, "d-1", "wx-1", "a1", 100));
+  producer.send(delivery(m_topic, "d-2", "wx-1", "a1", 100));
+  producer.send(delivery(m_topic, "d-3", "wx-2", "a1", 100));
+  producer.flush();
+  ASSERT_TRUE(test::wait_until([&] { return c.get().stats().processed + c.get().stats().duplicate >= 3; }, 60s));
+  c.stop();
+  EXPECT_EQ(balances(), (std::map<std::string, std::int64_t>{{"a1", 200}}));
+  EXPECT_EQ(c.get().stats().duplicate, 1u);
+  EXPECT_EQ(inbox_keys(), (std::vector<std::string>{"wx-1", "wx-2"}));
+  EXPECT_EQ(isolation, (std::vector<std::string>(3, "serializable")));
+}
+
+}  // namespace
+}  // namespace outbox::consumer_test
