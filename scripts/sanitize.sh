@@ -79,14 +79,15 @@ run_kind() {
   t1=$(date +%s)
 
   # Every report ends the process with an error and is written to $reports/<sanitizer>.<pid>.
-  local asan_options=detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1
-  asan_options+=:strict_init_order=1:log_path=$reports/asan
-  local rc=0
-  ASAN_OPTIONS=$asan_options \
-    LSAN_OPTIONS=suppressions=$supp/lsan.supp:print_suppressions=0 \
-    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan \
-    TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$supp/tsan.supp:print_suppressions=0:log_path=$reports/tsan \
-    ctest --test-dir "$build_dir" --output-on-failure --timeout 600 -j 1 -R "$select" -E "$exclude" || rc=$?
+  local rc=0 env
+  if [ "$kind" = asan ]; then
+    env=(ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1:log_path=$reports/asan
+      LSAN_OPTIONS=suppressions=$supp/lsan.supp:print_suppressions=0
+      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan)
+  else
+    env=(TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$supp/tsan.supp:print_suppressions=0:log_path=$reports/tsan)
+  fi
+  env "${env[@]}" ctest --test-dir "$build_dir" --output-on-failure --timeout 600 -j 1 -R "$select" -E "$exclude" || rc=$?
   t2=$(date +%s)
   log "$kind build $((t1 - t0))s, $kind tests $((t2 - t1))s"
   timings+=("$kind build $((t1 - t0))s, $kind tests $((t2 - t1))s")
