@@ -11,26 +11,24 @@
 # A sanitizer report fails the run, whether it comes from a test binary or from an outbox-relay, outboxctl or
 # payment-ledger a test started: every sanitized process writes its reports to $OUTBOX_RUN_DIR/sanitize/<kind>/,
 # and a report there is a failure even when the test passed.
-#   scripts/sanitize.sh             both, asan first
-#   scripts/sanitize.sh tsan        one
+#   scripts/sanitize.sh                     both: the asan build, the asan tests while the tsan build runs at a
+#                                           lower priority (the tests mostly wait on the services), the tsan tests
+#   scripts/sanitize.sh tsan                one
+#   scripts/sanitize.sh --build-only asan   build only; needs no services
 # OUTBOX_ASAN_BUILD_DIR and OUTBOX_TSAN_BUILD_DIR move the build directories.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
+build_only=0
+if [ "${1:-}" = --build-only ]; then
+  build_only=1
+  shift
+fi
 kinds=("$@")
 [ ${#kinds[@]} -gt 0 ] || kinds=(asan tsan)
 for k in "${kinds[@]}"; do
-  [[ $k == asan || $k == tsan ]] || die "usage: scripts/sanitize.sh [asan] [tsan] (got '$k')"
+  [[ $k == asan || $k == tsan ]] || die "usage: scripts/sanitize.sh [--build-only] [asan] [tsan] (got '$k')"
 done
-
-if [ -z "${OUTBOX_PG_DSN:-}" ]; then
-  [ -f "$OUTBOX_RUN_DIR/services.env" ] || die "no $OUTBOX_RUN_DIR/services.env: start the services first (scripts/services.sh start)"
-  # shellcheck disable=SC1091
-  source "$OUTBOX_RUN_DIR/services.env"
-fi
-if "$OUTBOX_ROOT/scripts/services.sh" status | grep -q ': down'; then
-  die "the local services are not all running: scripts/services.sh start, then run this again"
-fi
 
 supp=$OUTBOX_ROOT/tests/sanitizers
 unit_asan=(base_unit_tests config_unit_tests metrics_unit_tests kafka_unit_tests relay_unit_tests dedupe_unit_tests
@@ -47,9 +45,9 @@ select_asan='^(unit\.|integration\.(smoke|relay_records|relay_errors|consumer_on
 select_tsan='^(unit\.|integration\.(relay_records|consumer_on_kafka|payment_ledger)\.)'
 exclude='^unit\.(docs|deploy\.(promtool|static))'
 
-run_kind() {
-  local kind=$1 sanitize build_dir targets select
-  case $kind in
+# Sets sanitize, build_dir, targets and select for kind $1.
+kind_settings() {
+  case $1 in
     asan)
       sanitize='address;undefined'
       build_dir=${OUTBOX_ASAN_BUILD_DIR:-$OUTBOX_ROOT/build-asan}
@@ -63,22 +61,29 @@ run_kind() {
       select=$select_tsan
       ;;
   esac
-  local reports=$OUTBOX_RUN_DIR/sanitize/$kind
-  rm -rf "$reports"
-  mkdir -p "$reports"
+}
 
-  local t0 t1 t2
-  t0=$(date +%s)
+# Configures and builds kind $1's targets.
+build_kind() {
+  local sanitize build_dir targets select
+  kind_settings "$1"
   # clang-14 (as for scripts/fuzz.sh) at -O0 -g1: the instrumented build is the larger part of the cost, and GCC 12
   # takes about twice as long at -O0 and twice as long again at -O1 (docs/reliability.md); the tests wait on the
   # services more than they compute, and -g1 keeps a line number in every frame of a report. Warnings are errors
   # in the main build, not skewed by the instrumentation here.
-  CC=clang-14 CXX=clang++-14 cmake -S "$OUTBOX_ROOT" -B "$build_dir" -G Ninja -DOUTBOX_SANITIZE="$sanitize" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O0 -g1 -DNDEBUG" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O0 -g1 -DNDEBUG" >/dev/null
+  CC=clang-14 CXX=clang++-14 cmake -S "$OUTBOX_ROOT" -B "$build_dir" -G Ninja -DOUTBOX_SANITIZE="$sanitize" \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O0 -g1 -DNDEBUG" \
+    -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O0 -g1 -DNDEBUG" >/dev/null
   cmake --build "$build_dir" --target "${targets[@]}" -j "$(nproc)"
-  t1=$(date +%s)
+}
 
-  # Every report ends the process with an error and is written to $reports/<sanitizer>.<pid>.
+# Runs kind $1's tests; every report ends the process with an error and is written to $reports/<sanitizer>.<pid>.
+test_kind() {
+  local kind=$1 sanitize build_dir targets select
+  kind_settings "$kind"
+  local reports=$OUTBOX_RUN_DIR/sanitize/$kind
+  rm -rf "$reports"
+  mkdir -p "$reports"
   local rc=0 env
   if [ "$kind" = asan ]; then
     env=(ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1:log_path=$reports/asan
@@ -88,10 +93,6 @@ run_kind() {
     env=(TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$supp/tsan.supp:print_suppressions=0:log_path=$reports/tsan)
   fi
   env "${env[@]}" ctest --test-dir "$build_dir" --output-on-failure --timeout 600 -j 1 -R "$select" -E "$exclude" || rc=$?
-  t2=$(date +%s)
-  log "$kind build $((t1 - t0))s, $kind tests $((t2 - t1))s"
-  timings+=("$kind build $((t1 - t0))s, $kind tests $((t2 - t1))s")
-
   local found
   found=$(find "$reports" -type f | sort)
   if [ -n "$found" ]; then
@@ -105,8 +106,47 @@ run_kind() {
   [ "$rc" = 0 ] || failed+=("$kind: ctest exit $rc")
 }
 
+if [ "$build_only" = 1 ]; then
+  for k in "${kinds[@]}"; do build_kind "$k"; done
+  exit 0
+fi
+
+if [ -z "${OUTBOX_PG_DSN:-}" ]; then
+  [ -f "$OUTBOX_RUN_DIR/services.env" ] || die "no $OUTBOX_RUN_DIR/services.env: start the services first (scripts/services.sh start)"
+  # shellcheck disable=SC1091
+  source "$OUTBOX_RUN_DIR/services.env"
+fi
+if "$OUTBOX_ROOT/scripts/services.sh" status | grep -q ': down'; then
+  die "the local services are not all running: scripts/services.sh start, then run this again"
+fi
+
 timings=()
 failed=()
-for k in "${kinds[@]}"; do run_kind "$k"; done
+mkdir -p "$OUTBOX_RUN_DIR/sanitize"
+bg_pid=''
+bg_log=$OUTBOX_RUN_DIR/sanitize/tsan-build.log
+trap '[ -z "$bg_pid" ] || kill -- "-$bg_pid" 2>/dev/null || true' EXIT
+for i in "${!kinds[@]}"; do
+  k=${kinds[$i]}
+  t0=$(date +%s)
+  if [ "$k" = tsan ] && [ -n "$bg_pid" ]; then
+    rc=0
+    wait "$bg_pid" || rc=$?
+    bg_pid=''
+    [ "$rc" = 0 ] || { tail -40 "$bg_log" >&2; die "the tsan build failed (exit $rc; its log: $bg_log)"; }
+    timings+=("tsan build $(($(date +%s) - bg_t0))s (of it $(($(date +%s) - t0))s after the asan tests)")
+  else
+    build_kind "$k"
+    timings+=("$k build $(($(date +%s) - t0))s")
+  fi
+  if [ "$k" = asan ] && [ "${kinds[$((i + 1))]:-}" = tsan ]; then
+    bg_t0=$(date +%s)
+    setsid nice -n 10 "$0" --build-only tsan >"$bg_log" 2>&1 &
+    bg_pid=$!
+  fi
+  t1=$(date +%s)
+  test_kind "$k"
+  timings+=("$k tests $(($(date +%s) - t1))s")
+done
 log "sanitizers: ${timings[*]}"
 [ ${#failed[@]} -eq 0 ] || die "sanitizers failed: ${failed[*]}"
