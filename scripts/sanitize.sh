@@ -41,7 +41,7 @@ integration_tsan=(relay_integration_tests consumer_integration_tests)
 # has no tests in that build directory) but the static checks of deploy/ and docs/, which run nothing sanitized;
 # of the integration binaries, the suites below, chosen to keep .ci/run within its time budget (docs/reliability.md
 # has what each costs).
-select_asan='^(unit\.|integration\.(smoke|relay_records|relay_errors|consumer_on_kafka|payment_ledger|retry_tiers|redis_store|postgres_inbox_test)\.)'
+select_asan='^(unit\.|integration\.((smoke|relay_records|relay_errors|consumer_on_kafka|payment_ledger|retry_tiers|redis_store|postgres_inbox_test)\.|relay_gaps\.a_bad_row_))'
 select_tsan='^(unit\.|integration\.(relay_records|consumer_on_kafka|payment_ledger)\.)'
 exclude='^unit\.(docs|deploy\.(promtool|static))'
 
@@ -148,5 +148,6 @@ for i in "${!kinds[@]}"; do
   test_kind "$k"
   timings+=("$k tests $(($(date +%s) - t1))s")
 done
-log "sanitizers: ${timings[*]}"
+joined=$(printf '%s, ' "${timings[@]}")
+log "sanitizers: ${joined%, }"
 [ ${#failed[@]} -eq 0 ] || die "sanitizers failed: ${failed[*]}"
