@@ -116,7 +116,7 @@ if [ -z "${OUTBOX_PG_DSN:-}" ]; then
   # shellcheck disable=SC1091
   source "$OUTBOX_RUN_DIR/services.env"
 fi
-if "$OUTBOX_ROOT/scripts/services.sh" status | grep -q ': down'; then
+if "$OUTBOX_ROOT/scripts/services.sh" status | grep -qE '^(postgres|kafka|redis): down'; then
   die "the local services are not all running: scripts/services.sh start, then run this again"
 fi
 
