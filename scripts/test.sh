@@ -6,6 +6,10 @@
 # After the tests of a full run (no ctest arguments) scripts/fuzz.sh runs every fuzz target for
 # OUTBOX_FUZZ_SECONDS (default 20) each; OUTBOX_FUZZ_SECONDS=0 skips it, and setting it runs it after a
 # partial run too. A fuzz finding fails the run like a failed test.
+# Before fuzzing, a full run builds build-asan/ and build-tsan/ and runs part of the suite under AddressSanitizer +
+# UndefinedBehaviorSanitizer and under ThreadSanitizer (scripts/sanitize.sh); a sanitizer report fails the run.
+# OUTBOX_SANITIZERS=0 skips it, OUTBOX_SANITIZERS=asan or tsan runs only one, and setting it runs it after a partial
+# run too.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -37,6 +41,13 @@ log "install $((t1 - t0))s, build $((t2 - t1))s, services $((t3 - t2))s; running
 ctest --test-dir "$OUTBOX_BUILD_DIR" --output-on-failure --timeout 900 -j 1 "$@"
 t4=$(date +%s)
 log "tests $((t4 - t3))s"
+sanitizers=${OUTBOX_SANITIZERS:-asan tsan}
+if [ "$sanitizers" != 0 ] && { [ $# -eq 0 ] || [ -n "${OUTBOX_SANITIZERS:-}" ]; }; then
+  # shellcheck disable=SC2086 # one word per sanitizer build
+  "$OUTBOX_ROOT/scripts/sanitize.sh" $sanitizers
+  log "sanitizers $(($(date +%s) - t4))s"
+fi
+t4=$(date +%s)
 fuzz_seconds=${OUTBOX_FUZZ_SECONDS:-20}
 if [ "$fuzz_seconds" != 0 ] && { [ $# -eq 0 ] || [ -n "${OUTBOX_FUZZ_SECONDS:-}" ]; }; then
   "$OUTBOX_ROOT/scripts/fuzz.sh" "$fuzz_seconds"

@@ -105,7 +105,10 @@ verify_report verify(const verify_options& o) {
     } catch (const outbox_error& e) {
       throw verify_failure(std::string("reading the outbox rows: ") + e.what());
     }
-    for (auto& [name, st] : state) {
+    // Named references, not a structured binding: the lambdas below capture them (clang 14 cannot capture one).
+    for (auto& entry : state) {
+      const auto& name = entry.first;
+      auto& st = entry.second;
       auto& tr = topics[name];
       if (ranges.count(name) != 0) {
         kafka.read(name, ranges[name], [&](std::string_view id, std::int64_t) {

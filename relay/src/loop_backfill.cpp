@@ -76,7 +76,9 @@ void relay::loop::process_backfill() {
       return;
     }
     if (r.what == routed::outcome::invalid) {
-      const dead_letter_origin from{m_config.source.tables[m_batch->table].qualified_name(), m_start_lsn, xid};
+      // The origin only views the table's name: the name must outlive it.
+      const std::string table = m_config.source.tables[m_batch->table].qualified_name();
+      const dead_letter_origin from{table, m_start_lsn, xid};
       on_invalid(r.invalid, [&] {
         return dead_letter_of_row(m_config.sink.dead_letter_topic, rel, m_values, std::nullopt, r.row_id, r.invalid,
                                   from);

@@ -102,6 +102,19 @@ inline bool purged(rd_kafka_resp_err_t err) {
   return err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
 }
 
+/// A record that could not be handed to Kafka yet (its topic's limits are being fetched, librdkafka's queue is
+/// full). Its views stay valid: nothing is read or routed until it is gone.
+struct pending_record {
+  record_view view;
+  std::optional<kafka_record> owned;  ///< a dead letter
+  std::vector<header_view> owned_headers;
+  std::uint32_t source = 0;
+  std::string row_id;
+  std::int64_t commit_ms = 0;
+  bool backfill = false;
+  std::optional<std::uint64_t> event_id;  ///< allocated once it was tried
+};
+
 }  // namespace outbox::relay::loop_detail
 
 namespace outbox::relay {
@@ -163,18 +176,6 @@ class relay::loop {
 
  private:
   enum class phase : std::uint8_t { connecting, backfilling, streaming, reconnecting, halted };
-  /// A record that could not be handed to Kafka yet (its topic's limits are being fetched, librdkafka's queue is
-  /// full). Its views stay valid: nothing is read or routed until it is gone.
-  struct pending_record {
-    record_view view;
-    std::optional<kafka_record> owned;  ///< a dead letter
-    std::vector<header_view> owned_headers;
-    std::uint32_t source = 0;
-    std::string row_id;
-    std::int64_t commit_ms = 0;
-    bool backfill = false;
-    std::optional<std::uint64_t> event_id;  ///< allocated once it was tried
-  };
   /// `schema.table` of a source, or `message:<prefix>` for the logical-message source.
   [[nodiscard]] std::string source_name(std::uint32_t source) const;
 

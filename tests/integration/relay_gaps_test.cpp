@@ -357,6 +357,26 @@ TEST_F(relay_gaps, a_bad_row_is_dead_lettered_with_the_raw_row_and_the_stream_go
   EXPECT_EQ(m_relay->stop(SIGTERM, 30s), 0);
 }
 
+TEST_F(relay_gaps, a_bad_row_of_the_backfill_is_dead_lettered_naming_its_table) {
+  // Rows written before the first start go through the backfill, whose dead letters name the table as the
+  // stream's do (the name once dangled there: a use after free AddressSanitizer reports).
+  const auto topic = unique_name("bfbad");
+  const auto dlq = unique_name("relaydlq");
+  const auto t = create_table("ob_backfill_dead_letter_with_a_long_name");
+  pg_exec("INSERT INTO " + t + " (id, aggregate_type, aggregate_id, event_type, payload, headers) VALUES ('" +
+          uuid_for("bfbad", 1) + "', 'bad topic!', 'k', 'e', '{}', '{}'), ('" + uuid_for("bfbad", 2) + "', '" + topic +
+          "', 'k', 'e', '{\"ok\": true}', '{}')");
+  start_relay(config(tables({t}), "", "", "  on_invalid_record: dead_letter\n  dead_letter_topic: " + dlq + "\n"));
+  ASSERT_EQ(kafka_consume(topic, 1, 60s).size(), 1U) << m_relay->log();
+  const auto dead = kafka_consume(dlq, 1, 60s);
+  ASSERT_EQ(dead.size(), 1U) << m_relay->log();
+  EXPECT_EQ(dead[0].header("outbox_dlq_reason"), "bad_topic");
+  EXPECT_EQ(dead[0].header("outbox_dlq_table"), "public." + t);
+  EXPECT_EQ(dead[0].header("event_id"), uuid_for("bfbad", 1));
+  EXPECT_THAT(m_relay->log(), HasSubstr("backfill finished"));
+  EXPECT_EQ(m_relay->stop(SIGTERM, 30s), 0);
+}
+
 TEST_F(relay_gaps, outboxctl_lists_the_relays_dead_letters_and_replays_a_record_once_its_topic_takes_it) {
   // A record over its topic's max.message.bytes and a row with an impossible topic, both dead-lettered. Once the
   // topic takes bigger records, `outboxctl dlq replay` sends the record there as the relay built it; the row is not
