@@ -443,6 +443,10 @@ export OUTBOX_PG_PORT=$PG_PORT
 export OUTBOX_PG_PASSWORD='$OUTBOX_PG_PASSWORD'
 export OUTBOX_PG_DATA='$PG_DIR/data'
 export OUTBOX_KAFKA_BROKERS=127.0.0.1:$OUTBOX_KAFKA_PORT
+# The ports too, so that a test that restarts a service through this script restarts this run's, not the defaults.
+export OUTBOX_KAFKA_PORT=$OUTBOX_KAFKA_PORT
+export OUTBOX_KAFKA_CONTROLLER_PORT=$OUTBOX_KAFKA_CONTROLLER_PORT
+export OUTBOX_REDIS_PORT=$OUTBOX_REDIS_PORT
 export OUTBOX_KAFKA_TOOLS_LIBS='$KAFKA_TOOLS_LIBS'
 export OUTBOX_REDIS_URL=redis://127.0.0.1:$OUTBOX_REDIS_PORT
 export OUTBOX_SERVICES_SCRIPT='$OUTBOX_ROOT/scripts/services.sh'
