@@ -567,17 +567,39 @@ def check_kubernetes(p: problems, root: Path, ctx: dict) -> None:
             f"terminationGracePeriodSeconds {grace} is not above relay.shutdown_timeout ({ctx['shutdown_timeout_s']}s)")
 
 
-def check_reconcile_cronjob(p: problems, root: Path, ctx: dict) -> None:
-    path = root / "deploy/kubernetes/reconcile-cronjob.yaml"
-    docs = load_yaml(p, path, all_docs=True)
+def beside_the_sidecar(p: problems, root: Path, rel: str) -> tuple[list, dict[tuple[str, str], dict]] | None:
+    """The documents of deploy/kubernetes/<rel> and, by (kind, name), those and relay-sidecar.yaml's (whose
+    ConfigMaps and Secrets the file uses); None when the file does not load."""
+    docs = load_yaml(p, root / "deploy/kubernetes" / rel, all_docs=True)
     sidecar = load_yaml(p, root / "deploy/kubernetes/relay-sidecar.yaml", all_docs=True) or []
     if not docs:
-        return
-    where = str(path)
+        return None
     by_kind: dict[tuple[str, str], dict] = {}
     for d in list(docs) + list(sidecar):
         if d:
             by_kind[(d["kind"], d["metadata"]["name"])] = d
+    return list(docs), by_kind
+
+
+def container_env(p: problems, where: str, c: dict, by_kind: dict[tuple[str, str], dict]) -> dict[str, str]:
+    """A container's environment (name to value, "from-secret" for a Secret's); each Secret key it uses exists."""
+    env = {}
+    for e in c.get("env") or []:
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            secret = by_kind.get(("Secret", ref["name"]))
+            keys = set(((secret or {}).get("stringData") or {}) | ((secret or {}).get("data") or {}))
+            p.check(ref["key"] in keys, where, f"Secret {ref['name']} has no key {ref['key']}")
+        env[e["name"]] = str(e.get("value", "from-secret"))
+    return env
+
+
+def check_reconcile_cronjob(p: problems, root: Path, ctx: dict) -> None:
+    loaded = beside_the_sidecar(p, root, "reconcile-cronjob.yaml")
+    if loaded is None:
+        return
+    docs, by_kind = loaded
+    where = str(root / "deploy/kubernetes/reconcile-cronjob.yaml")
     jobs = [d for d in docs if d and d.get("kind") == "CronJob"]
     if not p.check(len(jobs) == 1, where, "expected one CronJob"):
         return
@@ -616,14 +638,7 @@ def check_reconcile_cronjob(p: problems, root: Path, ctx: dict) -> None:
         cm = by_kind.get(("ConfigMap", name or ""))
         p.check(cm is not None and Path(cfg).name in (cm.get("data") or {}), where,
                 f"--config {cfg} is not a key of a ConfigMap of relay-sidecar.yaml")
-    env = {}
-    for e in c.get("env") or []:
-        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
-        if ref:
-            secret = by_kind.get(("Secret", ref["name"]))
-            keys = set(((secret or {}).get("stringData") or {}) | ((secret or {}).get("data") or {}))
-            p.check(ref["key"] in keys, where, f"Secret {ref['name']} has no key {ref['key']}")
-        env[e["name"]] = "set"
+    env = container_env(p, where, c, by_kind)
     tree = ctx["configs"].get((root / "deploy/config/relay.yaml").resolve()) or {}
     for var in sorted(required_vars(tree)):
         p.check(var in env, where, f"the container does not set ${{{var}}} that relay.yaml needs")
@@ -633,16 +648,12 @@ def check_reconcile_cronjob(p: problems, root: Path, ctx: dict) -> None:
 def check_relay_standby(p: problems, root: Path, ctx: dict) -> None:
     """deploy/kubernetes/relay-standby.yaml: the second relay of the pair runs the sidecar's config and image and
     reaches the StatefulSet's pod by its DNS name."""
-    path = root / "deploy/kubernetes/relay-standby.yaml"
-    docs = load_yaml(p, path, all_docs=True)
-    sidecar = load_yaml(p, root / "deploy/kubernetes/relay-sidecar.yaml", all_docs=True) or []
-    if not docs:
+    loaded = beside_the_sidecar(p, root, "relay-standby.yaml")
+    if loaded is None:
         return
-    where = str(path)
-    by_kind: dict[tuple[str, str], dict] = {}
-    for d in list(docs) + list(sidecar):
-        if d:
-            by_kind[(d["kind"], d["metadata"]["name"])] = d
+    docs, by_kind = loaded
+    sidecar = [d for (kind, _), d in by_kind.items() if kind == "StatefulSet"]
+    where = str(root / "deploy/kubernetes/relay-standby.yaml")
     deployments = [d for d in docs if d and d.get("kind") == "Deployment"]
     if not p.check(len(deployments) == 1, where, "expected one Deployment"):
         return
@@ -662,20 +673,12 @@ def check_relay_standby(p: problems, root: Path, ctx: dict) -> None:
         cm = by_kind.get(("ConfigMap", name or ""))
         p.check(cm is not None and (cm.get("data") or {}).get(Path(cfg).name) == (root / "deploy/config/relay.yaml").read_text(),
                 where, f"--config {cfg} is not relay-sidecar.yaml's ConfigMap holding deploy/config/relay.yaml")
-    env = {}
-    for e in c.get("env") or []:
-        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
-        if ref:
-            secret = by_kind.get(("Secret", ref["name"]))
-            keys = set(((secret or {}).get("stringData") or {}) | ((secret or {}).get("data") or {}))
-            p.check(ref["key"] in keys, where, f"Secret {ref['name']} has no key {ref['key']}")
-        env[e["name"]] = str(e.get("value", "from-secret"))
+    env = container_env(p, where, c, by_kind)
     tree = ctx["configs"].get((root / "deploy/config/relay.yaml").resolve()) or {}
     for var in sorted(required_vars(tree)):
         p.check(var in env, where, f"the container does not set ${{{var}}} that relay.yaml needs")
-    statefulsets = [d for d in sidecar if d and d.get("kind") == "StatefulSet"]
-    if statefulsets:
-        ss = statefulsets[0]
+    if sidecar:
+        ss = sidecar[0]
         pod_dns = f"{ss['metadata']['name']}-0.{ss['spec']['serviceName']}"
         p.check(env.get("OUTBOX_PG_HOST") == pod_dns, where,
                 f"OUTBOX_PG_HOST {env.get('OUTBOX_PG_HOST')} is not the sidecar's database pod {pod_dns}")
