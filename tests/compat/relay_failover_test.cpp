@@ -56,9 +56,11 @@ void insert(const std::string& dsn, const std::string& table, const std::string&
   }
 }
 
-TEST(relay_failover, follows_the_failover_slot_to_the_promoted_standby_on_postgresql_17) {
+/// The failover of the tests below, with the relay at_least_once (`exactly_once` false: copies allowed) or
+/// exactly_once (no copy for a read_committed consumer either).
+void fail_over_mid_stream(bool exactly_once) {
   require_services();
-  pg_standby_pair pair(17, 1);
+  pg_standby_pair pair(17, exactly_once ? 2 : 1);
   pair.start();
   const auto primary = pair.primary_dsn();
   const auto standby = pair.standby_dsn();
@@ -70,14 +72,17 @@ TEST(relay_failover, follows_the_failover_slot_to_the_promoted_standby_on_postgr
   const std::string dir = scratch_dir("relay_failover");
   const char* password = std::getenv("OUTBOX_PG_PASSWORD");
   const std::string dsn = "host=127.0.0.1,127.0.0.1 port=" + std::to_string(pair.primary_port()) + "," +
-                          std::to_string(pair.standby_port()) + " user=postgres password=" +
-                          (password != nullptr ? password : "outbox-local") +
+                          std::to_string(pair.standby_port()) +
+                          " user=postgres password=" + (password != nullptr ? password : "outbox-local") +
                           " dbname=outbox target_session_attrs=read-write";
   const std::string config = dir + "/relay.yaml";
-  std::ofstream(config) << "source:\n  dsn: \"" << dsn << "\"\n  slot: " << slot << "\n  publication: "
-                        << unique_name("pub_failover") << "\n  tables:\n    - name: public." << table
-                        << "\n  connect_timeout: 2s\n  stream_timeout: 5s\nsink:\n  brokers: "
+  std::ofstream(config) << "source:\n  dsn: \"" << dsn << "\"\n  slot: " << slot
+                        << "\n  publication: " << unique_name("pub_failover") << "\n  tables:\n    - name: public."
+                        << table << "\n  connect_timeout: 2s\n  stream_timeout: 5s\nsink:\n  brokers: "
                         << require_services().kafka_brokers
+                        << (exactly_once
+                                ? "\n  delivery: exactly_once\n  checkpoint_topic: " + unique_name("checkpoints")
+                                : std::string())
                         << "\nrelay:\n  status_interval: 200ms\nmetrics:\n  listen: 127.0.0.1:0\n";
   child_process relay({OUTBOX_RELAY_BIN, "--config", config}, dir + "/relay.log");
   relay.start();
@@ -122,13 +127,21 @@ TEST(relay_failover, follows_the_failover_slot_to_the_promoted_standby_on_postgr
       },
       120s);
   const auto v = check_stream(records, expected);
-  EXPECT_TRUE(v.ok(true)) << v.detail << "\n" << relay.log();
-  std::cout << "[ failover ] " << expected.size() << " rows on the promoted standby, " << v.duplicated
-            << " extra copies\n";
+  EXPECT_TRUE(v.ok(!exactly_once)) << v.detail << "\n" << relay.log();
+  std::cout << "[ failover ] " << (exactly_once ? "exactly_once: " : "") << expected.size()
+            << " rows on the promoted standby, " << v.duplicated << " extra copies\n";
   EXPECT_THAT(relay.log(), HasSubstr("followed failover slot " + slot + " to timeline 2"));
   EXPECT_TRUE(relay.running()) << relay.log();
   EXPECT_EQ(relay.stop(SIGTERM, 30s), 0);
   pair.stop();
+}
+
+TEST(relay_failover, follows_the_failover_slot_to_the_promoted_standby_on_postgresql_17) {
+  fail_over_mid_stream(false);
+}
+
+TEST(relay_failover, in_exactly_once_mode_follows_the_promotion_with_no_duplicate_for_read_committed_consumers) {
+  fail_over_mid_stream(true);
 }
 
 }  // namespace
