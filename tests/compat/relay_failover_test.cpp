@@ -144,5 +144,72 @@ TEST(relay_failover, in_exactly_once_mode_follows_the_promotion_with_no_duplicat
   fail_over_mid_stream(true);
 }
 
+TEST(relay_failover, before_postgresql_17_the_promoted_standby_has_no_slot_and_the_relay_stops_until_recreate_slot) {
+  require_services();
+  pg_standby_pair pair(16, 3);
+  pair.start();
+  const auto primary = pair.primary_dsn();
+  const auto standby = pair.standby_dsn();
+  const std::string table = unique_name("ob_failover16");
+  const std::string topic = unique_name("failover16");
+  const std::string slot = unique_name("slot_failover16");
+  exec(primary, "CREATE TABLE " + table + " (" + std::string(k_outbox_columns) + ")");
+  const std::string dir = scratch_dir("relay_failover16");
+  const char* password = std::getenv("OUTBOX_PG_PASSWORD");
+  const std::string dsn = "host=127.0.0.1,127.0.0.1 port=" + std::to_string(pair.primary_port()) + "," +
+                          std::to_string(pair.standby_port()) +
+                          " user=postgres password=" + (password != nullptr ? password : "outbox-local") +
+                          " dbname=outbox target_session_attrs=read-write";
+  const std::string config = dir + "/relay.yaml";
+  std::ofstream(config) << "source:\n  dsn: \"" << dsn << "\"\n  slot: " << slot
+                        << "\n  publication: " << unique_name("pub_failover16") << "\n  tables:\n    - name: public."
+                        << table << "\n  connect_timeout: 2s\n  stream_timeout: 5s\nsink:\n  brokers: "
+                        << require_services().kafka_brokers
+                        << "\nrelay:\n  status_interval: 200ms\nmetrics:\n  listen: 127.0.0.1:0\n";
+  child_process relay({OUTBOX_RELAY_BIN, "--config", config}, dir + "/relay.log");
+  relay.start();
+  ASSERT_TRUE(relay.wait_for_log("\"msg\":\"streaming\"", 60s)) << relay.log();
+  insert(primary, table, topic, "before", 50);
+  ASSERT_TRUE(wait_until([&] { return kafka_record_count(topic) >= 50; }, 60s)) << relay.log();
+
+  // Logical slots are not copied to a physical standby before 17: the promoted server has the state table (it is
+  // replicated with the database) but not the slot. The relay follows the DSN to it and refuses to make a new
+  // slot, which would skip what the old primary committed after the slot's last confirmed LSN.
+  pair.crash_primary();
+  pair.promote();
+  insert(standby, table, topic, "after", 50);
+  // Running, it halts (up, not ready, outbox_relay_halted 1) and exits 1 when stopped.
+  ASSERT_TRUE(relay.wait_for_log("halted; waiting for an operator", 120s)) << relay.log();
+  EXPECT_THAT(relay.log(), HasSubstr("replication slot " + slot + " is gone"));
+  EXPECT_THAT(relay.log(), HasSubstr("--recreate-slot"));
+  EXPECT_EQ(relay.stop(SIGTERM, 30s), 1) << relay.log();
+
+  // The way out the message names: --recreate-slot makes a slot and publishes what the table holds first.
+  child_process again({OUTBOX_RELAY_BIN, "--config", config, "--recreate-slot"}, dir + "/relay-again.log");
+  again.start();
+  ASSERT_TRUE(again.wait_for_log("\"msg\":\"streaming\"", 60s)) << again.log();
+  std::vector<expected_event> expected;
+  {
+    pqxx::connection c(standby);
+    pqxx::nontransaction tx(c);
+    for (const auto& row : tx.exec("SELECT aggregate_id, id::text FROM " + table + " ORDER BY created_at, id")) {
+      expected.push_back({row[0].as<std::string>(), row[1].as<std::string>()});
+    }
+  }
+  EXPECT_EQ(expected.size(), 100U);
+  const auto records = kafka_consume_until(
+      topic,
+      [&](const std::vector<consumed_record>& seen) {
+        return seen.size() >= expected.size() && check_stream(seen, expected).missing == 0;
+      },
+      120s);
+  const auto v = check_stream(records, expected);
+  EXPECT_EQ(v.missing, 0U) << v.detail << "\n" << again.log();
+  std::cout << "[ failover ] PostgreSQL 16: " << expected.size() << " rows on the promoted standby, all in Kafka after "
+            << "--recreate-slot, " << v.duplicated << " published again by its backfill\n";
+  EXPECT_EQ(again.stop(SIGTERM, 30s), 0);
+  pair.stop();
+}
+
 }  // namespace
 }  // namespace outbox::test
