@@ -85,8 +85,10 @@ void relay::loop::on_delivery_failed(const delivery& d, bool backfill) {
     return;
   }
   if (batch_too_large(d)) {
-    restart_pipeline(what + " (a batch of records that each fit the topic's max.message.bytes; sent again in "
-                            "batches of at most " + std::to_string(m_batch_size_cap) + " bytes)");
+    restart_pipeline(what +
+                     " (a batch of records that each fit the topic's max.message.bytes; sent again in "
+                     "batches of at most " +
+                     std::to_string(m_batch_size_cap) + " bytes)");
     return;
   }
   refuse_or_retry(kafka::record_refused(d.err), d.event_id, backfill, d.err, what);
@@ -105,10 +107,10 @@ bool relay::loop::batch_too_large(const delivery& d) {
   if (used != 0 && used <= cap) return false;  // batches were already that small: the record itself is refused
   if (m_batch_size_cap == 0 || m_batch_size_cap > cap) {
     m_batch_size_cap = cap;
-    log::warn(k_component, "a topic refused a batch of records that each fit its max.message.bytes; the producer "
-                           "batches at most batch.size bytes from now on",
-              {{"side", "kafka"}, {"topic", std::string(d.topic)}, {"max_message_bytes", limit},
-               {"batch_size", cap}});
+    log::warn(k_component,
+              "a topic refused a batch of records that each fit its max.message.bytes; the producer "
+              "batches at most batch.size bytes from now on",
+              {{"side", "kafka"}, {"topic", std::string(d.topic)}, {"max_message_bytes", limit}, {"batch_size", cap}});
   }
   return true;
 }

@@ -68,10 +68,9 @@ class malformed_input : public relay_fixture {
     // transaction; the commit LSN has the width of the insert position unless WAL crosses a 4 GiB boundary.
     const std::string fixed = std::to_string(key.size() + 8 + id.size() + 10 + 1 + 14 + topic.size() + 10 + 9 + 10 +
                                              19 + 13 + 12 + std::string("public.").size() + table.size());
-    const std::string room =
-        "(" + std::to_string(bytes) + " - " + fixed +
-        " - length(split_part(pg_current_wal_insert_lsn()::text, '/', 1))"
-        " - length((pg_current_xact_id()::text::bigint % 4294967296)::text))";
+    const std::string room = "(" + std::to_string(bytes) + " - " + fixed +
+                             " - length(split_part(pg_current_wal_insert_lsn()::text, '/', 1))"
+                             " - length((pg_current_xact_id()::text::bigint % 4294967296)::text))";
     auto filler = [&](const std::string& n) {
       return "(SELECT left(string_agg(md5('" + id + "' || i), ''), " + n + ") FROM generate_series(1, " + n +
              " / 32 + 1) AS i)";
@@ -119,7 +118,8 @@ class malformed_input : public relay_fixture {
   }
 };
 
-TEST_F(malformed_input, every_payload_type_at_the_topic_limit_is_published_byte_exact_and_one_byte_over_is_dead_lettered) {
+TEST_F(malformed_input,
+       every_payload_type_at_the_topic_limit_is_published_byte_exact_and_one_byte_over_is_dead_lettered) {
   const auto topic = unique_name("limit");
   kafka_create_topic(topic, 1, {{"max.message.bytes", std::to_string(k_topic_limit)}});
   const auto dlq = unique_name("relaydlq");
@@ -146,7 +146,8 @@ TEST_F(malformed_input, every_payload_type_at_the_topic_limit_is_published_byte_
 
   // Records that each fit may be refused as one batch; the relay then sends them again in smaller batches, so a
   // record may come twice (at least once), never out of order per key.
-  const auto records = kafka_consume_until(topic, [&](const auto& rs) { return distinct_ids(rs).size() >= 12; }, 60s);
+  const auto records = kafka_consume_until(
+      topic, [&](const auto& rs) { return distinct_ids(rs).size() >= 12; }, 60s);
   const auto verdict = check_stream(records, expected);
   EXPECT_TRUE(verdict.ok(true)) << verdict.detail << "\n" << m_relay->log();
   for (std::size_t i = 0; i < types.size(); ++i) {
@@ -163,7 +164,8 @@ TEST_F(malformed_input, every_payload_type_at_the_topic_limit_is_published_byte_
         << types[i] << ": NUL and 0xFF bytes of a bytea payload are published raw";
   }
 
-  const auto dead = kafka_consume_until(dlq, [&](const auto& rs) { return distinct_ids(rs) == over_ids; }, 60s);
+  const auto dead = kafka_consume_until(
+      dlq, [&](const auto& rs) { return distinct_ids(rs) == over_ids; }, 60s);
   EXPECT_EQ(distinct_ids(dead), over_ids);
   for (const auto& d : dead) {
     EXPECT_EQ(d.header("outbox_dlq_reason"), "too_large");
@@ -206,7 +208,8 @@ TEST_F(malformed_input, records_at_the_limit_in_one_transaction_are_each_publish
   }
   pg_exec(sql + "COMMIT;");
   // Kafka refuses them as one batch; the relay sends them again in batches under the limit (each at least once).
-  const auto records = kafka_consume_until(topic, [&](const auto& rs) { return distinct_ids(rs).size() >= 4; }, 60s);
+  const auto records = kafka_consume_until(
+      topic, [&](const auto& rs) { return distinct_ids(rs).size() >= 4; }, 60s);
   std::vector<expected_event> in_order;
   for (const auto& id : expected) in_order.push_back({"acct-1", id});
   const auto verdict = check_stream(records, in_order);

@@ -82,7 +82,10 @@ TEST(malformed_records, each_bad_record_is_dead_lettered_with_its_reason_and_its
 
   // A copy in this group's retry tier whose retry headers are garbage: it runs once, within the tier's delay.
   ASSERT_TRUE(test::wait_until([&] { return c.get().stats().processed >= 1; }, 60s));
-  producer.send({retry_topic_name(topic, group, 1s), 0, std::string("k"), std::string("{}"),
+  producer.send({retry_topic_name(topic, group, 1s),
+                 0,
+                 std::string("k"),
+                 std::string("{}"),
                  {{"event_id", "tier-garbage"},
                   {"retry_attempt", "-3"},
                   {"retry_due_ms", "99999999999999999"},
