@@ -223,6 +223,7 @@ TEST_F(malformed_input, headers_objects_are_published_whole_until_they_pass_the_
   const auto small = unique_name("hdrlimit");
   kafka_create_topic(small, 1, {{"max.message.bytes", std::to_string(k_topic_limit)}});
   const auto dlq = unique_name("relaydlq");
+  kafka_create_topic(dlq, 1);  // one partition: the dead letters in stream order
   const auto t = payload_table("jsonb");
   start_relay(config(tables({t}), "", "", dead_letter_sink(dlq)));
   auto insert = [&](const std::string& topic, const std::string& id, const std::string& headers) {
@@ -285,6 +286,7 @@ TEST_F(malformed_input, envelopes_that_are_not_json_or_not_utf8_are_dead_lettere
   kafka_create_topic(topic, 1);
   const auto prefix = unique_name("ev");
   const auto dlq = unique_name("relaydlq");
+  kafka_create_topic(dlq, 1);  // one partition: the dead letters in stream order
   start_relay(config("", "  logical_messages: {prefix: " + prefix + "}\n", "", dead_letter_sink(dlq)));
   auto envelope = [&](const std::string& id, const std::string& key) {
     return "{\"id\": \"" + id + "\", \"aggregate_type\": \"" + topic + "\", \"aggregate_id\": \"" + key +
