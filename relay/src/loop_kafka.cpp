@@ -84,7 +84,35 @@ void relay::loop::on_delivery_failed(const delivery& d, bool backfill) {
     m_probe->describe(m_topic_check->topic);
     return;
   }
+  if (batch_too_large(d)) {
+    restart_pipeline(what +
+                     " (a batch of records that each fit the topic's max.message.bytes; sent again in "
+                     "batches of at most " +
+                     std::to_string(m_batch_size_cap) + " bytes)");
+    return;
+  }
   refuse_or_retry(kafka::record_refused(d.err), d.event_id, backfill, d.err, what);
+}
+
+bool relay::loop::batch_too_large(const delivery& d) {
+  // The broker checks max.message.bytes against a whole batch. A record that fits alone was refused only for the
+  // company it was batched with: it is not an invalid record, and the next producer batches below the limit.
+  if (d.err != RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) return false;
+  const auto it = m_topic_limits.find(std::string(d.topic));
+  if (it == m_topic_limits.end() || !it->second.max_message_bytes) return false;
+  const std::size_t limit = *it->second.max_message_bytes;
+  if (limit <= k_record_overhead || d.bytes + k_record_overhead > limit) return false;
+  const std::size_t cap = limit - k_record_overhead;
+  const std::size_t used = m_publisher->batch_size_cap();
+  if (used != 0 && used <= cap) return false;  // batches were already that small: the record itself is refused
+  if (m_batch_size_cap == 0 || m_batch_size_cap > cap) {
+    m_batch_size_cap = cap;
+    log::warn(k_component,
+              "a topic refused a batch of records that each fit its max.message.bytes; the producer "
+              "batches at most batch.size bytes from now on",
+              {{"side", "kafka"}, {"topic", std::string(d.topic)}, {"max_message_bytes", limit}, {"batch_size", cap}});
+  }
+  return true;
 }
 
 void relay::loop::refuse_or_retry(bool refused, std::uint64_t event_id, bool backfill, rd_kafka_resp_err_t err,

@@ -9,13 +9,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstdint>
 
 namespace outbox::relay {
 
 publisher::publisher(const config::sink_config& sink, std::size_t max_inflight_messages, delivery_handler on_delivery,
-                     error_handler on_error, const std::string& transactional_id)
-    : m_on_delivery(std::move(on_delivery)), m_on_error(std::move(on_error)), m_transactional(!transactional_id.empty()) {
+                     error_handler on_error, const std::string& transactional_id, std::size_t batch_size_cap)
+    : m_on_delivery(std::move(on_delivery)),
+      m_on_error(std::move(on_error)),
+      m_transactional(!transactional_id.empty()),
+      m_batch_size_cap(batch_size_cap) {
   kafka::conf_builder b;
   // The safety settings first; sink.properties after them (config refuses the unsafe ones unless allowed).
   b.set("bootstrap.servers", sink.brokers, "sink.brokers: ");
@@ -40,6 +44,12 @@ publisher::publisher(const config::sink_config& sink, std::size_t max_inflight_m
   }
   std::vector<std::pair<std::string, std::string>> props(sink.properties.begin(), sink.properties.end());
   b.set_all(props, "sink.properties.");
+  if (batch_size_cap > 0) {
+    const auto own = sink.properties.find("batch.size");
+    if (own == sink.properties.end() || std::strtoull(own->second.c_str(), nullptr, 10) > batch_size_cap) {
+      b.set("batch.size", std::to_string(batch_size_cap));
+    }
+  }
   b.log_lines();
   rd_kafka_conf_t* conf = b.get();
   rd_kafka_conf_set_opaque(conf, this);

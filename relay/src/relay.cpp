@@ -40,7 +40,7 @@ void relay::loop::create_publisher() {
           if (generation == m_publisher_generation) on_kafka_error(err, reason);
         });
       },
-      eos() ? transactional_id_of(m_config) : std::string());
+      eos() ? transactional_id_of(m_config) : std::string(), m_batch_size_cap);
   m_tx_initialized = false;
   m_kafka_wakeup = std::make_unique<asio::posix::stream_descriptor>(m_io, m_publisher->wakeup_fd());
   watch_kafka(generation);

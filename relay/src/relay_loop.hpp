@@ -277,6 +277,8 @@ class relay::loop {
   void on_kafka_error(rd_kafka_resp_err_t err, const std::string& reason);
   void on_delivery(const delivery& d);
   void on_delivery_failed(const delivery& d, bool backfill);
+  /// Whether a refusal came from batching (each record fits the topic): then batches are capped below its limit.
+  bool batch_too_large(const delivery& d);
   /// After a failed delivery: a record Kafka refused for good halts the relay or is dead-lettered when the stream
   /// reaches it again; anything else is sent again from the confirmed LSN by a fresh producer.
   void refuse_or_retry(bool refused, std::uint64_t event_id, bool backfill, rd_kafka_resp_err_t err,
@@ -416,6 +418,9 @@ class relay::loop {
   };
   std::optional<topic_check> m_topic_check;
   std::unordered_map<std::string, topic_limits> m_topic_limits;
+  /// batch.size of the producers made from now on; lowered when a topic refused a batch of records that each fit
+  /// its max.message.bytes (librdkafka batches up to 1 MB whatever the topic takes). 0: librdkafka's.
+  std::size_t m_batch_size_cap = 0;
   std::set<std::string> m_limits_requested;
 
   std::optional<backfill_batch> m_batch;

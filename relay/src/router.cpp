@@ -87,6 +87,11 @@ const std::string& mapped_name(const config::column_map& m, std::size_t f) {
   }
 }
 
+/// Whether `id` can be an event_id header: consumers dedupe on it (the rules of build_record).
+bool usable_id(std::string_view id) {
+  return !id.empty() && id.size() <= k_max_event_id_bytes && valid_utf8(id) && id.find('\0') == std::string_view::npos;
+}
+
 }  // namespace
 
 std::string pg_types::type_name(std::uint32_t oid) {
@@ -302,8 +307,7 @@ routed router::build(event_fields& ev, std::size_t source, std::string_view sche
                      std::string_view outbox_table) {
   routed r = build_record(ev, source, schema, table, outbox_table);
   r.source = source;
-  if (r.what == routed::outcome::invalid && !ev.id.empty() && ev.id.size() <= k_max_event_id_bytes && valid_utf8(ev.id))
-    r.row_id = ev.id;
+  if (r.what == routed::outcome::invalid && usable_id(ev.id)) r.row_id = ev.id;
   return r;
 }
 
@@ -432,7 +436,9 @@ routed router::route_insert(const relation& rel, std::span<const tuple_value> va
   auto bad = [&](std::size_t f, std::string reason, const std::string& why) {
     std::string what = "column " + in_quotes(column_name(f));
     if (column_name(f) != k_field_names[f]) what += " (" + std::string(k_field_names[f]) + ")";
-    return invalid(std::move(reason), column_name(f), ev.where() + ": " + what + " " + why);
+    routed r = invalid(std::move(reason), column_name(f), ev.where() + ": " + what + " " + why);
+    if (usable_id(ev.id)) r.row_id = ev.id;  // a bad payload or headers column: the dead letter still names the event
+    return r;
   };
   // A value in text form, or why not (NULL is reported by the caller where it matters).
   auto value_of = [&](std::size_t f, const tuple_value*& out) -> std::optional<routed> {

@@ -64,8 +64,9 @@ class publisher {
   /// Throws outbox_error("config") naming the key when librdkafka refuses a setting.
   /// With a `transactional_id` the producer is transactional (sink.delivery: exactly_once): records go out only
   /// inside begin_transaction()/commit_transaction(), with sink.transaction_timeout as their delivery timeout.
+  /// A `batch_size_cap` above 0 caps librdkafka's batch.size (a record larger than it still goes alone).
   publisher(const config::sink_config& sink, std::size_t max_inflight_messages, delivery_handler on_delivery,
-            error_handler on_error, const std::string& transactional_id = {});
+            error_handler on_error, const std::string& transactional_id = {}, std::size_t batch_size_cap = 0);
   ~publisher();
   publisher(const publisher&) = delete;
   publisher& operator=(const publisher&) = delete;
@@ -88,6 +89,8 @@ class publisher {
   void purge() noexcept;
 
   [[nodiscard]] bool transactional() const noexcept { return m_transactional; }
+  /// The batch.size cap this producer was made with; 0 when librdkafka's (or sink.properties') applies.
+  [[nodiscard]] std::size_t batch_size_cap() const noexcept { return m_batch_size_cap; }
   /// init_transactions(): fences older producers with the same transactional.id and aborts their open
   /// transaction. Blocking; any thread.
   tx_outcome init_transactions(std::chrono::milliseconds timeout);
@@ -140,6 +143,7 @@ class publisher {
   std::uint64_t m_inflight_bytes = 0;
   bool m_detached = false;
   bool m_transactional = false;
+  std::size_t m_batch_size_cap = 0;
 };
 
 }  // namespace outbox::relay
