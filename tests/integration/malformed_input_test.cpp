@@ -309,7 +309,9 @@ TEST_F(malformed_input, envelopes_that_are_not_json_or_not_utf8_are_dead_lettere
 
   const auto records = kafka_consume(topic, 3, 60s);
   EXPECT_EQ(ids(records), (std::vector<std::string>{"m-before", "m-nulkey", "m-after"})) << m_relay->log();
-  if (records.size() == 3) EXPECT_EQ(records[1].key, std::string("k\0z", 3)) << "published byte-exact";
+  if (records.size() == 3) {
+    EXPECT_EQ(records[1].key, std::string("k\0z", 3)) << "published byte-exact";
+  }
   const auto dead = kafka_consume(dlq, 6, 60s);
   ASSERT_EQ(dead.size(), 6U) << m_relay->log();
   const std::vector<std::string> reasons{"bad_envelope", "bad_envelope", "bad_envelope",
