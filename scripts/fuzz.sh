@@ -7,9 +7,15 @@
 #   scripts/fuzz.sh                    every target, 30 s each
 #   scripts/fuzz.sh 450 router         one target for 7.5 minutes
 #   nice -n 19 scripts/fuzz.sh 450     the campaign of docs/reliability.md
+#   scripts/fuzz.sh --build-only       build the targets, run nothing
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
+build_only=0
+if [ "${1:-}" = --build-only ]; then
+  build_only=1
+  shift
+fi
 seconds=${1:-30}
 [[ $seconds =~ ^[0-9]+$ ]] || die "usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [target...] (got '$seconds')"
 shift || true
@@ -27,6 +33,7 @@ t0=$(date +%s)
 CC=clang-14 CXX=clang++-14 cmake -S "$OUTBOX_ROOT" -B "$build_dir" -G Ninja -DOUTBOX_FUZZ=ON -DOUTBOX_BUILD_TESTS=OFF \
   -DOUTBOX_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build_dir" --target fuzzers -j "$(nproc)"
+[ "$build_only" = 0 ] || exit 0
 log "fuzz build $(($(date +%s) - t0))s; ${#targets[@]} targets, ${seconds}s each"
 
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1

@@ -10,12 +10,16 @@
 # UndefinedBehaviorSanitizer and under ThreadSanitizer (scripts/sanitize.sh); a sanitizer report fails the run.
 # OUTBOX_SANITIZERS=0 skips it, OUTBOX_SANITIZERS=asan or tsan runs only one, and setting it runs it after a partial
 # run too.
+# The sanitizer and fuzz builds start at the lowest CPU and I/O priority as soon as the main build is done, while the
+# tests run (they mostly wait on the services); their log is $OUTBOX_RUN_DIR/prebuild.log.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 started=0
+prebuild_pid=''
 cleanup() {
   local rc=$?
+  if [ -n "$prebuild_pid" ]; then kill -- "-$prebuild_pid" 2>/dev/null || true; fi
   if [ -s "$OUTBOX_RUN_DIR/compat-known-failures.log" ]; then
     log "known failures on other PostgreSQL versions (tests/compat/known_failures.txt):"
     cat "$OUTBOX_RUN_DIR/compat-known-failures.log" >&2
@@ -26,12 +30,29 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+sanitizers=${OUTBOX_SANITIZERS:-asan tsan}
+run_sanitizers=0
+if [ "$sanitizers" != 0 ] && { [ $# -eq 0 ] || [ -n "${OUTBOX_SANITIZERS:-}" ]; }; then run_sanitizers=1; fi
+fuzz_seconds=${OUTBOX_FUZZ_SECONDS:-20}
+run_fuzz=0
+if [ "$fuzz_seconds" != 0 ] && { [ $# -eq 0 ] || [ -n "${OUTBOX_FUZZ_SECONDS:-}" ]; }; then run_fuzz=1; fi
+
 rm -f "$OUTBOX_RUN_DIR/compat-known-failures.log"
 t0=$(date +%s)
 "$OUTBOX_ROOT/scripts/install.sh"
 t1=$(date +%s)
 OUTBOX_WERROR=ON "$OUTBOX_ROOT/scripts/build.sh"
 t2=$(date +%s)
+if [ "$run_sanitizers" = 1 ] || [ "$run_fuzz" = 1 ]; then
+  mkdir -p "$OUTBOX_RUN_DIR"
+  # A failure here shows again, with its output, when scripts/sanitize.sh or scripts/fuzz.sh builds below.
+  # shellcheck disable=SC2086 # one word per sanitizer build
+  setsid nice -n 19 ionice -c 3 bash -c '
+    if [ "$1" = 1 ]; then "$0/scripts/sanitize.sh" --build-only $3 || exit; fi
+    if [ "$2" = 1 ]; then "$0/scripts/fuzz.sh" --build-only; fi' \
+    "$OUTBOX_ROOT" "$run_sanitizers" "$run_fuzz" "$sanitizers" >"$OUTBOX_RUN_DIR/prebuild.log" 2>&1 &
+  prebuild_pid=$!
+fi
 started=1
 "$OUTBOX_ROOT/scripts/services.sh" start >/dev/null
 # shellcheck disable=SC1091
@@ -41,15 +62,20 @@ log "install $((t1 - t0))s, build $((t2 - t1))s, services $((t3 - t2))s; running
 ctest --test-dir "$OUTBOX_BUILD_DIR" --output-on-failure --timeout 900 -j 1 "$@"
 t4=$(date +%s)
 log "tests $((t4 - t3))s"
-sanitizers=${OUTBOX_SANITIZERS:-asan tsan}
-if [ "$sanitizers" != 0 ] && { [ $# -eq 0 ] || [ -n "${OUTBOX_SANITIZERS:-}" ]; }; then
+if [ -n "$prebuild_pid" ]; then
+  prebuild_rc=0
+  wait "$prebuild_pid" || prebuild_rc=$?
+  prebuild_pid=''
+  log "sanitizer and fuzz builds beside the tests: done $(($(date +%s) - t4))s after them (exit $prebuild_rc)"
+fi
+t4=$(date +%s)
+if [ "$run_sanitizers" = 1 ]; then
   # shellcheck disable=SC2086 # one word per sanitizer build
   "$OUTBOX_ROOT/scripts/sanitize.sh" $sanitizers
   log "sanitizers $(($(date +%s) - t4))s"
 fi
 t4=$(date +%s)
-fuzz_seconds=${OUTBOX_FUZZ_SECONDS:-20}
-if [ "$fuzz_seconds" != 0 ] && { [ $# -eq 0 ] || [ -n "${OUTBOX_FUZZ_SECONDS:-}" ]; }; then
+if [ "$run_fuzz" = 1 ]; then
   "$OUTBOX_ROOT/scripts/fuzz.sh" "$fuzz_seconds"
   log "fuzzing $(($(date +%s) - t4))s"
 fi

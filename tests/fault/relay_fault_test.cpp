@@ -37,13 +37,18 @@ class writer {
   void join() {
     if (m_thread.joinable()) m_thread.join();
   }
+  /// Ends an open-ended load after the transaction in progress.
+  void stop() {
+    m_stop = true;
+    join();
+  }
   [[nodiscard]] int committed() const { return m_committed.load(); }
 
  private:
   void run(const std::string& table, const std::string& topic, int transactions, int per_tx,
            std::chrono::milliseconds pause) {
     std::unique_ptr<pqxx::connection> c;
-    for (int tx = 0; tx < transactions;) {
+    for (int tx = 0; tx < transactions && !m_stop;) {
       try {
         if (!c || !c->is_open()) c = std::make_unique<pqxx::connection>(require_services().pg_dsn);
         pqxx::work w(*c);
@@ -62,6 +67,7 @@ class writer {
   }
 
   std::atomic<int> m_committed{0};
+  std::atomic<bool> m_stop{false};
   std::thread m_thread;
 };
 
@@ -203,7 +209,8 @@ TEST_F(relay_faults,
   start_relay(config(tables({t}), "", "",
                      "  delivery: exactly_once\n  checkpoint_topic: " + unique_name("checkpoints") + "\n"));
   {
-    writer w(t, topic, 400, 10, 20ms);
+    // Open-ended: the load goes on through both restarts however long the broker takes to come back.
+    writer w(t, topic, 1'000'000, 10, 20ms);
     ASSERT_TRUE(wait_until([&] { return w.committed() >= 60; }, 60s));
     // The broker goes away with a Kafka transaction open (the writer never pauses for long): it is aborted or
     // times out, and the relay goes on from the checkpoint once the broker is back.
@@ -214,7 +221,9 @@ TEST_F(relay_faults,
     ASSERT_TRUE(wait_until([&] { return w.committed() >= before_pg + 60; }, 120s));
     services("stop", "postgres");
     services("start", "postgres");
-    w.join();
+    const int after_pg = w.committed();
+    ASSERT_TRUE(wait_until([&] { return w.committed() >= after_pg + 60; }, 120s));
+    w.stop();
   }
   const auto seen = consume_all_rows(t, topic, 180s);
   // librdkafka's consumer reads read_committed by default: a copy here is a duplicate a consumer would see.

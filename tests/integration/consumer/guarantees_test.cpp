@@ -193,7 +193,8 @@ TEST(guarantees_on_kafka, a_complete_that_fails_while_redis_is_down_holds_the_of
   use_redis(o, redis_options(group));
   running_consumer c(std::move(o), [&](const record& r) {
     if (r.event_id() == "x1" && !entered.exchange(true)) {
-      while (!go.load()) std::this_thread::sleep_for(10ms);  // the effect happens while Redis goes away
+      // the effect happens while Redis goes away
+      EXPECT_TRUE(test::wait_until([&] { return go.load(); }, 60s, 10ms));
     }
     effects.applied(std::string(r.event_id()));
     return outcome::done();
