@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Commit→ack latency of the relay under a steady load, next to a source-side reference measured in the same run.
+#
+#   tests/bench/relay_latency.sh [RATE] [SECONDS] [ROWS_PER_TRANSACTION]      (services must be running)
+#
+# Defaults: 1000 events/s for 60 s in transactions of 1 row. A paced loop inside PostgreSQL commits
+# RATE/ROWS_PER_TRANSACTION transactions a second into a fresh outbox table while the relay streams it.
+#   relay      for every record: the broker's append time (the topic is created with
+#              message.timestamp.type=LogAppendTime, so the record's timestamp is when the broker wrote it, just
+#              before it acknowledged it) less the record's outbox_commit_ts_ms header (PostgreSQL's commit
+#              timestamp); read back with kcat.
+#   reference  for every transaction: the time pg_recvlogical (test_decoding, include-timestamp) received its
+#              COMMIT on a second slot less the same commit timestamp: what the walsender alone adds.
+# Both clocks are this machine's; the figures have a resolution of 1 ms (the header and the append time are in
+# milliseconds). The load's session commits with synchronous_commit on. Prints p50, p99, p99.9 and the maximum
+# of both, the relay's p99 less the reference's, and their ratio, with the rate the load achieved.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+source "$root/scripts/lib.sh"
+[ -f "$OUTBOX_RUN_DIR/services.env" ] || die "start the services first: scripts/services.sh start"
+source "$OUTBOX_RUN_DIR/services.env"
+rate=${1:-1000}
+seconds=${2:-60}
+per_tx=${3:-1}
+for v in "$rate" "$seconds" "$per_tx"; do
+  [[ $v =~ ^[1-9][0-9]*$ ]] || die "usage: tests/bench/relay_latency.sh [RATE] [SECONDS] [ROWS_PER_TRANSACTION] (got '$v')"
+done
+tx_rate=$(python3 -c "print($rate / $per_tx)")
+transactions=$((rate * seconds / per_tx))
+[ "$transactions" -gt 0 ] || die "RATE * SECONDS must be at least ROWS_PER_TRANSACTION"
+relay_bin=$OUTBOX_BUILD_DIR/relay/outbox-relay
+[ -x "$relay_bin" ] || die "build first: scripts/build.sh"
+[ -d "$KAFKA_TOOLS_LIBS" ] || die "no Kafka tools in $KAFKA_TOOLS_LIBS: scripts/install.sh"
+
+tag=lat_$(date +%s)_$$
+dir=$(mktemp -d)
+pg() { psql "$OUTBOX_PG_DSN" -v ON_ERROR_STOP=1 -qtAX "$@"; }
+relay_pid='' ref_pid=''
+cleanup() {
+  [ -z "$relay_pid" ] || kill -9 "$relay_pid" 2>/dev/null || true
+  [ -z "$ref_pid" ] || kill "$ref_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  pg -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+    WHERE slot_name IN ('$tag', '${tag}_ref')" >/dev/null 2>&1 || true
+  pg -c "DROP PUBLICATION IF EXISTS ${tag}_pub; DROP TABLE IF EXISTS ${tag}_outbox" >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+pg -c "CREATE TABLE ${tag}_outbox (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), aggregate_type text NOT NULL,
+  aggregate_id text NOT NULL, event_type text NOT NULL, payload jsonb, headers jsonb NOT NULL DEFAULT '{}',
+  created_at timestamptz NOT NULL DEFAULT now())"
+# The topic exists before the first record, with the broker's append time as the record timestamp.
+java -cp "$KAFKA_TOOLS_LIBS/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$OUTBOX_KAFKA_BROKERS" \
+  --create --topic "$tag" --partitions 3 --replication-factor 1 --config message.timestamp.type=LogAppendTime \
+  >"$dir/topic.log" 2>&1 || { cat "$dir/topic.log"; die "cannot create topic $tag"; }
+cat >"$dir/relay.yaml" <<YAML
+source:
+  dsn: \${OUTBOX_PG_DSN}
+  slot: $tag
+  publication: ${tag}_pub
+  tables:
+    - name: public.${tag}_outbox
+sink:
+  brokers: \${OUTBOX_KAFKA_BROKERS}
+relay:
+  status_interval: 100ms
+log:
+  level: warn
+YAML
+"$relay_bin" --config "$dir/relay.yaml" 2>"$dir/relay.log" &
+relay_pid=$!
+wait_for "pg -c \"SELECT 1 FROM pg_replication_slots WHERE slot_name = '$tag' AND active\" | grep -q 1" 30 \
+  || { cat "$dir/relay.log"; die "relay did not start"; }
+
+# The reference: pg_recvlogical on a slot of its own, each line stamped with its receive time as it arrives.
+pg -c "SELECT pg_create_logical_replication_slot('${tag}_ref', 'test_decoding')" >/dev/null
+python3 -u - "$dir/ref.txt" "public.${tag}_outbox" \
+  "$PG_CLIENT_BIN/pg_recvlogical" -d "$OUTBOX_PG_DSN" -S "${tag}_ref" --start -f - -o include-timestamp=1 \
+  -o include-xids=0 -o skip-empty-xacts=1 <<'PY' &
+import datetime, os, signal, subprocess, sys, time
+out_path, table, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+def stop(*_):
+    proc.terminate()
+    proc.wait()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+ours = False
+tail = b""
+begin, commit, table_line = b"BEGIN", b"COMMIT", ("table " + table + ":").encode()
+with open(out_path, "w") as out:
+    # Read what has arrived in one go and stamp it with one receive time: a line-by-line reader falls behind
+    # at tens of thousands of rows a second and would measure itself.
+    while True:
+        chunk = os.read(proc.stdout.fileno(), 1 << 20)
+        if not chunk:
+            break
+        received = time.time()
+        lines = (tail + chunk).split(b"\n")
+        tail = lines.pop()
+        for line in lines:
+            if line.startswith(begin):
+                ours = False
+            elif line.startswith(table_line):
+                ours = True
+            elif line.startswith(commit) and ours:
+                # COMMIT (at 2026-12-02 13:40:00.123456+00)
+                stamp = line[line.index(b"(at ") + 4:line.rindex(b")")].decode()
+                if stamp.endswith("+00"):
+                    stamp += ":00"
+                committed = datetime.datetime.fromisoformat(stamp).timestamp()
+                out.write("%.3f\n" % ((received - committed) * 1000.0))
+        out.flush()
+PY
+ref_pid=$!
+wait_for "pg -c \"SELECT 1 FROM pg_replication_slots WHERE slot_name = '${tag}_ref' AND active\" | grep -q 1" 30 \
+  || die "pg_recvlogical did not start"
+
+log "load: $rate events/s for ${seconds}s, $per_tx per transaction ($transactions transactions)"
+t0=$(date +%s.%N)
+# As on a production server: each commit flushes its WAL, so the walsender can send it at once (the local
+# services run with synchronous_commit off, where the WAL writer flushes every 200 ms).
+pg >/dev/null <<SQL
+SET synchronous_commit = on;
+DO \$\$
+DECLARE
+  started double precision := extract(epoch FROM clock_timestamp());
+  ahead double precision;
+BEGIN
+  FOR i IN 0 .. $transactions - 1 LOOP
+    INSERT INTO ${tag}_outbox (aggregate_type, aggregate_id, event_type, payload)
+      SELECT '${tag}', 'agg-' || ((i * $per_tx + g) % 1000), 'order_placed',
+             jsonb_build_object('seq', i * $per_tx + g, 'note', repeat('x', 100))
+        FROM generate_series(0, $per_tx - 1) g;
+    COMMIT;
+    ahead := started + (i + 1) / $tx_rate::double precision - extract(epoch FROM clock_timestamp());
+    IF ahead > 0 THEN PERFORM pg_sleep(ahead); END IF;
+  END LOOP;
+END
+\$\$;
+SQL
+t1=$(date +%s.%N)
+target=$(pg -c "SELECT pg_current_wal_insert_lsn()")
+wait_for "[ \"\$(pg -c \"SELECT confirmed_flush_lsn >= '$target' FROM pg_replication_slots WHERE slot_name = '$tag'\")\" = t ]" 300 \
+  || { tail -20 "$dir/relay.log"; die "the relay did not confirm the load"; }
+wait_for "[ \"\$(wc -l <'$dir/ref.txt')\" -ge $transactions ]" 120 || die "the reference did not receive every transaction"
+kill "$ref_pid" 2>/dev/null || true
+wait "$ref_pid" 2>/dev/null || true
+ref_pid=''
+kcat -C -b "$OUTBOX_KAFKA_BROKERS" -t "$tag" -o beginning -e -q -f '%T %h\n' >"$dir/records.txt"
+kill -TERM "$relay_pid"
+wait "$relay_pid" || true
+relay_pid=''
+
+python3 - "$dir/records.txt" "$dir/ref.txt" "$rate" "$seconds" "$per_tx" "$t0" "$t1" "$((rate * seconds / per_tx * per_tx))" <<'PY'
+import sys
+records_path, ref_path = sys.argv[1], sys.argv[2]
+rate, seconds, per_tx = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+t0, t1, expected = float(sys.argv[6]), float(sys.argv[7]), int(sys.argv[8])
+relay = []
+for line in open(records_path):
+    ts, _, headers = line.rstrip("\n").partition(" ")
+    commit = next((h.split("=", 1)[1] for h in headers.split(",") if h.startswith("outbox_commit_ts_ms=")), None)
+    if commit is not None:
+        relay.append(int(ts) - int(commit))
+ref = [float(x) for x in open(ref_path)]
+if len(relay) != expected:
+    sys.exit("expected %d records in Kafka, read %d" % (expected, len(relay)))
+def pct(values, p):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(p / 100.0 * len(s)))]
+def row(name, values):
+    print("%-10s %9d %8.1f %8.1f %8.1f %8.1f" % (name, len(values), pct(values, 50), pct(values, 99),
+                                              pct(values, 99.9), max(values)))
+print("load: %d events/s asked, %.0f achieved (%d events in %.1f s), %d per transaction"
+      % (rate, expected / (t1 - t0), expected, t1 - t0, per_tx))
+print("%-10s %9s %8s %8s %8s %8s" % ("ms", "samples", "p50", "p99", "p99.9", "max"))
+row("relay", relay)
+row("reference", ref)
+r99, f99 = pct(relay, 99), pct(ref, 99)
+print("relay p99 - reference p99: %.1f ms; relay p99 / reference p99: %.2f" % (r99 - f99, r99 / max(f99, 0.001)))
+PY
