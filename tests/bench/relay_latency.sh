@@ -14,6 +14,7 @@
 # Both clocks are this machine's; the figures have a resolution of 1 ms (the header and the append time are in
 # milliseconds). The load's session commits with synchronous_commit on. Prints p50, p99, p99.9 and the maximum
 # of both, the relay's p99 less the reference's, and their ratio, with the rate the load achieved.
+# OUTBOX_BENCH_LINGER_MS sets the producer's linger.ms (sink.properties) instead of the relay's default.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/scripts/lib.sh"
@@ -54,6 +55,8 @@ pg -c "CREATE TABLE ${tag}_outbox (id uuid PRIMARY KEY DEFAULT gen_random_uuid()
 java -cp "$KAFKA_TOOLS_LIBS/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$OUTBOX_KAFKA_BROKERS" \
   --create --topic "$tag" --partitions 3 --replication-factor 1 --config message.timestamp.type=LogAppendTime \
   >"$dir/topic.log" 2>&1 || { cat "$dir/topic.log"; die "cannot create topic $tag"; }
+linger=''
+[ -z "${OUTBOX_BENCH_LINGER_MS:-}" ] || linger="  properties: {linger.ms: '$OUTBOX_BENCH_LINGER_MS'}"
 cat >"$dir/relay.yaml" <<YAML
 source:
   dsn: \${OUTBOX_PG_DSN}
@@ -63,6 +66,7 @@ source:
     - name: public.${tag}_outbox
 sink:
   brokers: \${OUTBOX_KAFKA_BROKERS}
+$linger
 relay:
   status_interval: 100ms
 log:
