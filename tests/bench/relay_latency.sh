@@ -18,8 +18,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/scripts/lib.sh"
-[ -f "$OUTBOX_RUN_DIR/services.env" ] || die "start the services first: scripts/services.sh start"
-source "$OUTBOX_RUN_DIR/services.env"
+source "$root/tests/bench/bench_lib.sh"
 rate=${1:-1000}
 seconds=${2:-60}
 per_tx=${3:-1}
@@ -29,53 +28,22 @@ done
 tx_rate=$(python3 -c "print($rate / $per_tx)")
 transactions=$((rate * seconds / per_tx))
 [ "$transactions" -gt 0 ] || die "RATE * SECONDS must be at least ROWS_PER_TRANSACTION"
-relay_bin=$OUTBOX_BUILD_DIR/relay/outbox-relay
-[ -x "$relay_bin" ] || die "build first: scripts/build.sh"
 [ -d "$KAFKA_TOOLS_LIBS" ] || die "no Kafka tools in $KAFKA_TOOLS_LIBS: scripts/install.sh"
 
-tag=lat_$(date +%s)_$$
-dir=$(mktemp -d)
-pg() { psql "$OUTBOX_PG_DSN" -v ON_ERROR_STOP=1 -qtAX "$@"; }
-relay_pid='' ref_pid=''
-cleanup() {
-  [ -z "$relay_pid" ] || kill -9 "$relay_pid" 2>/dev/null || true
+ref_pid=''
+bench_cleanup() {
   [ -z "$ref_pid" ] || kill "$ref_pid" 2>/dev/null || true
   wait 2>/dev/null || true
-  pg -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
-    WHERE slot_name IN ('$tag', '${tag}_ref')" >/dev/null 2>&1 || true
-  pg -c "DROP PUBLICATION IF EXISTS ${tag}_pub; DROP TABLE IF EXISTS ${tag}_outbox" >/dev/null 2>&1 || true
-  rm -rf "$dir"
 }
-trap cleanup EXIT
-
-pg -c "CREATE TABLE ${tag}_outbox (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), aggregate_type text NOT NULL,
-  aggregate_id text NOT NULL, event_type text NOT NULL, payload jsonb, headers jsonb NOT NULL DEFAULT '{}',
-  created_at timestamptz NOT NULL DEFAULT now())"
+bench_begin lat
 # The topic exists before the first record, with the broker's append time as the record timestamp.
 java -cp "$KAFKA_TOOLS_LIBS/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$OUTBOX_KAFKA_BROKERS" \
   --create --topic "$tag" --partitions 3 --replication-factor 1 --config message.timestamp.type=LogAppendTime \
   >"$dir/topic.log" 2>&1 || { cat "$dir/topic.log"; die "cannot create topic $tag"; }
 linger=''
 [ -z "${OUTBOX_BENCH_LINGER_MS:-}" ] || linger="  properties: {linger.ms: '$OUTBOX_BENCH_LINGER_MS'}"
-cat >"$dir/relay.yaml" <<YAML
-source:
-  dsn: \${OUTBOX_PG_DSN}
-  slot: $tag
-  publication: ${tag}_pub
-  tables:
-    - name: public.${tag}_outbox
-sink:
-  brokers: \${OUTBOX_KAFKA_BROKERS}
-$linger
-relay:
-  status_interval: 100ms
-log:
-  level: warn
-YAML
-"$relay_bin" --config "$dir/relay.yaml" 2>"$dir/relay.log" &
-relay_pid=$!
-wait_for "pg -c \"SELECT 1 FROM pg_replication_slots WHERE slot_name = '$tag' AND active\" | grep -q 1" 30 \
-  || { cat "$dir/relay.log"; die "relay did not start"; }
+bench_relay_config "$linger"
+bench_start_relay "$dir/relay.log"
 
 # The reference: pg_recvlogical on a slot of its own, each line stamped with its receive time as it arrives.
 pg -c "SELECT pg_create_logical_replication_slot('${tag}_ref', 'test_decoding')" >/dev/null
@@ -153,9 +121,7 @@ kill "$ref_pid" 2>/dev/null || true
 wait "$ref_pid" 2>/dev/null || true
 ref_pid=''
 kcat -C -b "$OUTBOX_KAFKA_BROKERS" -t "$tag" -o beginning -e -q -f '%T %h\n' >"$dir/records.txt"
-kill -TERM "$relay_pid"
-wait "$relay_pid" || true
-relay_pid=''
+bench_stop_relay
 
 python3 - "$dir/records.txt" "$dir/ref.txt" "$rate" "$seconds" "$per_tx" "$t0" "$t1" "$((rate * seconds / per_tx * per_tx))" <<'PY'
 import sys

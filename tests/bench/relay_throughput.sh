@@ -14,52 +14,19 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/scripts/lib.sh"
-[ -f "$OUTBOX_RUN_DIR/services.env" ] || die "start the services first: scripts/services.sh start"
-source "$OUTBOX_RUN_DIR/services.env"
+source "$root/tests/bench/bench_lib.sh"
 n=${1:-200000}
 per_tx=${2:-100}
-relay_bin=$OUTBOX_BUILD_DIR/relay/outbox-relay
-[ -x "$relay_bin" ] || die "build first: scripts/build.sh"
 
-tag=bench_$(date +%s)_$$
-dir=$(mktemp -d)
-pg() { psql "$OUTBOX_PG_DSN" -v ON_ERROR_STOP=1 -qtAX "$@"; }
-cleanup() {
-  [ -n "${relay_pid:-}" ] && kill -9 "$relay_pid" 2>/dev/null || true
-  pg -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
-    WHERE slot_name IN ('$tag', '${tag}_src')" >/dev/null 2>&1 || true
-  pg -c "DROP PUBLICATION IF EXISTS ${tag}_pub; DROP TABLE IF EXISTS ${tag}_outbox" >/dev/null 2>&1 || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-
-pg -c "CREATE TABLE ${tag}_outbox (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), aggregate_type text NOT NULL,
-  aggregate_id text NOT NULL, event_type text NOT NULL, payload jsonb, headers jsonb NOT NULL DEFAULT '{}',
-  created_at timestamptz NOT NULL DEFAULT now())"
-cat >"$dir/relay.yaml" <<YAML
-source:
-  dsn: \${OUTBOX_PG_DSN}
-  slot: $tag
-  publication: ${tag}_pub
-  tables:
-    - name: public.${tag}_outbox
-sink:
-  brokers: \${OUTBOX_KAFKA_BROKERS}
-  delivery: ${OUTBOX_BENCH_DELIVERY:-at_least_once}
-  checkpoint_topic: ${tag}_checkpoints
-${OUTBOX_BENCH_TX_RECORDS:+  transaction_max_records: $OUTBOX_BENCH_TX_RECORDS}
-${OUTBOX_BENCH_TX_TIME:+  transaction_max_time: $OUTBOX_BENCH_TX_TIME}
-relay:
-  status_interval: 100ms
-log:
-  level: warn
-YAML
+bench_begin bench
+sink="  delivery: ${OUTBOX_BENCH_DELIVERY:-at_least_once}
+  checkpoint_topic: ${tag}_checkpoints"
+[ -z "${OUTBOX_BENCH_TX_RECORDS:-}" ] || sink+=$'\n'"  transaction_max_records: $OUTBOX_BENCH_TX_RECORDS"
+[ -z "${OUTBOX_BENCH_TX_TIME:-}" ] || sink+=$'\n'"  transaction_max_time: $OUTBOX_BENCH_TX_TIME"
+bench_relay_config "$sink"
 # Create the slot and publication, then stop: the rows below wait in the slot.
-"$relay_bin" --config "$dir/relay.yaml" 2>"$dir/setup.log" &
-relay_pid=$!
-wait_for "pg -c \"SELECT 1 FROM pg_replication_slots WHERE slot_name = '$tag' AND active\" | grep -q 1" 30 \
-  || { cat "$dir/setup.log"; die "relay did not start"; }
-kill -TERM "$relay_pid"; wait "$relay_pid" || true; relay_pid=
+bench_start_relay "$dir/setup.log"
+bench_stop_relay
 # The source-side reference: a second slot on the same publication sees the same rows.
 pg -c "SELECT pg_create_logical_replication_slot('${tag}_src', 'pgoutput')" >/dev/null
 
@@ -88,7 +55,7 @@ hwm=$(awk '/VmHWM/ {print $2}' "/proc/$relay_pid/status" 2>/dev/null || echo 0)
 [ "${hwm:-0}" -gt "$peak_kib" ] && peak_kib=$hwm
 # utime + stime, in clock ticks (fields 14 and 15; the command name holds no spaces here)
 cpu_ticks=$(awk '{print $14 + $15}' "/proc/$relay_pid/stat")
-kill -TERM "$relay_pid"; wait "$relay_pid" || true; relay_pid=
+bench_stop_relay
 
 ts0=$(date +%s.%N)
 pg_recvlogical -d "$OUTBOX_PG_DSN" --slot "${tag}_src" --start --no-loop -E "$target" -f /dev/null \
