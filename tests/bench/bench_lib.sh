@@ -10,8 +10,8 @@ pg() { psql "$OUTBOX_PG_DSN" -v ON_ERROR_STOP=1 -qtAX "$@"; }
 
 relay_pid=''
 # bench_begin PREFIX: a name of its own ($tag), a scratch folder ($dir), an empty outbox table ${tag}_outbox, and a
-# cleanup on exit that kills $relay_pid, runs bench_cleanup (when the script defines one), and drops the slots
-# whose names start with $tag, the publication ${tag}_pub and the table.
+# cleanup on exit that kills $relay_pid, runs bench_cleanup (when the script defines one), drops the slots whose
+# names start with $tag, the publication ${tag}_pub and the table, and then runs bench_teardown (when defined).
 bench_begin() {
   tag=$1_$(date +%s)_$$
   dir=$(mktemp -d)
@@ -31,7 +31,20 @@ bench_end() {
   wait_for "pg -c \"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
     WHERE starts_with(slot_name, '$tag')\"" 15 || true
   pg -c "DROP PUBLICATION IF EXISTS ${tag}_pub; DROP TABLE IF EXISTS ${tag}_outbox" >/dev/null 2>&1 || true
+  if declare -F bench_teardown >/dev/null; then bench_teardown || true; fi
   rm -rf "$dir"
+}
+
+# bench_create_topic NAME [CONFIG...]: a topic of 3 partitions made with Kafka's own TopicCommand (kafka-tools);
+# each CONFIG is a key=value topic setting.
+bench_create_topic() {
+  local name=$1 args=()
+  shift
+  for c in "$@"; do args+=(--config "$c"); done
+  [ -d "$KAFKA_TOOLS_LIBS" ] || die "no Kafka tools in $KAFKA_TOOLS_LIBS: scripts/install.sh"
+  java -cp "$KAFKA_TOOLS_LIBS/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$OUTBOX_KAFKA_BROKERS" \
+    --create --topic "$name" --partitions 3 --replication-factor 1 "${args[@]}" >"$dir/topic-$name.log" 2>&1 \
+    || { cat "$dir/topic-$name.log"; die "cannot create topic $name"; }
 }
 
 # bench_relay_config [SINK_LINES]: $dir/relay.yaml for slot $tag on the table, warnings only, confirming every

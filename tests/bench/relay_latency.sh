@@ -29,7 +29,6 @@ done
 tx_rate=$(python3 -c "print($rate / $per_tx)")
 transactions=$((rate * seconds / per_tx))
 [ "$transactions" -gt 0 ] || die "RATE * SECONDS must be at least ROWS_PER_TRANSACTION"
-[ -d "$KAFKA_TOOLS_LIBS" ] || die "no Kafka tools in $KAFKA_TOOLS_LIBS: scripts/install.sh"
 
 ref_pid=''
 bench_cleanup() {
@@ -38,9 +37,7 @@ bench_cleanup() {
 }
 bench_begin lat
 # The topic exists before the first record, with the broker's append time as the record timestamp.
-java -cp "$KAFKA_TOOLS_LIBS/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$OUTBOX_KAFKA_BROKERS" \
-  --create --topic "$tag" --partitions 3 --replication-factor 1 --config message.timestamp.type=LogAppendTime \
-  >"$dir/topic.log" 2>&1 || { cat "$dir/topic.log"; die "cannot create topic $tag"; }
+bench_create_topic "$tag" message.timestamp.type=LogAppendTime
 linger=''
 [ -z "${OUTBOX_BENCH_LINGER_MS:-}" ] || linger="  properties: {linger.ms: '$OUTBOX_BENCH_LINGER_MS'}"
 bench_relay_config "$linger"
