@@ -48,8 +48,12 @@ bench_create_topic() {
 }
 
 # bench_relay_config [SINK_LINES]: $dir/relay.yaml for slot $tag on the table, warnings only, confirming every
-# 100 ms; SINK_LINES (YAML, indented by two) are added to `sink:`.
+# 100 ms; SINK_LINES (YAML, indented by two) are added to `sink:`. OUTBOX_BENCH_MAX_INFLIGHT_MESSAGES and
+# OUTBOX_BENCH_MAX_INFLIGHT_BYTES set the in-flight window (relay.max_inflight_messages, relay.max_inflight_bytes).
 bench_relay_config() {
+  local window=''
+  [ -z "${OUTBOX_BENCH_MAX_INFLIGHT_MESSAGES:-}" ] || window+="  max_inflight_messages: $OUTBOX_BENCH_MAX_INFLIGHT_MESSAGES"$'\n'
+  [ -z "${OUTBOX_BENCH_MAX_INFLIGHT_BYTES:-}" ] || window+="  max_inflight_bytes: $OUTBOX_BENCH_MAX_INFLIGHT_BYTES"$'\n'
   cat >"$dir/relay.yaml" <<YAML
 source:
   dsn: \${OUTBOX_PG_DSN}
@@ -61,7 +65,7 @@ sink:
   brokers: \${OUTBOX_KAFKA_BROKERS}
 ${1:-}
 relay:
-  status_interval: 100ms
+${window}  status_interval: 100ms
 log:
   level: warn
 YAML
