@@ -56,6 +56,24 @@ void insert(const std::string& dsn, const std::string& table, const std::string&
   }
 }
 
+/// A relay config in `dir` whose DSN lists both servers of `pair` (target_session_attrs=read-write, so it follows a
+/// promotion), quick to notice a lost server; `extra_sink` is added to `sink:`. Returns the file's path.
+std::string failover_config(const pg_standby_pair& pair, const std::string& dir, const std::string& table,
+                            const std::string& slot, const std::string& extra_sink) {
+  const char* password = std::getenv("OUTBOX_PG_PASSWORD");
+  const std::string dsn = "host=127.0.0.1,127.0.0.1 port=" + std::to_string(pair.primary_port()) + "," +
+                          std::to_string(pair.standby_port()) +
+                          " user=postgres password=" + (password != nullptr ? password : "outbox-local") +
+                          " dbname=outbox target_session_attrs=read-write";
+  const std::string config = dir + "/relay.yaml";
+  std::ofstream(config) << "source:\n  dsn: \"" << dsn << "\"\n  slot: " << slot
+                        << "\n  publication: " << unique_name("pub_failover") << "\n  tables:\n    - name: public."
+                        << table << "\n  connect_timeout: 2s\n  stream_timeout: 5s\nsink:\n  brokers: "
+                        << require_services().kafka_brokers << extra_sink
+                        << "\nrelay:\n  status_interval: 200ms\nmetrics:\n  listen: 127.0.0.1:0\n";
+  return config;
+}
+
 /// The failover of the tests below, with the relay at_least_once (`exactly_once` false: copies allowed) or
 /// exactly_once (no copy for a read_committed consumer either).
 void fail_over_mid_stream(bool exactly_once) {
@@ -70,20 +88,9 @@ void fail_over_mid_stream(bool exactly_once) {
   exec(primary, "CREATE TABLE " + table + " (" + std::string(k_outbox_columns) + ")");
 
   const std::string dir = scratch_dir("relay_failover");
-  const char* password = std::getenv("OUTBOX_PG_PASSWORD");
-  const std::string dsn = "host=127.0.0.1,127.0.0.1 port=" + std::to_string(pair.primary_port()) + "," +
-                          std::to_string(pair.standby_port()) +
-                          " user=postgres password=" + (password != nullptr ? password : "outbox-local") +
-                          " dbname=outbox target_session_attrs=read-write";
-  const std::string config = dir + "/relay.yaml";
-  std::ofstream(config) << "source:\n  dsn: \"" << dsn << "\"\n  slot: " << slot
-                        << "\n  publication: " << unique_name("pub_failover") << "\n  tables:\n    - name: public."
-                        << table << "\n  connect_timeout: 2s\n  stream_timeout: 5s\nsink:\n  brokers: "
-                        << require_services().kafka_brokers
-                        << (exactly_once
-                                ? "\n  delivery: exactly_once\n  checkpoint_topic: " + unique_name("checkpoints")
-                                : std::string())
-                        << "\nrelay:\n  status_interval: 200ms\nmetrics:\n  listen: 127.0.0.1:0\n";
+  const std::string config = failover_config(
+      pair, dir, table, slot,
+      exactly_once ? "\n  delivery: exactly_once\n  checkpoint_topic: " + unique_name("checkpoints") : "");
   child_process relay({OUTBOX_RELAY_BIN, "--config", config}, dir + "/relay.log");
   relay.start();
   ASSERT_TRUE(relay.wait_for_log("\"msg\":\"streaming\"", 60s)) << relay.log();
@@ -111,21 +118,9 @@ void fail_over_mid_stream(bool exactly_once) {
   insert(standby, table, topic, "after", 50);
 
   // Every row the surviving database holds, in its commit order per key.
-  std::vector<expected_event> expected;
-  {
-    pqxx::connection c(standby);
-    pqxx::nontransaction tx(c);
-    for (const auto& row : tx.exec("SELECT aggregate_id, id::text FROM " + table + " ORDER BY created_at, id")) {
-      expected.push_back({row[0].as<std::string>(), row[1].as<std::string>()});
-    }
-  }
+  const auto expected = expected_rows(standby, table);
   EXPECT_GE(expected.size(), 100U);
-  const auto records = kafka_consume_until(
-      topic,
-      [&](const std::vector<consumed_record>& seen) {
-        return seen.size() >= expected.size() && check_stream(seen, expected).missing == 0;
-      },
-      120s);
+  const auto records = consume_until_complete(topic, expected, 120s);
   const auto v = check_stream(records, expected);
   EXPECT_TRUE(v.ok(!exactly_once)) << v.detail << "\n" << relay.log();
   std::cout << "[ failover ] " << (exactly_once ? "exactly_once: " : "") << expected.size()
@@ -155,17 +150,7 @@ TEST(relay_failover, before_postgresql_17_the_promoted_standby_has_no_slot_and_t
   const std::string slot = unique_name("slot_failover16");
   exec(primary, "CREATE TABLE " + table + " (" + std::string(k_outbox_columns) + ")");
   const std::string dir = scratch_dir("relay_failover16");
-  const char* password = std::getenv("OUTBOX_PG_PASSWORD");
-  const std::string dsn = "host=127.0.0.1,127.0.0.1 port=" + std::to_string(pair.primary_port()) + "," +
-                          std::to_string(pair.standby_port()) +
-                          " user=postgres password=" + (password != nullptr ? password : "outbox-local") +
-                          " dbname=outbox target_session_attrs=read-write";
-  const std::string config = dir + "/relay.yaml";
-  std::ofstream(config) << "source:\n  dsn: \"" << dsn << "\"\n  slot: " << slot
-                        << "\n  publication: " << unique_name("pub_failover16") << "\n  tables:\n    - name: public."
-                        << table << "\n  connect_timeout: 2s\n  stream_timeout: 5s\nsink:\n  brokers: "
-                        << require_services().kafka_brokers
-                        << "\nrelay:\n  status_interval: 200ms\nmetrics:\n  listen: 127.0.0.1:0\n";
+  const std::string config = failover_config(pair, dir, table, slot, "");
   child_process relay({OUTBOX_RELAY_BIN, "--config", config}, dir + "/relay.log");
   relay.start();
   ASSERT_TRUE(relay.wait_for_log("\"msg\":\"streaming\"", 60s)) << relay.log();
@@ -188,21 +173,9 @@ TEST(relay_failover, before_postgresql_17_the_promoted_standby_has_no_slot_and_t
   child_process again({OUTBOX_RELAY_BIN, "--config", config, "--recreate-slot"}, dir + "/relay-again.log");
   again.start();
   ASSERT_TRUE(again.wait_for_log("\"msg\":\"streaming\"", 60s)) << again.log();
-  std::vector<expected_event> expected;
-  {
-    pqxx::connection c(standby);
-    pqxx::nontransaction tx(c);
-    for (const auto& row : tx.exec("SELECT aggregate_id, id::text FROM " + table + " ORDER BY created_at, id")) {
-      expected.push_back({row[0].as<std::string>(), row[1].as<std::string>()});
-    }
-  }
+  const auto expected = expected_rows(standby, table);
   EXPECT_EQ(expected.size(), 100U);
-  const auto records = kafka_consume_until(
-      topic,
-      [&](const std::vector<consumed_record>& seen) {
-        return seen.size() >= expected.size() && check_stream(seen, expected).missing == 0;
-      },
-      120s);
+  const auto records = consume_until_complete(topic, expected, 120s);
   const auto v = check_stream(records, expected);
   EXPECT_EQ(v.missing, 0U) << v.detail << "\n" << again.log();
   std::cout << "[ failover ] PostgreSQL 16: " << expected.size() << " rows on the promoted standby, all in Kafka after "

@@ -122,12 +122,7 @@ TEST(deploy_files, init_sh_and_the_compose_relay_pair_publish_every_event_across
   ASSERT_TRUE(standby->wait_for_log("\"msg\":\"streaming\"", 60s)) << standby->log();
   insert("after", 20);
 
-  const auto records = kafka_consume_until(
-      topic,
-      [&](const std::vector<consumed_record>& seen) {
-        return seen.size() >= expected.size() && check_stream(seen, expected).missing == 0;
-      },
-      60s);
+  const auto records = consume_until_complete(topic, expected, 60s);
   const auto v = check_stream(records, expected);
   EXPECT_TRUE(v.ok(true)) << v.detail << "\n" << standby->log();
   // The role init.sh made may do all the relay needs: no problem at start on the state table or the slot.

@@ -148,12 +148,7 @@ TEST_F(relay_eos, kill_9_at_six_seeded_moments_and_read_committed_consumers_see_
   writer.join();
   ASSERT_TRUE(done.load());
 
-  const auto records = kafka_consume_until(
-      topic,
-      [&](const std::vector<consumed_record>& seen) {
-        return seen.size() >= expected.size() && check_stream(seen, expected).missing == 0;
-      },
-      180s);
+  const auto records = consume_until_complete(topic, expected, 180s);
   const auto v = check_stream(records, expected);
   EXPECT_TRUE(v.ok()) << v.detail << "\n" << m_relay->log().substr(0, 4000);
   EXPECT_EQ(v.duplicated, 0U) << "a read_committed consumer saw an event twice";
@@ -301,12 +296,7 @@ TEST_F(
   start_relay(yaml);
   const auto last = insert_rows(t, topic, 200, 100);
   expected.insert(expected.end(), last.begin(), last.end());
-  const auto records = kafka_consume_until(
-      topic,
-      [&](const std::vector<consumed_record>& seen) {
-        return seen.size() >= expected.size() && check_stream(seen, expected).missing == 0;
-      },
-      90s);
+  const auto records = consume_until_complete(topic, expected, 90s);
   const auto v = check_stream(records, expected);
   EXPECT_TRUE(v.ok()) << v.detail << "\n" << m_relay->log();
   EXPECT_EQ(v.duplicated, 0U);
@@ -383,12 +373,7 @@ TEST_F(relay_eos,
   ASSERT_TRUE(wait_until([&] { return kafka_record_count(topic) >= at_wake + 300; }, 60s)) << m_relay->log();
   stop = true;
   writer.join();
-  const auto records = kafka_consume_until(
-      topic,
-      [&](const std::vector<consumed_record>& seen) {
-        return seen.size() >= expected.size() && check_stream(seen, expected).missing == 0;
-      },
-      120s);
+  const auto records = consume_until_complete(topic, expected, 120s);
   const auto v = check_stream(records, expected);
   EXPECT_TRUE(v.ok()) << v.detail << "\n" << m_relay->log();
   EXPECT_EQ(v.duplicated, 0U);

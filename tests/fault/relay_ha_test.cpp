@@ -119,12 +119,7 @@ class relay_ha : public relay_fixture {
   /// Reads `topic` until every expected event is there (copies included) or `timeout` passes.
   static std::vector<consumed_record> consume_all(const std::string& topic, const std::vector<expected_event>& expected,
                                                   std::chrono::milliseconds timeout) {
-    return kafka_consume_until(
-        topic,
-        [&](const std::vector<consumed_record>& seen) {
-          return seen.size() >= expected.size() && check_stream(seen, expected).missing == 0;
-        },
-        timeout);
+    return consume_until_complete(topic, expected, timeout);
   }
 
   /// One row every `every` into `table` from a thread of its own (a steady rate, not a wait), until stop().

@@ -91,8 +91,7 @@ TEST_F(relay_network, postgresql_blackholed_for_30s_never_freezes_the_relay_and_
   std::this_thread::sleep_until(cut + 30s);  // the cut itself
   proxy.heal();
 
-  const auto records = kafka_consume_until(
-      topic, [&](const auto& seen) { return check_stream(seen, expected).missing == 0; }, 120s);
+  const auto records = consume_until_complete(topic, expected, 120s);
   const auto v = check_stream(records, expected);
   EXPECT_TRUE(v.ok(true)) << v.detail << m_relay->log().substr(0, 4000);
   EXPECT_TRUE(wait_until([&] { return ready(); }, 30s)) << "readiness did not come back after the cut";
@@ -137,8 +136,7 @@ TEST_F(relay_network, kafka_blackholed_for_30s_never_freezes_the_relay_and_loses
   EXPECT_TRUE(m_relay->running());
   proxy.heal();
 
-  const auto records = kafka_consume_until(
-      topic, [&](const auto& seen) { return check_stream(seen, expected).missing == 0; }, 120s);
+  const auto records = consume_until_complete(topic, expected, 120s);
   const auto v = check_stream(records, expected);
   EXPECT_TRUE(v.ok(true)) << v.detail;
   EXPECT_TRUE(wait_until([&] { return ready(); }, 30s)) << "readiness did not come back after the cut";
@@ -159,8 +157,7 @@ TEST_F(relay_network, kafka_blackholed_for_30s_never_freezes_the_relay_and_loses
   EXPECT_THAT(m_relay->log(), HasSubstr("shutdown timeout"));
   proxy.heal();
   restart_relay();
-  const auto after = kafka_consume_until(
-      topic, [&](const auto& seen) { return check_stream(seen, expected).missing == 0; }, 120s);
+  const auto after = consume_until_complete(topic, expected, 120s);
   EXPECT_TRUE(check_stream(after, expected).ok(true)) << check_stream(after, expected).detail;
   EXPECT_EQ(m_relay->stop(SIGTERM, 30s), 0);
 }

@@ -165,8 +165,7 @@ TEST_F(relay_gaps, a_slot_dropped_while_the_relay_was_stopped_is_never_silently_
   restart_relay(std::vector<std::string>{"--recreate-slot"});
   const auto later = insert_rows(t, topic, "later", 5);
   expected.insert(expected.end(), later.begin(), later.end());
-  const auto records = kafka_consume_until(
-      topic, [&](const auto& seen) { return check_stream(seen, expected).missing == 0; }, 60s);
+  const auto records = consume_until_complete(topic, expected, 60s);
   const auto v = check_stream(records, expected);
   EXPECT_TRUE(v.ok(true)) << v.detail;
   EXPECT_EQ(m_relay->stop(SIGTERM, 30s), 0);
@@ -198,8 +197,7 @@ TEST_F(relay_gaps, a_table_recreated_while_streaming_halts_the_relay_and_backfil
   pg_exec("ALTER PUBLICATION " + m_publication + " ADD TABLE " + t);
   pg_exec("ALTER PUBLICATION " + m_publication + " DROP TABLE " + t + "_old");
   restart_relay(std::vector<std::string>{"--backfill-table", "public." + t});
-  const auto records = kafka_consume_until(
-      topic, [&](const auto& seen) { return check_stream(seen, expected).missing == 0; }, 60s);
+  const auto records = consume_until_complete(topic, expected, 60s);
   const auto v = check_stream(records, expected);
   EXPECT_TRUE(v.ok(true)) << v.detail;
   EXPECT_EQ(m_relay->stop(SIGTERM, 30s), 0);

@@ -1,5 +1,7 @@
 #include "outbox/test/stream_check.hpp"
 
+#include <pqxx/pqxx>
+
 #include <map>
 #include <unordered_map>
 
@@ -42,6 +44,26 @@ stream_verdict check_stream(const std::vector<consumed_record>& seen, const std:
     }
   }
   return v;
+}
+
+std::vector<consumed_record> consume_until_complete(const std::string& topic, const std::vector<expected_event>& expected,
+                                                    std::chrono::milliseconds timeout) {
+  return kafka_consume_until(
+      topic,
+      [&](const std::vector<consumed_record>& seen) {
+        return seen.size() >= expected.size() && check_stream(seen, expected).missing == 0;
+      },
+      timeout);
+}
+
+std::vector<expected_event> expected_rows(const std::string& dsn, const std::string& table) {
+  pqxx::connection c(dsn);
+  pqxx::nontransaction tx(c);
+  std::vector<expected_event> rows;
+  for (const auto& row : tx.exec("SELECT aggregate_id, id::text FROM " + table + " ORDER BY created_at, id")) {
+    rows.push_back({row[0].as<std::string>(), row[1].as<std::string>()});
+  }
+  return rows;
 }
 
 }  // namespace outbox::test

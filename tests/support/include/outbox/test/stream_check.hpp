@@ -2,6 +2,7 @@
 
 #include "outbox/test/kafka.hpp"
 
+#include <chrono>
 #include <cstddef>
 #include <string>
 #include <utility>
@@ -32,5 +33,12 @@ struct stream_verdict {
 /// The one invariant check of every stream test: every expected event id is in `seen` (by its `event_id` header),
 /// nothing unexpected is, how many copies are extra, and per key the first occurrences follow the expected order.
 stream_verdict check_stream(const std::vector<consumed_record>& seen, const std::vector<expected_event>& expected);
+
+/// Reads `topic` from the beginning until every expected event id was seen (or `timeout`); what it read.
+std::vector<consumed_record> consume_until_complete(const std::string& topic, const std::vector<expected_event>& expected,
+                                                    std::chrono::milliseconds timeout);
+
+/// The rows of outbox table `table` in the database `dsn`, in commit order (created_at, then id) as expected events.
+std::vector<expected_event> expected_rows(const std::string& dsn, const std::string& table);
 
 }  // namespace outbox::test
