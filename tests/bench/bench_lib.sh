@@ -49,9 +49,11 @@ bench_create_topic() {
 
 # bench_relay_config [SINK_LINES]: $dir/relay.yaml for slot $tag on the table, warnings only, confirming every
 # 100 ms; SINK_LINES (YAML, indented by two) are added to `sink:`. OUTBOX_BENCH_MAX_INFLIGHT_MESSAGES and
-# OUTBOX_BENCH_MAX_INFLIGHT_BYTES set the in-flight window (relay.max_inflight_messages, relay.max_inflight_bytes).
+# OUTBOX_BENCH_MAX_INFLIGHT_BYTES set the in-flight window (relay.max_inflight_messages, relay.max_inflight_bytes),
+# OUTBOX_BENCH_LINGER_MS the producer's linger.ms (sink.properties) instead of the relay's default.
 bench_relay_config() {
-  local window=''
+  local window='' sink=${1:-}
+  [ -z "${OUTBOX_BENCH_LINGER_MS:-}" ] || sink+=$'\n'"  properties: {linger.ms: '$OUTBOX_BENCH_LINGER_MS'}"
   [ -z "${OUTBOX_BENCH_MAX_INFLIGHT_MESSAGES:-}" ] || window+="  max_inflight_messages: $OUTBOX_BENCH_MAX_INFLIGHT_MESSAGES"$'\n'
   [ -z "${OUTBOX_BENCH_MAX_INFLIGHT_BYTES:-}" ] || window+="  max_inflight_bytes: $OUTBOX_BENCH_MAX_INFLIGHT_BYTES"$'\n'
   cat >"$dir/relay.yaml" <<YAML
@@ -63,7 +65,7 @@ source:
     - name: public.${tag}_outbox
 sink:
   brokers: \${OUTBOX_KAFKA_BROKERS}
-${1:-}
+${sink}
 relay:
 ${window}  status_interval: 100ms
 log:

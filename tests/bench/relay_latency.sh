@@ -15,7 +15,8 @@
 # milliseconds). The load's session commits with synchronous_commit on. Prints p50, p99, p99.9 and the maximum
 # of both, the relay's p99 less the reference's, and their ratio, the rate the load achieved, and the latency of the
 # relay's first record on the topic.
-# OUTBOX_BENCH_LINGER_MS sets the producer's linger.ms (sink.properties) instead of the relay's default.
+# OUTBOX_BENCH_LINGER_MS sets the producer's linger.ms (sink.properties) instead of the relay's default, as for
+# tests/bench/relay_throughput.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/scripts/lib.sh"
@@ -38,9 +39,7 @@ bench_cleanup() {
 bench_begin lat
 # The topic exists before the first record, with the broker's append time as the record timestamp.
 bench_create_topic "$tag" message.timestamp.type=LogAppendTime
-linger=''
-[ -z "${OUTBOX_BENCH_LINGER_MS:-}" ] || linger="  properties: {linger.ms: '$OUTBOX_BENCH_LINGER_MS'}"
-bench_relay_config "$linger"
+bench_relay_config
 bench_start_relay "$dir/relay.log"
 
 # The reference: pg_recvlogical on a slot of its own, each line stamped with its receive time as it arrives.
