@@ -46,6 +46,17 @@ bool relay::loop::try_pending() {
     m_metrics.publish_error("queue_full");
     return false;  // retried after deliveries free room
   }
+  if (r == produce_result::producer_failed) {
+    m_metrics.publish_error("producer_failed");
+    // The record stays pending: the restart drops it and reads it again from the confirmed LSN or the checkpoint.
+    const std::optional<std::string> fatal = m_publisher->fatal_error();
+    if (fatal) {
+      producer_failed(*fatal);
+    } else {
+      restart_pipeline(why);
+    }
+    return false;
+  }
   if (r == produce_result::refused) {
     m_metrics.publish_error("refused");
     if (p.owned) {

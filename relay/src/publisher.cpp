@@ -122,6 +122,12 @@ produce_result publisher::produce(const record_view& record, std::uint64_t event
     const auto err = rd_kafka_error_code(e.get());
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return produce_result::queue_full;
     if (code != nullptr) *code = err;
+    // A fatal error, or a transaction librdkafka already moved to AbortableError (a record of it timed out, the
+    // coordinator aborted it) before its delivery reports were served: the record is fine, the producer is not.
+    if (rd_kafka_error_is_fatal(e.get()) != 0 || (m_transactional && err == RD_KAFKA_RESP_ERR__STATE)) {
+      if (why != nullptr) *why = std::string("librdkafka cannot produce: ") + rd_kafka_error_string(e.get());
+      return produce_result::producer_failed;
+    }
     if (why != nullptr) {
       *why = "librdkafka refused the record for topic " + std::string(record.topic) + " (key \"" +
              std::string(record.key.substr(0, 100)) + "\", " + std::to_string(record.byte_size()) +

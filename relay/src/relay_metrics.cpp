@@ -92,8 +92,8 @@ relay_metrics::relay_metrics(metrics::registry& reg, const config::relay_config&
   for (const auto& t : c.source.tables) m_source_names.push_back(t.qualified_name());
   m_source_names.push_back("message:" + (c.source.logical_messages ? c.source.logical_messages->prefix : ""));
   // Every reason starts at 0, so a rate over the first error is not lost.
-  for (const char* reason : {"refused", "delivery", "fatal", "transport", "all_brokers_down", "queue_full", "timed_out",
-                             "unknown_topic", "authentication"}) {
+  for (const char* reason : {"refused", "producer_failed", "delivery", "fatal", "transport", "all_brokers_down",
+                             "queue_full", "timed_out", "unknown_topic", "authentication"}) {
     m_publish_errors.with({reason});
   }
   up.set(1);

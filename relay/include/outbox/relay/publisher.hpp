@@ -37,6 +37,9 @@ enum class produce_result : std::uint8_t {
   queued,      ///< librdkafka has it; its delivery report follows
   queue_full,  ///< librdkafka's queue is full: backpressure, try the same record again after deliveries
   refused,     ///< librdkafka refused this record for good (too large, bad topic); `why` says so
+  /// The producer, not the record, is at fault: a fatal error was raised, or (transactional) the open transaction
+  /// already failed and must be aborted. Nothing is wrong with the record; `why` says what happened.
+  producer_failed,
 };
 
 /// How a Kafka transaction call ended.
