@@ -11,8 +11,10 @@
 # A sanitizer report fails the run, whether it comes from a test binary or from an outbox-relay, outboxctl or
 # payment-ledger a test started: every sanitized process writes its reports to $OUTBOX_RUN_DIR/sanitize/<kind>/,
 # and a report there is a failure even when the test passed.
-#   scripts/sanitize.sh                     both: the asan build, the asan tests while the tsan build runs at a
-#                                           lower priority (the tests mostly wait on the services), the tsan tests
+#   scripts/sanitize.sh                     both: the two builds (one after the other; up to date when
+#                                           scripts/test.sh made them beside its tests), then the asan and the
+#                                           tsan tests side by side (they mostly wait on the services), each into
+#                                           its own log, printed when both are done
 #   scripts/sanitize.sh tsan                one
 #   scripts/sanitize.sh --build-only asan   build only; needs no services
 # OUTBOX_ASAN_BUILD_DIR and OUTBOX_TSAN_BUILD_DIR move the build directories.
@@ -123,31 +125,36 @@ fi
 timings=()
 failed=()
 mkdir -p "$OUTBOX_RUN_DIR/sanitize"
-bg_pid=''
-bg_log=$OUTBOX_RUN_DIR/sanitize/tsan-build.log
-trap '[ -z "$bg_pid" ] || kill -- "-$bg_pid" 2>/dev/null || true' EXIT
-for i in "${!kinds[@]}"; do
-  k=${kinds[$i]}
+for k in "${kinds[@]}"; do
   t0=$(date +%s)
-  if [ "$k" = tsan ] && [ -n "$bg_pid" ]; then
-    rc=0
-    wait "$bg_pid" || rc=$?
-    bg_pid=''
-    [ "$rc" = 0 ] || { tail -40 "$bg_log" >&2; die "the tsan build failed (exit $rc; its log: $bg_log)"; }
-    timings+=("tsan build $(($(date +%s) - bg_t0))s (of it $(($(date +%s) - t0))s after the asan tests)")
-  else
-    build_kind "$k"
-    timings+=("$k build $(($(date +%s) - t0))s")
-  fi
-  if [ "$k" = asan ] && [ "${kinds[$((i + 1))]:-}" = tsan ]; then
-    bg_t0=$(date +%s)
-    setsid nice -n 10 "$0" --build-only tsan >"$bg_log" 2>&1 &
-    bg_pid=$!
-  fi
-  t1=$(date +%s)
-  test_kind "$k"
-  timings+=("$k tests $(($(date +%s) - t1))s")
+  build_kind "$k"
+  timings+=("$k build $(($(date +%s) - t0))s")
 done
+if [ ${#kinds[@]} -eq 1 ]; then
+  t1=$(date +%s)
+  test_kind "${kinds[0]}"
+  timings+=("${kinds[0]} tests $(($(date +%s) - t1))s")
+else
+  # Each kind's tests by this script for that kind alone (its build is up to date by now), in a process group of its
+  # own, into its own log.
+  pids=()
+  trap 'for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null || true; done' EXIT
+  t1=$(date +%s)
+  for k in "${kinds[@]}"; do
+    setsid "$0" "$k" >"$OUTBOX_RUN_DIR/sanitize/$k.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!kinds[@]}"; do
+    k=${kinds[$i]}
+    rc=0
+    wait "${pids[$i]}" || rc=$?
+    log "==== $k tests, exit $rc (their log: $OUTBOX_RUN_DIR/sanitize/$k.log)"
+    cat "$OUTBOX_RUN_DIR/sanitize/$k.log" >&2
+    [ "$rc" = 0 ] || failed+=("$k: exit $rc")
+  done
+  pids=()
+  timings+=("both test runs side by side $(($(date +%s) - t1))s")
+fi
 joined=$(printf '%s, ' "${timings[@]}")
 log "sanitizers: ${joined%, }"
 [ ${#failed[@]} -eq 0 ] || die "sanitizers failed: ${failed[*]}"
