@@ -49,12 +49,7 @@ bool relay::loop::try_pending() {
   if (r == produce_result::producer_failed) {
     m_metrics.publish_error("producer_failed");
     // The record stays pending: the restart drops it and reads it again from the confirmed LSN or the checkpoint.
-    const std::optional<std::string> fatal = m_publisher->fatal_error();
-    if (fatal) {
-      producer_failed(*fatal);
-    } else {
-      restart_pipeline(why);
-    }
+    producer_failed(m_publisher->fatal_error().value_or(why));
     return false;
   }
   if (r == produce_result::refused) {

@@ -21,14 +21,10 @@ config::sink_config mock_sink(std::chrono::milliseconds transaction_timeout) {
   return sink;
 }
 
-struct reports {
-  std::vector<rd_kafka_resp_err_t> errors;
-};
-
 TEST(publisher, a_transaction_that_failed_before_its_reports_were_served_is_the_producers_fault_not_the_records) {
-  reports seen;
+  std::vector<rd_kafka_resp_err_t> reported;
   publisher pub(
-      mock_sink(3000ms), 1000, [&](const delivery& d) { seen.errors.push_back(d.err); },
+      mock_sink(3000ms), 1000, [&](const delivery& d) { reported.push_back(d.err); },
       [](rd_kafka_resp_err_t, const std::string&) {}, "tid-publisher-test");
   rd_kafka_mock_cluster_t* cluster = rd_kafka_handle_mock_cluster(pub.handle());
   ASSERT_NE(cluster, nullptr);
@@ -41,8 +37,8 @@ TEST(publisher, a_transaction_that_failed_before_its_reports_were_served_is_the_
   std::string why;
   ASSERT_EQ(pub.produce(rec, 1, 0, 0, &why), produce_result::queued) << why;
   pub.flush(10s);
-  ASSERT_EQ(seen.errors.size(), 1U);
-  EXPECT_EQ(seen.errors[0], RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_EQ(reported.size(), 1U);
+  EXPECT_EQ(reported[0], RD_KAFKA_RESP_ERR_NO_ERROR);
 
   // The broker goes away; the next record times out within the transaction timeout, which moves the transaction
   // to AbortableError on librdkafka's thread. Its delivery report is not served yet (no poll()).
