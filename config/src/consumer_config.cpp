@@ -203,6 +203,10 @@ schema make_consumer_schema() {
                       .defaults("30s")
                       .check(detail::positive(), "more than 0s")
                       .describe("How often `^regex` topics are matched against the cluster's topics again"),
+                  int_key("workers").defaults("1").between(1, 256).in_unit("threads").describe(
+                      "Handlers running at once: records with different keys run side by side, the "
+                      "records of one key in order, and offsets commit only below the oldest unfinished "
+                      "record; 1 runs every record on the polling thread, a partition in order"),
               })
           .describe("Kafka consumer"),
       section("dedupe",
@@ -432,6 +436,7 @@ consumer_config from_values(values v) {
   c.consumer.topics = v.get<std::vector<std::string>>("consumer.topics");
   c.consumer.properties = v.get<std::map<std::string, std::string>>("consumer.properties");
   c.consumer.pattern_refresh = v.get<std::chrono::milliseconds>("consumer.pattern_refresh");
+  c.consumer.workers = static_cast<int>(v.get<std::int64_t>("consumer.workers"));
 
   c.dedupe.store = pick(v.get<std::string>("dedupe.store"), k_stores);
   c.dedupe.dsn = optional_text(v, "dedupe.dsn");

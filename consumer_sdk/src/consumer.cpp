@@ -11,6 +11,7 @@
 #include "side_producer.hpp"
 #include "topic_plan.hpp"
 #include "topic_setup.hpp"
+#include "worker_pool.hpp"
 #include "outbox/base/error.hpp"
 #include "outbox/base/log.hpp"
 #include "outbox/base/record_format.hpp"
@@ -25,6 +26,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 namespace outbox::consumer {
@@ -42,6 +44,23 @@ constexpr milliseconds k_revoke_commit_timeout{10000};
 constexpr milliseconds k_admin_timeout{15000};
 constexpr milliseconds k_cleanup_budget{200};
 constexpr milliseconds k_gauges_every{1000};
+/// With consumer.workers: a partition with this many records started and not finished is paused until half of
+/// them are finished.
+constexpr std::size_t k_max_in_flight = 1000;
+
+/// Serializes the lanes' copies through the one side producer (copies are the exception, not the hot path).
+class locked_sink final : public copy_sink {
+ public:
+  explicit locked_sink(copy_sink& inner) : m_inner(inner) {}
+  send_result send(const std::string& topic, const record& r, const record_format::header_pairs& extra) override {
+    std::lock_guard lock(m_mutex);
+    return m_inner.send(topic, r, extra);
+  }
+
+ private:
+  copy_sink& m_inner;
+  std::mutex m_mutex;
+};
 
 }  // namespace
 
@@ -59,6 +78,8 @@ class consumer::impl {
                          "consumer_options::on_dead_letter runs in the inbox transaction: it needs a "
                          "transactional_handler and the PostgreSQL inbox (dedupe.store: postgres)");
     }
+    const handler lane_handler = h;
+    const transactional_handler lane_tx_handler = th;
     if (th) {
       if (!m_options.inbox) {
         throw outbox_error("config",
@@ -76,6 +97,7 @@ class consumer::impl {
                                                     m_options.dedupe_key, m_options.classify);
     }
     retry_schedule schedule = checked_schedule(m_options.retry);
+    const retry_schedule schedule_copy = schedule;
     check_retention(m_options, schedule, m_attempts->dedupes() ? m_attempts->retention() : milliseconds(0));
     if (m_options.per_key_ordering && !m_options.retry_topics.empty()) {
       if (!m_options.holds) {
@@ -100,6 +122,7 @@ class consumer::impl {
         setup_settings{m_options.prepare_topics, m_options.topic_replication_factor, m_options.retry_topic_retention,
                        m_options.dlq_retention, m_options.check_retention, m_attempts->retention(),
                        m_options.replay_window});
+    if (m_options.workers > 1) start_workers(lane_handler, lane_tx_handler, schedule_copy);
     m_kafka = create_client();
     m_commits.attach(m_kafka.get());
   }
@@ -141,6 +164,29 @@ class consumer::impl {
     pending_record p;
     bool counted = false;
   };
+
+  /// consumer.workers: a lane per worker, each with its own attempt runner and retry flow.
+  void start_workers(const handler& h, const transactional_handler& th, const retry_schedule& schedule) {
+    m_lane_sink = std::make_unique<locked_sink>(*m_producer);
+    std::random_device seeds;
+    m_pool = std::make_unique<worker_pool>(static_cast<std::size_t>(m_options.workers), [&](std::size_t) {
+      lane_engine e;
+      if (th) {
+        e.attempts =
+            std::make_unique<attempt_runner>(m_options.group_id, th, *m_options.inbox, m_metrics, m_options.dedupe_key,
+                                             m_options.classify, m_options.on_dead_letter);
+      } else {
+        e.attempts = std::make_unique<attempt_runner>(m_options.group_id, h, m_options.dedupe.get(), m_metrics,
+                                                      m_options.dedupe_key, m_options.classify);
+      }
+      e.flow = std::make_unique<retry_flow>(
+          flow_settings{m_options.group_id, m_options.retry_topics, m_options.dlq_topic, m_order != nullptr,
+                        m_options.probe_interval},
+          schedule, seeds(), *e.attempts, m_order.get(), *m_lane_sink, m_breaker, m_metrics);
+      return e;
+    });
+    log::info(k_component, "handlers run on workers, records of one key in order", {{"workers", m_options.workers}});
+  }
 
   kafka::consumer_ptr create_client() {
     kafka::conf_builder conf;
@@ -227,6 +273,11 @@ class consumer::impl {
     while (!m_stop.load(std::memory_order_relaxed)) {
       if (!m_kafka_fatal.empty()) throw outbox_error("kafka", "fatal Kafka consumer error: " + m_kafka_fatal);
       if (!m_waiting.empty()) run_due();
+      if (m_pool) {
+        if (const auto failed = m_pool->failure()) std::rethrow_exception(failed);
+        collect_finished();
+        if (!m_parked.empty()) run_parked();
+      }
       kafka::message_ptr msg(rd_kafka_consumer_poll(m_kafka.get(), poll_timeout_ms()));
       if (msg) handle(msg.get());
       follow_halt();
@@ -266,6 +317,12 @@ class consumer::impl {
     for (const auto& [tp, w] : m_waiting) {
       timeout = std::min(timeout, std::chrono::duration_cast<milliseconds>(std::max(w.p.due - now, clock::duration{})));
     }
+    for (const auto& [tp, parked] : m_parked) {
+      timeout =
+          std::min(timeout, std::chrono::duration_cast<milliseconds>(std::max(parked.due - now, clock::duration{})));
+    }
+    // With workers, finished offsets come back while the poll waits: look for them often enough.
+    if (m_pool) timeout = std::min(timeout, milliseconds(10));
     return static_cast<int>(timeout.count());
   }
 
@@ -278,6 +335,10 @@ class consumer::impl {
     }
     const partition_ref* ref = lookup(m);
     if (ref == nullptr) return;  // not assigned any more
+    if (m_pool) {
+      dispatch(m, *ref);
+      return;
+    }
     // A record fetched before its partition was paused for a waiting one: it comes again after the seek.
     if (!m_waiting.empty() && m_waiting.contains(ref->tp)) return;
     // Already seen (a fetch that overlapped a seek): not processed twice.
@@ -305,6 +366,80 @@ class consumer::impl {
     }
     pause(ref->tp);
     m_waiting.insert_or_assign(ref->tp, waiting{std::move(*p), false});
+  }
+
+  /// consumer.workers: hands the record to its lane (a tier copy only once it is due: until then its partition is
+  /// parked, and the copy read again when it is).
+  void dispatch(const rd_kafka_message_t* m, const partition_ref& ref) {
+    if (m_parked.contains(ref.tp)) return;  // fetched before its partition was parked: it comes again
+    job j;
+    fill_record(m, ref.tp.topic, j.rec);
+    if (ref.role.role == topic_role::tier) {
+      if (const auto wait = tier_copy_wait(j.rec, ref.role.delay); wait > milliseconds(0)) {
+        pause(ref.tp);
+        m_parked.insert_or_assign(ref.tp, parked_copy{m->offset, clock::now() + wait});
+        return;
+      }
+      j.kind = job_kind::tier;
+      j.tier_source = ref.role.source;
+      j.tier_delay = ref.role.delay;
+    } else if (ref.role.role == topic_role::replay) {
+      j.kind = job_kind::replay;
+    }
+    if (!ref.offsets->started(m->offset)) return;  // already seen (a fetch that overlapped a seek)
+    if (ref.role.role == topic_role::source && ref.role.from_pattern && is_copy(j.rec)) {
+      m_metrics.foreign_copy(ref.tp.topic);
+      ref.offsets->finished(m->offset);
+      return;
+    }
+    j.tp = ref.tp;
+    j.offset = m->offset;
+    j.generation = m_generation[ref.tp];
+    m_pool->submit(std::move(j));
+    if (ref.offsets->in_flight() >= k_max_in_flight && m_full.insert(ref.tp).second) pause(ref.tp);
+  }
+
+  /// consumer.workers: marks the offsets the lanes finished (of the partitions' current assignments), and resumes
+  /// a partition paused with too many records in flight once half of them are finished.
+  void collect_finished() {
+    for (const auto& f : m_pool->take_finished()) {
+      const auto g = m_generation.find(f.tp);
+      if (g != m_generation.end() && g->second == f.generation) m_offsets.finished(f.tp, f.offset);
+    }
+    for (auto it = m_full.begin(); it != m_full.end();) {
+      const partition_offsets* o = m_offsets.offsets(*it);
+      if (o != nullptr && o->in_flight() > k_max_in_flight / 2) {
+        ++it;
+        continue;
+      }
+      const topic_partition tp = *it;
+      it = m_full.erase(it);
+      if (o != nullptr && may_fetch(tp)) resume(tp);
+    }
+  }
+
+  /// consumer.workers: a parked tier partition whose copy is due is read again from that copy.
+  void run_parked() {
+    const auto now = clock::now();
+    for (auto it = m_parked.begin(); it != m_parked.end();) {
+      if (now < it->second.due) {
+        ++it;
+        continue;
+      }
+      if (seek_and_resume(it->first, it->second.offset)) {
+        it = m_parked.erase(it);
+      } else {
+        it->second.due = now + milliseconds(k_poll_ms);
+        ++it;
+      }
+    }
+  }
+
+  /// Whether a partition may be fetched from: not halted, and not paused for a waiting or parked record or for
+  /// too many in flight.
+  [[nodiscard]] bool may_fetch(const topic_partition& tp) const {
+    return !m_halted.load(std::memory_order_relaxed) && !m_waiting.contains(tp) && !m_parked.contains(tp) &&
+           !m_full.contains(tp);
   }
 
   /// The assigned partition a message belongs to, cached by topic handle and partition; nullptr if not assigned.
@@ -342,11 +477,11 @@ class consumer::impl {
 
   /// Pauses every partition when the flow halted, resumes them when its probe succeeded.
   void follow_halt() {
-    const bool now_halted = m_flow->halted();
+    const bool now_halted = m_pool ? m_pool->halted() : m_flow->halted();
     if (now_halted == m_halted.load(std::memory_order_relaxed)) return;
     {
       std::lock_guard lock(m_halt_mutex);
-      m_halt_reason = m_flow->halt_reason();
+      m_halt_reason = m_pool ? m_pool->halt_reason() : m_flow->halt_reason();
     }
     m_halted.store(now_halted, std::memory_order_relaxed);
     rd_kafka_topic_partition_list_t* assignment = nullptr;
@@ -358,7 +493,7 @@ class consumer::impl {
     }
     kafka::partition_list_ptr resume = kafka::make_partition_list(owned->cnt);
     for (const auto& tp : partitions_of(owned.get())) {
-      if (!m_waiting.contains(tp)) rd_kafka_topic_partition_list_add(resume.get(), tp.topic.c_str(), tp.partition);
+      if (may_fetch(tp)) rd_kafka_topic_partition_list_add(resume.get(), tp.topic.c_str(), tp.partition);
     }
     rd_kafka_resume_partitions(m_kafka.get(), resume.get());
   }
@@ -367,6 +502,12 @@ class consumer::impl {
     kafka::partition_list_ptr list = kafka::make_partition_list(1);
     rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition);
     rd_kafka_pause_partitions(m_kafka.get(), list.get());
+  }
+
+  void resume(const topic_partition& tp) {
+    kafka::partition_list_ptr list = kafka::make_partition_list(1);
+    rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition);
+    rd_kafka_resume_partitions(m_kafka.get(), list.get());
   }
 
   bool seek_and_resume(const topic_partition& tp, std::int64_t offset) {
@@ -380,7 +521,8 @@ class consumer::impl {
           {{"topic", tp.topic}, {"partition", tp.partition}, {"offset", offset}, {"error", rd_kafka_err2str(err)}});
       return false;
     }
-    if (m_halted.load(std::memory_order_relaxed)) return true;  // stays paused until the breaker closes
+    // Stays paused until the breaker closes, or (workers) until fewer records are in flight.
+    if (m_halted.load(std::memory_order_relaxed) || m_full.contains(tp)) return true;
     list->elems[0].offset = RD_KAFKA_OFFSET_INVALID;
     rd_kafka_resume_partitions(m_kafka.get(), list.get());
     return true;
@@ -403,7 +545,13 @@ class consumer::impl {
     double oldest = 0;
     for (const auto& [tp, w] : m_waiting)
       oldest = std::max(oldest, std::chrono::duration<double>(now - w.p.since).count());
-    m_metrics.waiting(m_waiting.size(), oldest);
+    std::size_t records = m_waiting.size();
+    if (m_pool) {
+      const auto [in_lanes, oldest_in_lanes] = m_pool->waiting(now);
+      records += in_lanes;
+      oldest = std::max(oldest, oldest_in_lanes);
+    }
+    m_metrics.waiting(records, oldest);
     m_metrics.evicted(m_attempts->evicted());
   }
 
@@ -412,6 +560,8 @@ class consumer::impl {
       m_flow->forget(it->second.p);
       m_waiting.erase(it);
     }
+    m_parked.erase(tp);
+    m_full.erase(tp);
   }
 
   void on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts) {
@@ -423,6 +573,9 @@ class consumer::impl {
       for (const auto& tp : tps) {
         forget(tp);
         m_offsets.assign(tp);
+        const std::uint64_t generation = ++m_next_generation;
+        m_generation[tp] = generation;
+        if (m_pool) m_pool->assign(tp, generation);
       }
       if (cooperative) {
         kafka::error_ptr e(rd_kafka_incremental_assign(rk, parts));
@@ -445,10 +598,19 @@ class consumer::impl {
     // Revoked or lost: work on these partitions stops here (this runs on the processing thread, between
     // records); what is finished is committed, unless the partitions are already someone else's. Per-key holds
     // live in the dedupe store, so nothing about them is lost here.
+    // With workers, the lanes let these partitions go first: a handler already running finishes, and what
+    // finished is committed with the rest.
     const bool lost = rd_kafka_assignment_lost(rk) != 0 || err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS;
+    if (m_pool) {
+      m_pool->drop(tps);
+      collect_finished();
+    }
     for (const auto& tp : tps) forget(tp);
     if (!lost) m_commits.send_and_wait(&tps, clock::now() + std::min(m_options.stop_timeout, k_revoke_commit_timeout));
-    for (const auto& tp : tps) m_offsets.revoke(tp);
+    for (const auto& tp : tps) {
+      m_offsets.revoke(tp);
+      m_generation.erase(tp);
+    }
     if (cooperative) {
       m_assigned_count.fetch_sub(static_cast<int>(tps.size()), std::memory_order_relaxed);
       kafka::error_ptr e(rd_kafka_incremental_unassign(rk, parts));
@@ -472,6 +634,10 @@ class consumer::impl {
 
   void shutdown(clock::time_point deadline) {
     log::info(k_component, "stopping: committing finished offsets and leaving the group");
+    if (m_pool) {
+      m_pool->stop();  // the handlers running finish; what waits in a lane is dropped (read again later)
+      collect_finished();
+    }
     m_commits.send_and_wait(nullptr, deadline);
     for (auto& [tp, w] : m_waiting) m_flow->forget(w.p);
     m_waiting.clear();
@@ -521,6 +687,17 @@ class consumer::impl {
   kafka::consumer_ptr m_kafka;
   std::vector<std::string> m_subscribed;
   std::map<topic_partition, waiting> m_waiting;
+  /// consumer.workers: a tier copy not yet due, where its partition is read again from when it is.
+  struct parked_copy {
+    std::int64_t offset = 0;
+    clock::time_point due;
+  };
+  std::unique_ptr<copy_sink> m_lane_sink;
+  std::unique_ptr<worker_pool> m_pool;                    // null unless consumer.workers > 1
+  std::map<topic_partition, parked_copy> m_parked;        // tier partitions parked until their copy is due
+  std::set<topic_partition> m_full;                       // paused with k_max_in_flight records in flight
+  std::map<topic_partition, std::uint64_t> m_generation;  // each assignment of a partition gets its own
+  std::uint64_t m_next_generation = 0;
   std::map<std::pair<const rd_kafka_topic_t*, std::int32_t>, partition_ref> m_refs;  // cleared on every rebalance
   record m_record;                                                                   // reused for every record read
   std::string m_kafka_fatal;

@@ -76,6 +76,7 @@ consumer_metrics::consumer_metrics(metrics::registry* reg)
 consumer_metrics::~consumer_metrics() { m_up.set(0); }
 
 consumer_metrics::per_topic& consumer_metrics::of(const std::string& topic) {
+  std::lock_guard lock(m_topics_mutex);  // workers count beside the polling thread; the values are atomic
   const auto it = m_topics.find(topic);
   if (it != m_topics.end()) return it->second;
   per_topic t;

@@ -7,14 +7,15 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 
 namespace outbox::consumer::detail {
 
 /// The consumer's counters: `stats()` and the outbox_consumer_* metrics (SPEC §5 and the operational ones),
-/// counted together in one call. Without a registry the metrics go to a private one nobody reads. Counting
-/// happens on the processing thread; stats() and the metrics are safe to read from any thread.
+/// counted together in one call. Without a registry the metrics go to a private one nobody reads. Counting is
+/// safe from the polling thread and the workers at once; stats() and the metrics are safe to read from any thread.
 class consumer_metrics {
  public:
   /// Registers the metrics in `reg` (which must outlive this), or in a private registry when null.
@@ -88,7 +89,8 @@ class consumer_metrics {
   metrics::counter& m_cleanup_rows;
   metrics::gauge& m_cleanup_behind;
   metrics::gauge& m_evicted;
-  std::unordered_map<std::string, per_topic> m_topics;  // processing thread only
+  std::mutex m_topics_mutex;
+  std::unordered_map<std::string, per_topic> m_topics;  // under m_topics_mutex; entries never move
 
   std::atomic<std::uint64_t> m_n_processed{0};
   std::atomic<std::uint64_t> m_n_duplicate{0};

@@ -13,11 +13,13 @@ dlq_breaker::dlq_breaker(double max_ratio, int window)
 }
 
 bool dlq_breaker::would_trip() const noexcept {
+  std::lock_guard lock(m_mutex);
   const std::size_t after = m_count - (m_ring[m_next] ? 1 : 0) + 1;
   return static_cast<double>(after) > m_limit;
 }
 
 void dlq_breaker::add(bool dead_lettered) noexcept {
+  std::lock_guard lock(m_mutex);
   if (m_ring[m_next]) --m_count;
   m_ring[m_next] = dead_lettered;
   if (dead_lettered) ++m_count;
@@ -25,9 +27,15 @@ void dlq_breaker::add(bool dead_lettered) noexcept {
 }
 
 void dlq_breaker::reset() noexcept {
+  std::lock_guard lock(m_mutex);
   std::fill(m_ring.begin(), m_ring.end(), false);
   m_count = 0;
   m_next = 0;
+}
+
+std::size_t dlq_breaker::dead_letters() const noexcept {
+  std::lock_guard lock(m_mutex);
+  return m_count;
 }
 
 }  // namespace outbox::consumer::detail

@@ -16,6 +16,7 @@ consumer_options from_config(const config::consumer_config& c) {
   o.topics = c.consumer.topics;
   o.properties.assign(c.consumer.properties.begin(), c.consumer.properties.end());
   o.pattern_refresh = c.consumer.pattern_refresh;
+  o.workers = c.consumer.workers;
   o.retry = policy_from_config(c.retry);
   o.retry_topics = c.retry.topics;
   o.per_key_ordering = c.retry.ordering == config::retry_ordering::per_key;

@@ -37,6 +37,10 @@ std::string checked_group(const consumer_options& o) {
   for (const auto d : o.retry_topics) {
     if (d.count() <= 0) throw outbox_error("config", "retry.topics: every tier waits longer than 0s");
   }
+  if (o.workers < 1 || o.workers > k_max_workers) {
+    throw outbox_error("config", "consumer.workers is " + std::to_string(o.workers) + "; it must be 1 to " +
+                                     std::to_string(k_max_workers) + " (1 runs records on the polling thread)");
+  }
   return o.group_id;
 }
 

@@ -12,7 +12,11 @@ namespace outbox::consumer::detail {
 // The checks consumer_options get at construction, whether from_config() built them or the caller did; each
 // throws outbox_error("config") naming the option and what to do.
 
-/// The group (topic-safe: it is part of derived topic names), the topics and the dead-letter template.
+/// The most `consumer.workers` there may be.
+inline constexpr int k_max_workers = 256;
+
+/// The group (topic-safe: it is part of derived topic names), the topics and the dead-letter template, and the number
+/// of workers.
 std::string checked_group(const consumer_options& o);
 /// The breaker from dlq.max_ratio and dlq.window.
 dlq_breaker checked_breaker(const consumer_options& o);

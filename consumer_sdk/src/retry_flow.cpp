@@ -186,6 +186,13 @@ std::optional<pending_record> retry_flow::from_tier(const record& r, const topic
   return p;
 }
 
+milliseconds tier_copy_wait(const record& r, milliseconds delay) {
+  const rf::retry_copy copy = rf::retry_copy::read(lookup(r));
+  const std::int64_t now = wall_ms();
+  const std::int64_t wait_ms = copy.due_ms > now ? copy.due_ms - now : 0;
+  return milliseconds(std::min<std::int64_t>(wait_ms, delay.count()));
+}
+
 bool retry_flow::drive(pending_record& p) {
   while (true) {
     if (p.next == step::finished) return true;

@@ -75,6 +75,11 @@ struct pending_record {
   flow_clock::time_point last_log;
 };
 
+/// How long until a copy read from the tier of `delay` is due (0: now), never more than `delay`, as
+/// retry_flow::from_tier counts it; the polling thread of consumer.workers parks the tier partition that long
+/// before a worker takes the copy.
+std::chrono::milliseconds tier_copy_wait(const record& r, std::chrono::milliseconds delay);
+
 /// What retry_flow needs from the configuration.
 struct flow_settings {
   std::string group;

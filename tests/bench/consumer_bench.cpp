@@ -1,8 +1,11 @@
 // consumer_bench: the SDK's throughput against a bare librdkafka consumer loop, on the same pre-filled topic.
 // Both run the same payment-ledger-style handler (parse the JSON callback, credit an in-memory ledger); the SDK
 // adds the memory dedupe store, offset tracking and its commits. Prints both rates and their ratio.
+// `workers` mode instead runs a handler that waits like an HTTP call at consumer.workers 1, 8 and 32 and prints
+// records/s for each, next to the rate the wait allows (workers / wait).
 //
 //   source .run/services.env && build/tests/bench/consumer_bench [records=500000] [rounds=2] [both|bare|sdk]
+//   source .run/services.env && build/tests/bench/consumer_bench workers [records=4000] [wait_ms=5]
 #include "outbox/base/log.hpp"
 #include "outbox/consumer/consumer.hpp"
 #include "outbox/consumer/deserialize.hpp"
@@ -12,7 +15,9 @@
 #include <librdkafka/rdkafka.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -125,9 +130,60 @@ run_result sdk_loop(const std::string& topic, const std::string& group, long rec
   return {static_cast<double>(records - 1) / secs};
 }
 
+/// The SDK with `workers` lanes and a handler that waits `wait` per record; records/s first record to last.
+run_result waiting_loop(const std::string& topic, const std::string& group, long records, int workers,
+                        std::chrono::milliseconds wait) {
+  consumer::consumer_options o;
+  o.brokers = brokers();
+  o.group_id = group;
+  o.topics = {topic};
+  o.workers = workers;
+  o.check_retention = consumer::retention_check::off;
+  o.dedupe = dedupe::make_memory_store({});
+  std::atomic<long> seen{0};
+  std::atomic<std::int64_t> first_ns{0};
+  std::atomic<std::int64_t> last_ns{0};
+  consumer::consumer* self = nullptr;
+  const auto now_ns = [] { return clock_type::now().time_since_epoch().count(); };
+  consumer::consumer c(std::move(o), [&](const consumer::record&) {
+    std::int64_t unset = 0;
+    first_ns.compare_exchange_strong(unset, now_ns());
+    std::this_thread::sleep_for(wait);  // the merchant's HTTP endpoint answering
+    if (seen.fetch_add(1) + 1 == records) {
+      last_ns = now_ns();
+      self->stop();
+    }
+    return consumer::outcome::done();
+  });
+  self = &c;
+  c.run();
+  const double secs = static_cast<double>(last_ns.load() - first_ns.load()) / 1e9;
+  return {static_cast<double>(records) / secs};
+}
+
+int run_workers(int argc, char** argv) {
+  const long records = argc > 2 ? std::atol(argv[2]) : 4000;
+  const auto wait = std::chrono::milliseconds(argc > 3 ? std::atol(argv[3]) : 5);
+  outbox::log::configure(outbox::log::level::warn, outbox::log::format::text);
+  const std::string suffix = std::to_string(std::random_device{}() % 1'000'000'000);
+  const std::string topic = "bench_notify_" + suffix;
+  std::printf("filling %s with %ld records over %d partitions, keys over %d accounts...\n", topic.c_str(), records,
+              k_partitions, k_accounts);
+  fill(topic, records);
+  for (const int workers : {1, 8, 32}) {
+    const auto r =
+        waiting_loop(topic, "bench_workers_" + suffix + "_" + std::to_string(workers), records, workers, wait);
+    const double allowed = 1000.0 * workers / static_cast<double>(wait.count());
+    std::printf("workers %2d, handler waits %lld ms: %.0f records/s (the wait allows %.0f: %.2f of it)\n", workers,
+                static_cast<long long>(wait.count()), r.rate, allowed, r.rate / allowed);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "workers") return run_workers(argc, argv);
   const long records = argc > 1 ? std::atol(argv[1]) : 500'000;
   const int rounds = argc > 2 ? std::atoi(argv[2]) : 2;
   const std::string mode = argc > 3 ? argv[3] : "both";

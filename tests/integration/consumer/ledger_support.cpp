@@ -42,7 +42,7 @@ void ledger_fixture::TearDown() {
 void ledger_fixture::create_topic(int partitions) { test::kafka_create_topic(m_topic, partitions); }
 
 std::string ledger_fixture::write_config(const std::string& properties, const std::string& name,
-                                         const std::string& retry_and_dlq) const {
+                                         const std::string& retry_and_dlq, const std::string& consumer_keys) const {
   const std::string path = m_dir + "/" + name;
   std::ofstream out(path);
   out << "consumer:\n"
@@ -50,7 +50,7 @@ std::string ledger_fixture::write_config(const std::string& properties, const st
       << "  group_id: " << m_group << "\n"
       << "  topics: [" << m_topic << "]\n"
       << "  properties: " << properties << "\n"
-      << "dedupe:\n"
+      << consumer_keys << "dedupe:\n"
       << "  store: postgres\n"
       << "  dsn: \"" << m_dsn
       << "\"\n"

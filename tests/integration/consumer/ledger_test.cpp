@@ -107,6 +107,42 @@ TEST_F(payment_ledger, credits_each_callback_once_retries_unknown_accounts_and_s
   EXPECT_EQ(balances(), expected);
 }
 
+// consumer.workers: 8 handlers at once, each with its own inbox connection; callbacks of one account stay in one
+// lane. A kill -9 mid-stream and a restart still credit every callback exactly once.
+TEST_F(payment_ledger, with_workers_every_callback_is_credited_once_across_a_kill_9) {
+  create_topic(3);
+  std::vector<std::string> accounts;
+  for (int a = 0; a < 30; ++a) accounts.push_back("w" + std::to_string(a));
+  create_accounts(accounts);
+  std::map<std::string, std::int64_t> expected;
+  for (const auto& a : accounts) expected[a] = 0;
+  test_producer producer(test::require_services().kafka_brokers);
+  constexpr int k_callbacks = 3000;
+  for (int i = 0; i < k_callbacks; ++i) {
+    const callback c{"wk-" + std::to_string(i), accounts[static_cast<std::size_t>(i) % accounts.size()], 1 + i % 97};
+    expected[c.account_id] += c.amount_cents;
+    producer.send(to_record(m_topic, c));
+    if (i % 10 == 0) producer.send(to_record(m_topic, c));  // the relay republished it
+  }
+  producer.flush();
+
+  const std::string config =
+      write_config(R"({session.timeout.ms: "6000", heartbeat.interval.ms: "500"})", "ledger.yaml", "",
+                   "  workers: 8\n");  // the killed member leaves the group in 6s
+  auto ledger = start_ledger(config, "ledger.log");
+  ASSERT_TRUE(ledger->wait_for_log("handlers run on workers", 60s)) << ledger->log();
+  ASSERT_TRUE(test::wait_until([&] { return inbox_rows() >= 300; }, 60s, 5ms)) << ledger->log();
+  ledger->stop(SIGKILL, 10s);
+  const long long at_kill = inbox_rows();
+  EXPECT_LT(at_kill, k_callbacks) << "the kill came after the last callback: the test proves less than it says";
+
+  ledger = start_ledger(config, "ledger2.log");
+  ASSERT_TRUE(test::wait_until([&] { return balances() == expected; }, 120s)) << ledger->log();
+  EXPECT_EQ(inbox_rows(), k_callbacks) << "each callback once, the republished ones and the redelivered ones skipped";
+  EXPECT_EQ(ledger->stop(SIGTERM, 30s), 0) << ledger->log();
+  EXPECT_EQ(balances(), expected);
+}
+
 TEST_F(payment_ledger, unknown_accounts_go_through_the_tiers_to_the_dlq_and_a_replay_credits_them_once) {
   create_topic(3);
   create_accounts({"a1"});

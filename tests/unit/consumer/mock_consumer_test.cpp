@@ -4,10 +4,14 @@
 #include "outbox/dedupe/store.hpp"
 #include "running_consumer.hpp"
 #include "test_producer.hpp"
+#include "worker_pool.hpp"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -371,6 +375,268 @@ TEST_F(mock_consumer, kafka_refusing_a_dead_letter_halts_until_a_probe_gets_it_t
   c.stop();
   EXPECT_EQ(c.get().stats().dead_lettered, 1u);
   EXPECT_EQ(consumer_test::committed_offsets(m_brokers, "g9", "poisoned", 1), (std::vector<std::int64_t>{2}));
+}
+
+}  // namespace
+}  // namespace outbox::consumer
+
+// consumer.workers: handlers for different keys side by side, each key in order, offsets below the oldest
+// unfinished record.
+namespace outbox::consumer {
+namespace {
+
+/// Handler calls per key, in call order, and how many ran at once at most.
+struct key_log {
+  std::mutex mutex;
+  std::map<std::string, std::vector<std::int64_t>> offsets;  // key -> offsets in call order
+  std::atomic<int> running{0};
+  std::atomic<int> most{0};
+
+  void enter(const record& r) {
+    const int now = running.fetch_add(1) + 1;
+    int seen = most.load();
+    while (now > seen && !most.compare_exchange_weak(seen, now)) {
+    }
+    std::lock_guard lock(mutex);
+    offsets[r.key.value_or("")].push_back(r.offset);
+  }
+  void leave() { running.fetch_sub(1); }
+  std::size_t calls() {
+    std::lock_guard lock(mutex);
+    std::size_t n = 0;
+    for (const auto& [k, v] : offsets) n += v.size();
+    return n;
+  }
+};
+
+/// Keys that fall into lanes other than `of`'s among `lanes`.
+std::vector<std::string> keys_beside(const std::string& of, std::size_t lanes, std::size_t n) {
+  const topic_partition tp{"t", 0};
+  const std::size_t taken = detail::lane_of(of, tp, lanes);
+  std::vector<std::string> out;
+  for (int i = 0; out.size() < n; ++i) {
+    std::string k = "merchant-" + std::to_string(i);
+    if (detail::lane_of(k, tp, lanes) != taken) out.push_back(std::move(k));
+  }
+  return out;
+}
+
+TEST_F(mock_consumer, workers_run_different_keys_side_by_side_and_each_key_in_order) {
+  create_topic("orders", 1);
+  for (int i = 0; i < 160; ++i) {
+    m_producer->send(
+        outgoing{"orders", 0, "key-" + std::to_string(i % 8), "{}", {{"event_id", "o-" + std::to_string(i)}}});
+  }
+  m_producer->flush();
+  auto o = options("orders", "gw1");
+  o.workers = 8;
+  o.dedupe = dedupe::make_memory_store({});
+  key_log log;
+  running_consumer c(std::move(o), [&](const record& r) {
+    log.enter(r);
+    std::this_thread::sleep_for(5ms);  // the handler's work: an HTTP call
+    log.leave();
+    return outcome::done();
+  });
+  ASSERT_TRUE(wait_for([&] { return c.get().stats().processed == 160; }, 30s));
+  ASSERT_TRUE(wait_for(
+      [&] { return consumer_test::committed_offsets(m_brokers, "gw1", "orders", 1) == std::vector<std::int64_t>{160}; },
+      30s));
+  c.stop();
+  EXPECT_EQ(log.calls(), 160u) << "each record ran once";
+  EXPECT_GT(log.most.load(), 1) << "no two handlers ever ran at once";
+  for (const auto& [key, offsets] : log.offsets) {
+    EXPECT_EQ(offsets.size(), 20u) << key;
+    EXPECT_TRUE(std::is_sorted(offsets.begin(), offsets.end())) << key << " ran out of order";
+  }
+}
+
+TEST_F(mock_consumer, with_workers_a_slow_key_holds_only_its_lane_and_offsets_stay_below_it) {
+  create_topic("notify", 1);
+  const auto others = keys_beside("slow-merchant", 4, 5);
+  m_producer->send(outgoing{"notify", 0, "slow-merchant", "{}", {{"event_id", "n-0"}}});
+  for (int i = 1; i <= 50; ++i) {
+    m_producer->send(outgoing{"notify",
+                              0,
+                              others[static_cast<std::size_t>(i) % others.size()],
+                              "{}",
+                              {{"event_id", "n-" + std::to_string(i)}}});
+  }
+  m_producer->flush();
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool release = false;
+  auto o = options("notify", "gw2");
+  o.workers = 4;
+  running_consumer c(std::move(o), [&](const record& r) {
+    if (r.key == "slow-merchant") {
+      std::unique_lock lock(mutex);
+      cv.wait(lock, [&] { return release; });  // a merchant that does not answer
+    }
+    return outcome::done();
+  });
+  ASSERT_TRUE(wait_for([&] { return c.get().stats().processed == 50; }, 30s))
+      << "the other keys' records ran while the first one was still running";
+  // Two commit intervals: nothing past the unfinished record at offset 0 is committed.
+  std::this_thread::sleep_for(250ms);  // commit_interval is 100ms: let commits go out if any would
+  EXPECT_LT(consumer_test::committed_offsets(m_brokers, "gw2", "notify", 1).front(), 1);
+  {
+    std::lock_guard lock(mutex);
+    release = true;
+  }
+  cv.notify_all();
+  ASSERT_TRUE(wait_for(
+      [&] { return consumer_test::committed_offsets(m_brokers, "gw2", "notify", 1) == std::vector<std::int64_t>{51}; },
+      30s));
+  c.stop();
+  EXPECT_EQ(c.get().stats().processed, 51u);
+}
+
+TEST_F(mock_consumer, stop_with_workers_during_a_retry_commits_only_below_it_and_the_rest_ran) {
+  create_topic("stuck-w", 1);
+  const auto others = keys_beside("k-stuck", 4, 3);
+  for (int i = 0; i < 10; ++i) {
+    m_producer->send(outgoing{"stuck-w",
+                              0,
+                              i == 5 ? std::string("k-stuck") : others[static_cast<std::size_t>(i) % 3],
+                              "{}",
+                              {{"event_id", "s-" + std::to_string(i)}}});
+  }
+  m_producer->flush();
+  auto o = options("stuck-w", "gw3");
+  o.workers = 4;
+  o.retry.initial = 5ms;
+  o.retry.max = 5ms;
+  o.retry.max_attempts = 0;  // retry in process until stopped
+  running_consumer c(std::move(o), [&](const record& r) {
+    return r.offset == 5 ? outcome::retry("account unknown") : outcome::done();
+  });
+  ASSERT_TRUE(wait_for([&] { return c.get().stats().retried >= 3 && c.get().stats().processed == 9; }, 30s))
+      << "the records after the retried one ran in the other lanes";
+  const auto took = c.stop();
+  EXPECT_LT(took, 10s) << "stop is bounded by stop_timeout";
+  EXPECT_EQ(consumer_test::committed_offsets(m_brokers, "gw3", "stuck-w", 1), (std::vector<std::int64_t>{5}));
+}
+
+TEST_F(mock_consumer, with_workers_a_key_parked_in_a_tier_keeps_its_order_and_the_others_flow) {
+  create_topic("tiered", 1);
+  create_topic("tiered.gw4.retry.300ms", 1);
+  create_topic("tiered.gw4.dlq", 1);
+  create_topic("tiered.gw4.replay", 1);
+  const auto others = keys_beside("k-late", 4, 3);
+  for (int i = 0; i < 30; ++i) {
+    const bool late = i == 2 || i == 12 || i == 22;
+    m_producer->send(outgoing{"tiered",
+                              0,
+                              late ? std::string("k-late") : others[static_cast<std::size_t>(i) % 3],
+                              "{}",
+                              {{"event_id", "t-" + std::to_string(i)}}});
+  }
+  m_producer->flush();
+  auto o = options("tiered", "gw4");
+  o.workers = 4;
+  o.retry.max_attempts = 1;
+  o.retry_topics = {300ms};
+  key_log log;
+  std::atomic<bool> failed_once{false};
+  running_consumer c(std::move(o), [&](const record& r) {
+    log.enter(r);
+    log.leave();
+    // The first record of k-late fails once: it goes to the tier, and the key's later records wait behind it.
+    if (r.offset == 2 && !failed_once.exchange(true)) return outcome::retry("account not yet created");
+    return outcome::done();
+  });
+  ASSERT_TRUE(wait_for([&] { return c.get().stats().processed == 30; }, 30s));
+  ASSERT_TRUE(wait_for(
+      [&] { return consumer_test::committed_offsets(m_brokers, "gw4", "tiered", 1) == std::vector<std::int64_t>{30}; },
+      30s));
+  c.stop();
+  const auto s = c.get().stats();
+  EXPECT_EQ(s.parked, 3u) << "the failed record and the two held behind it";
+  EXPECT_EQ(s.held, 2u);
+  std::lock_guard lock(log.mutex);
+  EXPECT_EQ(log.offsets["k-late"], (std::vector<std::int64_t>{2, 2, 12, 22})) << "k-late ran out of order";
+  for (const auto& k : others) EXPECT_EQ(log.offsets[k].size(), 9u) << k;
+}
+
+TEST_F(mock_consumer, with_workers_kafka_refusing_a_dead_letter_halts_until_a_probe_gets_it_through) {
+  create_topic("poisoned-w", 1);
+  create_topic("poisoned-w.gw5.dlq", 1);
+  create_topic("poisoned-w.gw5.replay", 1);
+  m_producer->send(outgoing{"poisoned-w", 0, "k", "not json", {{"event_id", "p1"}}});
+  m_producer->send(outgoing{"poisoned-w", 0, "k2", "{}", {{"event_id", "p2"}}});
+  m_producer->flush();
+  for (int i = 0; i < 2; ++i) {
+    rd_kafka_mock_push_request_errors(m_producer->mock(), 0 /* Produce */, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+  }
+  auto o = options("poisoned-w", "gw5");
+  o.workers = 3;
+  o.probe_interval = 300ms;
+  running_consumer c(std::move(o), [&](const record& r) {
+    return r.event_id() == "p1" ? outcome::fatal("not JSON", "deserialization") : outcome::done();
+  });
+  ASSERT_TRUE(wait_for([&] { return c.get().halted(); }, 30s));
+  EXPECT_NE(c.get().halt_reason().find("Kafka refuses the dead letter"), std::string::npos) << c.get().halt_reason();
+  ASSERT_TRUE(wait_for([&] { return !c.get().halted() && c.get().stats().processed == 1; }, 30s))
+      << "the probe gets the dead letter through, and consumption resumes";
+  c.stop();
+  EXPECT_EQ(c.get().stats().dead_lettered, 1u);
+  EXPECT_EQ(consumer_test::committed_offsets(m_brokers, "gw5", "poisoned-w", 1), (std::vector<std::int64_t>{2}));
+}
+
+TEST_F(mock_consumer, rebalance_with_workers_lets_running_records_finish_and_the_shared_store_skips_redeliveries) {
+  create_topic("moving-w", 4);
+  fill("moving-w", 4, 100);
+  const std::shared_ptr<dedupe::store> store = dedupe::make_memory_store({});
+  std::mutex mutex;
+  std::multiset<std::string> effects;
+  auto slow = [&](const record& r) {
+    // Simulated work, so the second member joins mid-stream: every partition has one key, so one lane each.
+    std::this_thread::sleep_for(30ms);
+    std::lock_guard lock(mutex);
+    effects.insert(std::string(r.event_id()));
+    return outcome::done();
+  };
+  auto member = [&] {
+    auto o = options("moving-w", "gw6");
+    o.properties.emplace_back("partition.assignment.strategy", "range,roundrobin");
+    o.dedupe = std::make_unique<shared_store>(store);
+    o.workers = 4;
+    return o;
+  };
+  const auto distinct = [&] {
+    std::lock_guard lock(mutex);
+    return std::set<std::string>(effects.begin(), effects.end()).size();
+  };
+  running_consumer a(member(), slow);
+  ASSERT_TRUE(wait_for([&] { return a.get().stats().processed >= 40; }, 30s));
+  running_consumer b(member(), slow);
+  ASSERT_TRUE(wait_for([&] { return distinct() == 400; }, 60s)) << "distinct=" << distinct();
+  ASSERT_TRUE(wait_for(
+      [&] {
+        return consumer_test::committed_offsets(m_brokers, "gw6", "moving-w", 4) ==
+               std::vector<std::int64_t>{100, 100, 100, 100};
+      },
+      30s));
+  b.stop();
+  a.stop();
+  EXPECT_GT(b.get().stats().processed, 0u) << "the second member got partitions";
+  std::lock_guard lock(mutex);
+  EXPECT_EQ(effects.size(), 400u) << "an effect ran twice";
+}
+
+TEST_F(mock_consumer, workers_outside_1_to_256_are_refused_naming_the_option) {
+  for (const int n : {0, -1, 257}) {
+    auto o = options("any", "gw7");
+    o.workers = n;
+    try {
+      consumer c(std::move(o), [](const record&) { return outcome::done(); });
+      ADD_FAILURE() << "workers " << n << " was accepted";
+    } catch (const outbox_error& e) {
+      EXPECT_EQ(e.value().category, "config");
+      EXPECT_NE(std::string(e.what()).find("consumer.workers is " + std::to_string(n)), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace

@@ -20,6 +20,7 @@ struct consumer_settings {
   std::vector<std::string> topics;
   std::map<std::string, std::string> properties;  ///< passed to librdkafka unchanged
   std::chrono::milliseconds pattern_refresh{};    ///< how often `^regex` subscriptions look for new topics
+  int workers = 1;                                ///< handlers running at once (per-key lanes); 1: the polling thread
 };
 
 enum class dedupe_store { memory, postgres, sqlite, redis };

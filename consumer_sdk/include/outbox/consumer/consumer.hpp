@@ -111,6 +111,14 @@ struct consumer_options {
   std::vector<std::chrono::milliseconds> retry_topics;
   /// While a key has a record parked in a retry tier, later records of that key are parked behind it.
   bool per_key_ordering = true;
+  /// Handlers running at once (1 to 256). 1: every record runs on the thread that called run(), a partition
+  /// strictly in order. More: records go to `workers` lanes by a hash of their key (keyless records by their
+  /// partition), each lane a thread running its records in order, so the records of one key stay in order while
+  /// different keys run side by side (a record waiting for an in-process retry holds its lane only). Offsets
+  /// still commit only below the oldest unfinished record of each partition; a partition with 1000 records in
+  /// flight is paused until half of them are finished. The handler, `dedupe_key` and `classify` must then be
+  /// safe to call from several threads at once; with the inbox each worker has its own database connection.
+  int workers = 1;
   /// Dead-letter topic; `{topic}` is the original topic, `{group}` the group. Fatal and exhausted records go there.
   std::string dlq_topic = "{topic}.{group}.dlq";
   double dlq_max_ratio = 0.5;  ///< the breaker halts consumption when more than this share of ...
@@ -161,7 +169,8 @@ struct consumer_stats {
 };
 
 /// A Kafka consumer-group member that runs a handler on every record and commits offsets only after the
-/// outcome is durable. One processing thread: the one that calls run().
+/// outcome is durable. The thread that calls run() polls Kafka and commits; handlers run on it too, or on
+/// `workers` threads of their own.
 class consumer {
  public:
   /// Checks the options and creates the Kafka client (throws outbox_error, category "config", on bad ones).
