@@ -11,10 +11,14 @@
 #              timestamp); read back with kcat.
 #   reference  for every transaction: the time pg_recvlogical (pgoutput, the relay's plugin and publication) received
 #              its Commit message on a second slot less the commit timestamp in it: what the walsender alone adds.
+#   kafka      after the relay's run, the same rate for the same time from a paced producer (Debian's
+#              python3-confluent-kafka, on the same librdkafka, with the relay's producer settings: idempotent,
+#              acks=all, lz4, the same linger.ms) that puts its clock in each value, to a second LogAppendTime
+#              topic: the broker's append time less that clock, i.e. what producing to this broker alone adds.
 # Both clocks are this machine's; the figures have a resolution of 1 ms (the header and the append time are in
 # milliseconds). The load's session commits with synchronous_commit on. Prints p50, p99, p99.9 and the maximum
-# of both, the relay's p99 less the reference's, and their ratio, the rate the load achieved, and the latency of the
-# relay's first record on the topic.
+# of all three, the relay's p99 less the reference's (and their ratio), less both references' together, the rate
+# the load achieved, and the latency of the relay's first record on the topic.
 # OUTBOX_BENCH_LINGER_MS sets the producer's linger.ms (sink.properties) instead of the relay's default, as for
 # tests/bench/relay_throughput.sh.
 set -euo pipefail
@@ -118,9 +122,34 @@ ref_pid=''
 kcat -C -b "$OUTBOX_KAFKA_BROKERS" -t "$tag" -o beginning -e -q -f '%T %h\n' >"$dir/records.txt"
 bench_stop_relay
 
-python3 - "$dir/records.txt" "$dir/ref.txt" "$rate" "$seconds" "$per_tx" "$t0" "$t1" "$((rate * seconds / per_tx * per_tx))" <<'PY'
+# The Kafka-side reference: RATE records a second for SECONDS, each value the writer's clock in ms when it wrote it.
+log "kafka reference: a producer at $rate records/s for ${seconds}s"
+bench_create_topic "${tag}_kafka" message.timestamp.type=LogAppendTime
+# Debian's own interpreter: python3-confluent-kafka is installed for it, not for another python3 on the PATH.
+/usr/bin/python3 -u - "$OUTBOX_KAFKA_BROKERS" "${tag}_kafka" "$rate" "$seconds" "${OUTBOX_BENCH_LINGER_MS:-5}" <<'PY'
+import sys, time
+from confluent_kafka import Producer  # Debian's python3-confluent-kafka, on the system's librdkafka like the relay
+brokers, topic, rate, seconds, linger = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+p = Producer({"bootstrap.servers": brokers, "enable.idempotence": True, "acks": "all", "compression.type": "lz4",
+              "linger.ms": linger, "partitioner": "murmur2_random"})
+failed = []
+start = time.time()
+for i in range(rate * seconds):
+    ahead = start + i / rate - time.time()
+    if ahead > 0:
+        time.sleep(ahead)
+    p.produce(topic, key="agg-%d" % (i % 1000), value=str(int(time.time() * 1000)),
+              on_delivery=lambda err, msg: failed.append(err) if err else None)
+    p.poll(0)
+if p.flush(60) or failed:
+    sys.exit("the Kafka reference lost records: %s" % failed[:3])
+PY
+kcat -C -b "$OUTBOX_KAFKA_BROKERS" -t "${tag}_kafka" -o beginning -e -q -f '%T %s\n' >"$dir/kafka.txt"
+
+python3 - "$dir/records.txt" "$dir/ref.txt" "$rate" "$seconds" "$per_tx" "$t0" "$t1" "$((rate * seconds / per_tx * per_tx))" \
+  "$dir/kafka.txt" <<'PY'
 import sys
-records_path, ref_path = sys.argv[1], sys.argv[2]
+records_path, ref_path, kafka_path = sys.argv[1], sys.argv[2], sys.argv[9]
 rate, seconds, per_tx = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 t0, t1, expected = float(sys.argv[6]), float(sys.argv[7]), int(sys.argv[8])
 relay = []
@@ -133,6 +162,7 @@ for line in open(records_path):
         if first is None or int(commit) < first[0]:
             first = (int(commit), int(ts) - int(commit))
 ref = [float(x) for x in open(ref_path)]
+kafka = [int(a) - int(b) for a, b in (line.split() for line in open(kafka_path) if line.strip())]
 if len(relay) != expected:
     sys.exit("expected %d records in Kafka, read %d" % (expected, len(relay)))
 def pct(values, p):
@@ -146,7 +176,9 @@ print("load: %d events/s asked, %.0f achieved (%d events in %.1f s), %d per tran
 print("%-10s %9s %8s %8s %8s %8s" % ("ms", "samples", "p50", "p99", "p99.9", "max"))
 row("relay", relay)
 row("reference", ref)
-r99, f99 = pct(relay, 99), pct(ref, 99)
+row("kafka", kafka)
+r99, f99, k99 = pct(relay, 99), pct(ref, 99), pct(kafka, 99)
 print("the relay's first record on the topic (its metadata not fetched before): %d ms" % first[1])
 print("relay p99 - reference p99: %.1f ms; relay p99 / reference p99: %.2f" % (r99 - f99, r99 / max(f99, 0.001)))
+print("relay p99 - (reference p99 + kafka p99): %.1f ms" % (r99 - f99 - k99))
 PY
