@@ -8,7 +8,7 @@ packages=(
   librdkafka-dev libpq-dev libpqxx-dev libasio-dev libyaml-cpp-dev nlohmann-json3-dev
   libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev libhiredis-dev
   postgresql-15 postgresql-client-15 redis-server kcat prometheus python3-confluent-kafka
-  default-jre-headless maven clang-format clang-tidy clang-14 libclang-rt-14-dev python3 python3-yaml procps openssl xz-utils unzip
+  libjemalloc-dev default-jre-headless maven clang-format clang-tidy clang-14 libclang-rt-14-dev python3 python3-yaml procps openssl xz-utils unzip
 )
 
 missing=()

@@ -47,12 +47,12 @@ bench_create_topic() {
     || { cat "$dir/topic-$name.log"; die "cannot create topic $name"; }
 }
 
-# bench_relay_config [SINK_LINES]: $dir/relay.yaml for slot $tag on the table, warnings only, confirming every
-# 100 ms; SINK_LINES (YAML, indented by two) are added to `sink:`. OUTBOX_BENCH_MAX_INFLIGHT_MESSAGES and
+# bench_relay_config [SINK_LINES] [SOURCE_LINES]: $dir/relay.yaml for slot $tag on the table, warnings only,
+# confirming every 100 ms; SINK_LINES and SOURCE_LINES (YAML, indented by two) are added to `sink:` and `source:`. OUTBOX_BENCH_MAX_INFLIGHT_MESSAGES and
 # OUTBOX_BENCH_MAX_INFLIGHT_BYTES set the in-flight window (relay.max_inflight_messages, relay.max_inflight_bytes),
 # OUTBOX_BENCH_LINGER_MS the producer's linger.ms (sink.properties) instead of the relay's default.
 bench_relay_config() {
-  local window='' sink=${1:-}
+  local window='' sink=${1:-} source_lines=${2:-}
   [ -z "${OUTBOX_BENCH_LINGER_MS:-}" ] || sink+=$'\n'"  properties: {linger.ms: '$OUTBOX_BENCH_LINGER_MS'}"
   [ -z "${OUTBOX_BENCH_MAX_INFLIGHT_MESSAGES:-}" ] || window+="  max_inflight_messages: $OUTBOX_BENCH_MAX_INFLIGHT_MESSAGES"$'\n'
   [ -z "${OUTBOX_BENCH_MAX_INFLIGHT_BYTES:-}" ] || window+="  max_inflight_bytes: $OUTBOX_BENCH_MAX_INFLIGHT_BYTES"$'\n'
@@ -63,6 +63,7 @@ source:
   publication: ${tag}_pub
   tables:
     - name: public.${tag}_outbox
+${source_lines}
 sink:
   brokers: \${OUTBOX_KAFKA_BROKERS}
 ${sink}

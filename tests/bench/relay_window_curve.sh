@@ -9,30 +9,6 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/scripts/lib.sh"
-n=${1:-200000}
-per_tx=${2:-100}
-windows=${3:-1MiB 2MiB 4MiB 8MiB 16MiB 64MiB}
-
-rows=()
-for w in $windows; do
-  log "window $w"
-  out=$(OUTBOX_BENCH_MAX_INFLIGHT_MESSAGES=10000000 OUTBOX_BENCH_MAX_INFLIGHT_BYTES=$w \
-    "$root/tests/bench/relay_throughput.sh" "$n" "$per_tx")
-  echo "$out"
-  rows+=("$w|$(echo "$out" | tr '\n' '|')")
-done
-
-echo
-echo "| window | relay events/s | relay / kcat | relay / source | CPU per event | peak RSS |"
-echo "|---|---|---|---|---|---|"
-for r in "${rows[@]}"; do
-  python3 - "$r" <<'PY'
-import re, sys
-w, text = sys.argv[1].split("|", 1)
-rate = re.search(r"relay:\s+([\d,]+) events/s", text).group(1)
-rss = re.search(r"peak RSS ([\d.]+) MiB", text).group(1)
-kcat, source = re.search(r"ratio:\s+([\d.]+) of the bare producer, ([\d.]+) of the bare source", text).groups()
-cpu = re.search(r"([\d.]+) us/event", text).group(1)
-print(f"| {w} | {rate} | {kcat} | {source} | {cpu} µs | {rss} MiB |")
-PY
-done
+source "$root/tests/bench/sweep_lib.sh"
+export OUTBOX_BENCH_MAX_INFLIGHT_MESSAGES=10000000
+bench_sweep window OUTBOX_BENCH_MAX_INFLIGHT_BYTES "${3:-1MiB 2MiB 4MiB 8MiB 16MiB 64MiB}" "${1:-200000}" "${2:-100}"
