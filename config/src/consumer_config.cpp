@@ -263,8 +263,20 @@ schema make_consumer_schema() {
                       .describe("`dedupe.store: postgres`: create the inbox, dead-letter and held-key tables at start "
                                 "when missing; `false` for a role that may not create tables: apply "
                                 "`dedupe/schema.sql` in your migrations, and start-up fails naming a missing table"),
+                  int_key("batch_size")
+                      .defaults("1")
+                      .between(1, 10'000)
+                      .in_unit("records")
+                      .describe("`dedupe.store: postgres`: records whose effects share one transaction (a savepoint "
+                                "each), committed together; offsets move only after the commit, and a failed commit "
+                                "runs them all again; 1 is a transaction per record; needs `consumer.workers: 1`"),
+                  duration_key("batch_time")
+                      .defaults("10ms")
+                      .check(detail::positive(), "more than 0s")
+                      .describe("`dedupe.store: postgres` with `batch_size` above 1: a batch commits this long after "
+                                "its first record at the latest, and as soon as no more records wait to be read"),
               })
-          .describe("The PostgreSQL inbox's tables"),
+          .describe("The PostgreSQL inbox's tables and transactions"),
       section(
           "retry",
           {
@@ -450,6 +462,8 @@ consumer_config from_values(values v) {
   c.dedupe.check = pick(v.get<std::string>("dedupe.retention_check"), k_checks);
   c.dedupe.key_header = optional_text(v, "dedupe.key_header");
   c.inbox.create_table = v.get<bool>("inbox.create_table");
+  c.inbox.batch_size = static_cast<int>(v.get<std::int64_t>("inbox.batch_size"));
+  c.inbox.batch_time = v.get<std::chrono::milliseconds>("inbox.batch_time");
 
   c.retry.schedule = pick(v.get<std::string>("retry.schedule"), k_schedules);
   c.retry.initial = v.get<std::chrono::milliseconds>("retry.initial");

@@ -100,6 +100,7 @@ attempt_runner::attempt_runner(std::string group, transactional_handler h, const
           inbox.dsn, dedupe::postgres_inbox::options{inbox.table, inbox.retention, inbox.keep_at_least,
                                                      inbox.dead_letter_table, inbox.create_table})),
       m_dsn(inbox.dsn),
+      m_batch_size(std::max<std::size_t>(inbox.batch, 1)),
       m_metrics(metrics),
       m_token_prefix(0) {}
 
@@ -146,7 +147,12 @@ std::variant<std::string, attempt_result> attempt_runner::key_of(const record& r
 }
 
 attempt_result attempt_runner::run(const record& r, claim_state& c) {
-  return m_inbox ? run_in_transaction(r) : run_plain(r, c);
+  if (!m_inbox) return run_plain(r, c);
+  if (m_batch_size > 1 && m_batch_allowed) return run_in_batch(r);
+  if (m_batch && !commit_batch()) {
+    log::warn(k_component, "a batch of inbox records was lost; its records run again");
+  }
+  return run_in_transaction(r);
 }
 
 attempt_result attempt_runner::run_plain(const record& r, claim_state& c) {
@@ -239,6 +245,134 @@ attempt_result attempt_runner::let_go(const record& r, claim_state& c) {
   return {};
 }
 
+outcome attempt_runner::call_in(pqxx::work& tx, const record& r) {
+  outcome o;
+  const auto t0 = clock::now();
+  try {
+    o = m_tx_handler(r, tx);
+  } catch (const std::exception& e) {
+    // The connection goes once `tx` is gone; the next transaction opens a new one.
+    if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) m_drop_db = true;
+    o = outcome_from_exception(std::current_exception(), m_classify);
+  } catch (...) {
+    o = outcome_from_exception(std::current_exception(), m_classify);
+  }
+  m_metrics.handler_time(r.topic, seconds_since(t0));
+  return o;
+}
+
+attempt_result attempt_runner::inbox_failure(const std::exception& e) {
+  if (m_db && (!m_db->is_open() || dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
+               dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr)) {
+    m_db.reset();
+  }
+  if (auto down = database_failure(e)) return wait_on("inbox", *down);
+  if (const auto* o = dynamic_cast<const outbox_error*>(&e); o != nullptr && o->value().category == "dedupe") {
+    // The inbox refused its own statement (e.g. the table is missing or not writable): not the record's fault.
+    return wait_on("inbox", e.what());
+  }
+  return wait_on("inbox", std::string("transaction failed: ") + e.what());
+}
+
+attempt_result attempt_runner::run_in_batch(const record& r) {
+  auto key = key_of(r, "the inbox cannot deduplicate it");
+  if (auto* bad = std::get_if<attempt_result>(&key)) return *bad;
+  const std::string_view id = std::get<std::string>(key);
+  try {
+    if (!m_batch) {
+      m_batch = std::make_unique<pqxx::work>(database());
+      m_batch_opened = clock::now();
+      m_batch_records = 0;
+    }
+    pqxx::work& tx = *m_batch;
+    tx.exec0("SAVEPOINT outbox_record");
+    const auto c0 = clock::now();
+    const bool claimed = m_inbox->claim_in(tx, m_group, id);
+    m_metrics.dedupe_time(seconds_since(c0));
+    if (!claimed) {
+      // Committed earlier, or by a record before it in this batch (which runs again with it if the batch is lost).
+      tx.exec0("RELEASE SAVEPOINT outbox_record");
+      ++m_batch_records;
+      return {attempt_kind::duplicate, {}, {}, {}, false, {}};
+    }
+    const outcome o = call_in(tx, r);
+    if (m_drop_db) {
+      lose_batch();
+      return wait_on("inbox", o.reason.empty() ? std::string("the inbox connection broke") : o.reason);
+    }
+    const auto undo = [&] { tx.exec0("ROLLBACK TO SAVEPOINT outbox_record"); };
+    if (o.kind == outcome_kind::infrastructure) {
+      undo();
+      return wait_on("inbox", o.reason);
+    }
+    if (!applied(o)) {
+      undo();
+      return from_outcome(o);
+    }
+    bool alive = false;
+    try {
+      alive = m_inbox->still_claimed_in(tx, m_group, id);
+    } catch (const outbox_error& e) {
+      if (e.value().retry != retry_class::fatal) throw;
+    }
+    if (!alive) {
+      undo();
+      return {attempt_kind::retry,
+              "the handler returned done on a transaction that was aborted or rolled back (did it catch an SQL "
+              "error? run statements that may fail in a pqxx::subtransaction); nothing was committed",
+              {},
+              {},
+              true,
+              {}};
+    }
+    if (const auto n = r.header(rf::k_dlq_replay_count); n && parse_int64(*n).value_or(0) > 0) {
+      if (const auto event = r.event_id(); !event.empty() && !rf::event_id_problem(event)) {
+        m_inbox->note_replay_applied(tx, m_group, event);
+      }
+    }
+    tx.exec0("RELEASE SAVEPOINT outbox_record");
+    ++m_batch_records;
+    return from_outcome(o);
+  } catch (const std::exception& e) {
+    lose_batch();  // the transaction is unusable: every record applied in it runs again
+    return inbox_failure(e);
+  }
+}
+
+void attempt_runner::lose_batch() noexcept {
+  if (!m_batch) return;
+  try {
+    m_batch->abort();
+  } catch (...) {  // NOLINT(bugprone-empty-catch): the connection is gone; so is the transaction
+  }
+  m_batch.reset();
+  if (m_batch_records > 0) m_batch_lost = true;
+  m_batch_records = 0;
+}
+
+bool attempt_runner::commit_batch() {
+  if (!m_batch) return true;
+  const std::size_t records = m_batch_records;
+  try {
+    m_batch->commit();
+    m_batch.reset();
+    m_batch_records = 0;
+    ++m_batch_commits;
+    return true;
+  } catch (const std::exception& e) {
+    log::warn(k_component, "committing a batch of inbox records failed; they run again",
+              {{"records", records}, {"error", e.what()}});
+    m_batch.reset();
+    m_batch_records = 0;
+    if (records > 0) m_batch_lost = true;
+    if (m_db && (!m_db->is_open() || dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
+                 dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr)) {
+      m_db.reset();
+    }
+    return false;
+  }
+}
+
 attempt_result attempt_runner::run_in_transaction(const record& r) {
   auto key = key_of(r, "the inbox cannot deduplicate it");
   if (auto* bad = std::get_if<attempt_result>(&key)) return *bad;
@@ -252,18 +386,7 @@ attempt_result attempt_runner::run_in_transaction(const record& r) {
       tx.abort();
       return {attempt_kind::duplicate, {}, {}, {}, false, {}};
     }
-    outcome o;
-    const auto t0 = clock::now();
-    try {
-      o = m_tx_handler(r, tx);
-    } catch (const std::exception& e) {
-      // The connection goes once `tx` is gone; the next transaction opens a new one.
-      if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) m_drop_db = true;
-      o = outcome_from_exception(std::current_exception(), m_classify);
-    } catch (...) {
-      o = outcome_from_exception(std::current_exception(), m_classify);
-    }
-    m_metrics.handler_time(r.topic, seconds_since(t0));
+    const outcome o = call_in(tx, r);
     if (o.kind == outcome_kind::infrastructure) {
       if (!m_drop_db) tx.abort();
       return wait_on("inbox", o.reason);
@@ -299,16 +422,7 @@ attempt_result attempt_runner::run_in_transaction(const record& r) {
     tx.commit();  // inbox row and effect together; in doubt -> the next attempt finds the row if it committed
     return from_outcome(o);
   } catch (const std::exception& e) {
-    if (m_db && (!m_db->is_open() || dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
-                 dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr)) {
-      m_db.reset();
-    }
-    if (auto down = database_failure(e)) return wait_on("inbox", *down);
-    if (const auto* o = dynamic_cast<const outbox_error*>(&e); o != nullptr && o->value().category == "dedupe") {
-      // The inbox refused its own statement (e.g. the table is missing or not writable): not the record's fault.
-      return wait_on("inbox", e.what());
-    }
-    return wait_on("inbox", std::string("transaction failed: ") + e.what());
+    return inbox_failure(e);
   }
 }
 
@@ -330,6 +444,7 @@ attempt_result attempt_runner::record_dead_letter(const dedupe::dead_letter_entr
   if (!m_inbox) return {};
   const bool row = !e.event_id.empty() && !rf::event_id_problem(e.event_id);
   if (!row && !m_on_dead) return {};
+  commit_batch();  // the connection holds one transaction at a time; a lost batch is flagged for the consumer
   try {
     pqxx::work tx(database());
     if (row) m_inbox->record_dead_letter(tx, e);

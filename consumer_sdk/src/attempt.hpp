@@ -5,6 +5,7 @@
 #include "outbox/dedupe/store.hpp"
 
 #include <pqxx/connection>
+#include <pqxx/transaction>
 
 #include <chrono>
 #include <condition_variable>
@@ -13,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <variant>
 
 namespace outbox::consumer::detail {
@@ -88,9 +90,31 @@ class attempt_runner {
   [[nodiscard]] std::uint64_t evicted() const noexcept;
   [[nodiscard]] bool dedupes() const noexcept { return m_store != nullptr || m_inbox != nullptr; }
 
+  // Batched inbox commits (inbox_options::batch > 1): attempts that the consumer allows join one open transaction,
+  // a savepoint each; commit_batch() commits them together.
+  /// Whether the next attempts may join the open batch (the consumer allows it only while no record waits).
+  void allow_batch(bool on) noexcept { m_batch_allowed = on; }
+  [[nodiscard]] bool batch_open() const noexcept { return m_batch != nullptr; }
+  [[nodiscard]] std::size_t batch_records() const noexcept { return m_batch_records; }
+  [[nodiscard]] std::chrono::steady_clock::time_point batch_opened() const noexcept { return m_batch_opened; }
+  /// Commits the open batch (true when none is open). False when the commit failed: the effects of every
+  /// record in it are gone (or in doubt), take_batch_lost() says so, and those records must run again.
+  bool commit_batch();
+  /// Batches committed so far.
+  [[nodiscard]] std::uint64_t batch_commits() const noexcept { return m_batch_commits; }
+  /// True once after a batch holding applied records was lost (its commit failed, or its connection broke).
+  bool take_batch_lost() noexcept { return std::exchange(m_batch_lost, false); }
+
  private:
   attempt_result run_plain(const record& r, claim_state& c);
   attempt_result run_in_transaction(const record& r);
+  attempt_result run_in_batch(const record& r);
+  /// The transactional handler on `tx`, its exceptions mapped to outcomes, timed.
+  outcome call_in(pqxx::work& tx, const record& r);
+  /// The result of an inbox transaction that threw.
+  attempt_result inbox_failure(const std::exception& e);
+  /// The open batch is unusable: drops it, and flags it lost when it held applied records.
+  void lose_batch() noexcept;
   /// The record's dedupe key, or the fatal result of a missing or bad one; `what` ends its reason.
   std::variant<std::string, attempt_result> key_of(const record& r, const char* what) const;
   pqxx::connection& database();
@@ -110,6 +134,13 @@ class attempt_runner {
   std::unique_ptr<dedupe::postgres_inbox> m_inbox;
   std::string m_dsn;
   std::unique_ptr<pqxx::connection> m_db;
+  std::size_t m_batch_size = 1;
+  bool m_batch_allowed = false;
+  std::unique_ptr<pqxx::work> m_batch;  // after m_db: gone before its connection
+  std::size_t m_batch_records = 0;
+  std::chrono::steady_clock::time_point m_batch_opened;
+  std::uint64_t m_batch_commits = 0;
+  bool m_batch_lost = false;
   consumer_metrics& m_metrics;
   std::uint64_t m_token_prefix;
   std::uint64_t m_token_counter = 0;

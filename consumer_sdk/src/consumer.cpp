@@ -123,6 +123,7 @@ class consumer::impl {
                        m_options.dlq_retention, m_options.check_retention, m_attempts->retention(),
                        m_options.replay_window});
     if (m_options.workers > 1) start_workers(lane_handler, lane_tx_handler, schedule_copy);
+    m_batching = m_options.inbox && lane_tx_handler && m_options.inbox->batch > 1;
     m_kafka = create_client();
     m_commits.attach(m_kafka.get());
   }
@@ -280,6 +281,11 @@ class consumer::impl {
       }
       kafka::message_ptr msg(rd_kafka_consumer_poll(m_kafka.get(), poll_timeout_ms()));
       if (msg) handle(msg.get());
+      if (m_batching && m_attempts->batch_open() &&
+          (!msg || m_attempts->batch_records() >= m_options.inbox->batch ||
+           clock::now() - m_attempts->batch_opened() >= m_options.inbox->batch_time)) {
+        settle_batch();
+      }
       follow_halt();
       now = clock::now();
       if (now >= next_commit) {
@@ -323,6 +329,11 @@ class consumer::impl {
     }
     // With workers, finished offsets come back while the poll waits: look for them often enough.
     if (m_pool) timeout = std::min(timeout, milliseconds(10));
+    // An open batch commits once nothing more arrives within what is left of its batch_time.
+    if (m_batching && m_attempts->batch_open()) {
+      const auto left = m_options.inbox->batch_time - (now - m_attempts->batch_opened());
+      timeout = std::min(timeout, std::max(std::chrono::duration_cast<milliseconds>(left), milliseconds(0)));
+    }
     return static_cast<int>(timeout.count());
   }
 
@@ -343,6 +354,7 @@ class consumer::impl {
     if (!m_waiting.empty() && m_waiting.contains(ref->tp)) return;
     // Already seen (a fetch that overlapped a seek): not processed twice.
     if (!ref->offsets->started(m->offset)) return;
+    if (m_batching) m_attempts->allow_batch(m_waiting.empty());
     fill_record(m, ref->tp.topic, m_record);
     std::optional<pending_record> p;
     switch (ref->role.role) {
@@ -360,12 +372,82 @@ class consumer::impl {
         p = m_flow->from_tier(m_record, ref->tp, ref->role.source, ref->role.delay);
         break;
     }
+    const topic_partition tp = ref->tp;  // a copy: a lost batch rewinds partitions
     if (!p) {
-      ref->offsets->finished(m->offset);
+      finish(tp, m->offset);
       return;
     }
-    pause(ref->tp);
-    m_waiting.insert_or_assign(ref->tp, waiting{std::move(*p), false});
+    // Nothing waits while a batch is open: the records before this one commit first.
+    if (!settle_batch() && m_rewound.contains(tp)) {
+      m_flow->forget(*p);  // its partition is read again from before it
+      return;
+    }
+    pause(tp);
+    m_waiting.insert_or_assign(tp, waiting{std::move(*p), false});
+  }
+
+  /// A record is finished: its offset is marked, or with an open batch of inbox records marked once the batch
+  /// commits.
+  void finish(const topic_partition& tp, std::int64_t offset) {
+    if (m_batching) {
+      sync_batch();
+      if (m_attempts->batch_open()) {
+        if (m_deferred.empty()) m_deferred_epoch = m_attempts->batch_commits();
+        m_deferred.emplace_back(tp, offset);
+        return;
+      }
+    }
+    m_offsets.finished(tp, offset);
+  }
+
+  /// Commits the open batch of inbox records (inbox_options::batch) and marks its records finished; false when it
+  /// was lost, and their partitions are read again from its first record.
+  bool settle_batch() {
+    if (!m_batching) return true;
+    m_attempts->commit_batch();
+    return sync_batch();
+  }
+
+  /// Catches up with what happened to the batch: committed (also by the attempt runner itself, before a dead
+  /// letter) marks the deferred records finished; lost rewinds their partitions. False when it was lost.
+  bool sync_batch() {
+    m_rewound.clear();
+    if (m_attempts->take_batch_lost()) {
+      rewind_deferred();
+      return false;
+    }
+    if (!m_deferred.empty() && m_attempts->batch_commits() != m_deferred_epoch) {
+      for (const auto& [tp, offset] : m_deferred) m_offsets.finished(tp, offset);
+      m_deferred.clear();
+    }
+    return true;
+  }
+
+  /// A lost batch: each partition with records in it is read again from the first of them (a record waiting
+  /// there is dropped and comes again too); the inbox makes what did commit a duplicate.
+  void rewind_deferred() {
+    std::map<topic_partition, std::int64_t> from;
+    for (const auto& [tp, offset] : m_deferred) {
+      const auto [it, fresh] = from.emplace(tp, offset);
+      if (!fresh) it->second = std::min(it->second, offset);
+    }
+    m_deferred.clear();
+    for (const auto& [tp, offset] : from) {
+      partition_offsets* o = m_offsets.offsets(tp);
+      if (o == nullptr) continue;
+      forget(tp);
+      o->rewind(offset);
+      m_rewound.insert(tp);
+      bool moved = false;
+      for (int tries = 0; tries < 3 && !moved; ++tries) moved = seek_and_resume(tp, offset);
+      if (!moved) {
+        throw outbox_error("kafka", "cannot read " + tp.topic + "[" + std::to_string(tp.partition) +
+                                        "] again from offset " + std::to_string(offset) +
+                                        " after a lost batch of inbox records; stopping so that a restart does");
+      }
+      log::warn(k_component, "a batch of inbox records was lost; reading its records again",
+                {{"topic", tp.topic}, {"partition", tp.partition}, {"from_offset", offset}});
+    }
   }
 
   /// consumer.workers: hands the record to its lane (a tier copy only once it is due: until then its partition is
@@ -455,6 +537,7 @@ class consumer::impl {
   }
 
   void run_due() {
+    if (m_batching) m_attempts->allow_batch(false);  // records that waited run a transaction each
     for (auto it = m_waiting.begin(); it != m_waiting.end() && !m_stop.load(std::memory_order_relaxed);) {
       waiting& w = it->second;
       if (!w.counted) {
@@ -601,6 +684,7 @@ class consumer::impl {
     // With workers, the lanes let these partitions go first: a handler already running finishes, and what
     // finished is committed with the rest.
     const bool lost = rd_kafka_assignment_lost(rk) != 0 || err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS;
+    settle_quietly();
     if (m_pool) {
       m_pool->drop(tps);
       collect_finished();
@@ -621,6 +705,15 @@ class consumer::impl {
     log::info(k_component, lost ? "partitions lost" : "partitions revoked", {{"partitions", describe(tps)}});
   }
 
+  /// settle_batch() where a lost batch can only be logged: its records are not committed and come again.
+  void settle_quietly() noexcept {
+    try {
+      settle_batch();
+    } catch (const std::exception& e) {
+      log::warn(k_component, "a batch of inbox records was lost; its records come again", {{"error", e.what()}});
+    }
+  }
+
   void on_error(rd_kafka_t* rk, int err, const char* reason) {
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
       char text[512];
@@ -638,6 +731,7 @@ class consumer::impl {
       m_pool->stop();  // the handlers running finish; what waits in a lane is dropped (read again later)
       collect_finished();
     }
+    settle_quietly();
     m_commits.send_and_wait(nullptr, deadline);
     for (auto& [tp, w] : m_waiting) m_flow->forget(w.p);
     m_waiting.clear();
@@ -698,6 +792,11 @@ class consumer::impl {
   std::set<topic_partition> m_full;                       // paused with k_max_in_flight records in flight
   std::map<topic_partition, std::uint64_t> m_generation;  // each assignment of a partition gets its own
   std::uint64_t m_next_generation = 0;
+  /// inbox_options::batch > 1: records finished in the open batch, marked finished once it commits.
+  bool m_batching = false;
+  std::vector<std::pair<topic_partition, std::int64_t>> m_deferred;
+  std::uint64_t m_deferred_epoch = 0;
+  std::set<topic_partition> m_rewound;                                               // by the last sync_batch()
   std::map<std::pair<const rd_kafka_topic_t*, std::int32_t>, partition_ref> m_refs;  // cleared on every rebalance
   record m_record;                                                                   // reused for every record read
   std::string m_kafka_fatal;

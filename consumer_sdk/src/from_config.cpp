@@ -71,6 +71,8 @@ consumer_options from_config(const config::consumer_config& c) {
       i.retention = c.dedupe.retention;
       i.keep_at_least = c.dedupe.keep_at_least;
       i.create_table = c.inbox.create_table;
+      i.batch = static_cast<std::size_t>(c.inbox.batch_size);
+      i.batch_time = c.inbox.batch_time;
       o.inbox = i;
       if (holds) o.holds = dedupe::make_postgres_key_holds(i.dsn, i.table, lapse, i.create_table);
       break;

@@ -25,6 +25,14 @@ bool partition_offsets::finished(std::int64_t offset) {
   return true;
 }
 
+void partition_offsets::rewind(std::int64_t offset) {
+  while (!m_pending.empty() && m_pending.back().offset >= offset) {
+    if (!m_pending.back().done) --m_unfinished;
+    m_pending.pop_back();
+  }
+  m_last_started = std::min(m_last_started, offset - 1);
+}
+
 void offset_tracker::assign(const topic_partition& tp) { m_partitions.insert_or_assign(tp, state{}); }
 
 void offset_tracker::revoke(const topic_partition& tp) { m_partitions.erase(tp); }

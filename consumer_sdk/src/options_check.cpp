@@ -41,6 +41,14 @@ std::string checked_group(const consumer_options& o) {
     throw outbox_error("config", "consumer.workers is " + std::to_string(o.workers) + "; it must be 1 to " +
                                      std::to_string(k_max_workers) + " (1 runs records on the polling thread)");
   }
+  if (o.inbox && o.inbox->batch < 1) throw outbox_error("config", "inbox.batch_size must be at least 1");
+  if (o.inbox && o.inbox->batch > 1 && o.workers > 1) {
+    throw outbox_error("config", "inbox.batch_size " + std::to_string(o.inbox->batch) +
+                                     " needs consumer.workers: 1 (it is " + std::to_string(o.workers) +
+                                     "); run more workers or batch, not both");
+  }
+  if (o.inbox && o.inbox->batch_time.count() <= 0)
+    throw outbox_error("config", "inbox.batch_time must be more than 0s");
   return o.group_id;
 }
 

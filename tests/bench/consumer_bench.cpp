@@ -6,6 +6,9 @@
 //
 //   source .run/services.env && build/tests/bench/consumer_bench [records=500000] [rounds=2] [both|bare|sdk]
 //   source .run/services.env && build/tests/bench/consumer_bench workers [records=4000] [wait_ms=5]
+// `inbox` mode runs payment-ledger's credit in the PostgreSQL inbox transaction (synchronous_commit on, as on a
+// production server) with a transaction per record and with inbox.batch_size BATCH, and prints both rates:
+//   source .run/services.env && build/tests/bench/consumer_bench inbox [records=20000] [batch=100]
 #include "outbox/base/log.hpp"
 #include "outbox/consumer/consumer.hpp"
 #include "outbox/consumer/deserialize.hpp"
@@ -13,6 +16,7 @@
 #include "test_producer.hpp"
 
 #include <librdkafka/rdkafka.h>
+#include <pqxx/pqxx>
 #include <nlohmann/json.hpp>
 
 #include <atomic>
@@ -161,6 +165,96 @@ run_result waiting_loop(const std::string& topic, const std::string& group, long
   return {static_cast<double>(records) / secs};
 }
 
+std::string pg_dsn() {
+  const char* d = std::getenv("OUTBOX_PG_DSN");
+  if (d == nullptr || *d == '\0') {
+    std::fprintf(stderr, "OUTBOX_PG_DSN is not set: scripts/services.sh start && source .run/services.env\n");
+    std::exit(2);
+  }
+  return d;
+}
+
+/// The SDK with the PostgreSQL inbox in `schema` (batch 1: a transaction per record); records/s first to last.
+run_result inbox_loop(const std::string& topic, const std::string& group, const std::string& schema, long records,
+                      std::size_t batch) {
+  consumer::consumer_options o;
+  o.brokers = brokers();
+  o.group_id = group;
+  o.topics = {topic};
+  o.check_retention = consumer::retention_check::off;
+  consumer::inbox_options inbox;
+  // Each commit waits for its WAL to be flushed, as on a production server (the local server runs without).
+  inbox.dsn = pg_dsn() + " options='-csearch_path=" + schema + " -csynchronous_commit=on'";
+  inbox.batch = batch;
+  o.inbox = inbox;
+  bool started = false;
+  clock_type::time_point first;
+  clock_type::time_point last;
+  consumer::consumer* self = nullptr;
+  consumer::consumer c(std::move(o), consumer::transactional_handler([&](const consumer::record& r, pqxx::work& tx) {
+                         if (!started) first = clock_type::now();
+                         started = true;
+                         const auto j = nlohmann::json::parse(consumer::value_of(r));
+                         tx.exec_params("UPDATE accounts SET balance_cents = balance_cents + $1 WHERE account_id = $2",
+                                        j.at("amount_cents").get<std::int64_t>(),
+                                        j.at("account_id").get<std::string>());
+                         return consumer::outcome::done();
+                       }));
+  self = &c;
+  std::thread watch([&] {
+    // Counts what the inbox committed: the handler's own count includes records of a batch not committed yet.
+    pqxx::connection db(pg_dsn());
+    while (true) {
+      const long n =
+          pqxx::nontransaction(db)
+              .exec1("SELECT count(*) FROM " + schema + ".outbox_inbox WHERE consumer_group = " + db.quote(group))[0]
+              .as<long>();
+      if (n >= records) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval of the count above
+    }
+    last = clock_type::now();
+    self->stop();
+  });
+  c.run();
+  watch.join();
+  return {static_cast<double>(records) / std::chrono::duration<double>(last - first).count()};
+}
+
+int run_inbox(int argc, char** argv) {
+  const long records = argc > 2 ? std::atol(argv[2]) : 20000;
+  const auto batch = static_cast<std::size_t>(argc > 3 ? std::atol(argv[3]) : 100);
+  outbox::log::configure(outbox::log::level::warn, outbox::log::format::text);
+  const std::string suffix = std::to_string(std::random_device{}() % 1'000'000'000);
+  const std::string topic = "bench_inbox_" + suffix;
+  {
+    pqxx::connection db(pg_dsn());
+    const auto fsync = pqxx::nontransaction(db).exec1("SHOW fsync")[0].as<std::string>();
+    std::printf("the server runs with fsync %s%s\n", fsync.c_str(),
+                fsync == "on" ? "" : ": a commit costs no flush here, and the figures understate what batching saves");
+  }
+  std::printf("filling %s with %ld records over %d partitions...\n", topic.c_str(), records, k_partitions);
+  fill(topic, records);
+  double rates[2] = {0, 0};
+  for (int round = 0; round < 2; ++round) {
+    const std::string schema = "bench_inbox_" + suffix + "_" + std::to_string(round);
+    {
+      pqxx::connection db(pg_dsn());
+      pqxx::nontransaction(db).exec("CREATE SCHEMA " + schema + "; CREATE TABLE " + schema +
+                                    ".accounts (account_id text PRIMARY KEY, balance_cents bigint NOT NULL); INSERT "
+                                    "INTO " +
+                                    schema + ".accounts SELECT 'acct-' || g, 0 FROM generate_series(0, " +
+                                    std::to_string(k_accounts - 1) + ") g");
+    }
+    const std::size_t b = round == 0 ? 1 : batch;
+    rates[round] = inbox_loop(topic, "bench_inbox_" + suffix + "_" + std::to_string(round), schema, records, b).rate;
+    std::printf("inbox, %zu record(s) a transaction: %.0f records/s\n", b, rates[round]);
+    pqxx::connection db(pg_dsn());
+    pqxx::nontransaction(db).exec("DROP SCHEMA " + schema + " CASCADE");
+  }
+  std::printf("batched / per record: %.2f (target >= 5)\n", rates[1] / rates[0]);
+  return 0;
+}
+
 int run_workers(int argc, char** argv) {
   const long records = argc > 2 ? std::atol(argv[2]) : 4000;
   const auto wait = std::chrono::milliseconds(argc > 3 ? std::atol(argv[3]) : 5);
@@ -184,6 +278,7 @@ int run_workers(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "workers") return run_workers(argc, argv);
+  if (argc > 1 && std::string(argv[1]) == "inbox") return run_inbox(argc, argv);
   const long records = argc > 1 ? std::atol(argv[1]) : 500'000;
   const int rounds = argc > 2 ? std::atoi(argv[2]) : 2;
   const std::string mode = argc > 3 ? argv[3] : "both";

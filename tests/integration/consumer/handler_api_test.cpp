@@ -11,7 +11,9 @@
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
+#include <atomic>
 #include <map>
+#include <set>
 #include <mutex>
 #include <vector>
 
@@ -252,6 +254,52 @@ TEST_F(handler_api, a_service_joins_the_inbox_to_a_serializable_transaction_of_i
   EXPECT_EQ(c.get().stats().duplicate, 1u);
   EXPECT_EQ(inbox_keys(), (std::vector<std::string>{"wx-1", "wx-2"}));
   EXPECT_EQ(isolation, (std::vector<std::string>(3, "serializable")));
+}
+
+}  // namespace
+}  // namespace outbox::consumer_test
+
+// inbox_options::batch: 200 records, 40 a transaction. The connection dies in the middle of a batch (the handler's
+// own backend is terminated under it): the batch is lost, its records are read again, and every effect is applied
+// exactly once, the offsets past them all.
+namespace outbox::consumer_test {
+namespace {
+
+TEST_F(handler_api, a_batch_lost_with_its_connection_is_read_again_and_every_effect_applied_once) {
+  create_topic(2);
+  test::pg_exec("CREATE TABLE " + m_schema + ".effects (event_id text NOT NULL)");
+  auto o = inbox_options();
+  o.inbox->batch = 40;
+  o.inbox->batch_time = 5s;  // the batch ends on its size or on an empty poll, not on time
+  std::atomic<int> calls{0};
+  const std::string effects = m_schema + ".effects";
+  running_consumer c(std::move(o), consumer::transactional_handler([&](const record& r, pqxx::work& tx) {
+                       tx.exec_params("INSERT INTO " + effects + " VALUES ($1)", std::string(r.event_id()));
+                       if (calls.fetch_add(1) == 25) tx.exec("SELECT pg_terminate_backend(pg_backend_pid())");
+                       return outcome::done();
+                     }));
+  test_producer producer(test::require_services().kafka_brokers);
+  std::set<std::string> ids;
+  for (int i = 0; i < 200; ++i) {
+    const std::string id = "lb-" + std::to_string(i);
+    ids.insert(id);
+    producer.send(outgoing{m_topic, i % 2, "k" + std::to_string(i % 7), "{}", {{"event_id", id}}});
+  }
+  producer.flush();
+  ASSERT_TRUE(test::wait_until(
+      [&] { return test::pg_column("SELECT DISTINCT event_id FROM " + effects).size() == ids.size(); }, 60s));
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        return committed_offsets(test::require_services().kafka_brokers, m_group, m_topic, 2) ==
+               std::vector<std::int64_t>{100, 100};
+      },
+      60s));
+  c.stop();
+  const auto applied = test::pg_column("SELECT event_id FROM " + effects + " ORDER BY event_id");
+  EXPECT_EQ(std::set<std::string>(applied.begin(), applied.end()), ids);
+  EXPECT_EQ(applied.size(), ids.size()) << "an effect was applied twice";
+  EXPECT_EQ(inbox_keys().size(), ids.size());
+  EXPECT_GT(calls.load(), 200) << "the lost batch's records ran again";
 }
 
 }  // namespace

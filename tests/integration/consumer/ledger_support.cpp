@@ -42,7 +42,8 @@ void ledger_fixture::TearDown() {
 void ledger_fixture::create_topic(int partitions) { test::kafka_create_topic(m_topic, partitions); }
 
 std::string ledger_fixture::write_config(const std::string& properties, const std::string& name,
-                                         const std::string& retry_and_dlq, const std::string& consumer_keys) const {
+                                         const std::string& retry_and_dlq, const std::string& consumer_keys,
+                                         const std::string& sections) const {
   const std::string path = m_dir + "/" + name;
   std::ofstream out(path);
   out << "consumer:\n"
@@ -57,7 +58,7 @@ std::string ledger_fixture::write_config(const std::string& properties, const st
       // The local broker keeps records 1d (+ segment.ms 7d) and offsets 7d: 10d covers that plus the replay window.
       << "  retention: 10d\n"
       << (retry_and_dlq.empty() ? "retry:\n  initial: 50ms\n  max: 500ms\n  attempts: 1000\n" : retry_and_dlq)
-      << "log:\n"
+      << sections << "log:\n"
       << "  level: info\n"
       << "metrics:\n"
       << "  listen: 127.0.0.1:0\n"  // instances run side by side: any free port

@@ -35,9 +35,11 @@ class ledger_fixture : public ::testing::Test {
   void create_topic(int partitions);
   /// Writes a ledger config; `properties` is a YAML flow map for consumer.properties; `retry_and_dlq` replaces
   /// the default `retry:` section (in-process retries only, every 50ms-500ms, up to 1000 attempts) and may add
-  /// a `dlq:` section; `consumer_keys` are more lines of the `consumer:` section (e.g. `  workers: 4\n`).
+  /// a `dlq:` section; `consumer_keys` are more lines of the `consumer:` section (e.g. `  workers: 4\n`); `sections`
+  /// are more top-level sections (e.g. `inbox:`).
   std::string write_config(const std::string& properties = "{}", const std::string& name = "ledger.yaml",
-                           const std::string& retry_and_dlq = "", const std::string& consumer_keys = "") const;
+                           const std::string& retry_and_dlq = "", const std::string& consumer_keys = "",
+                           const std::string& sections = "") const;
   /// Starts payment-ledger on `config`; its output goes to `<dir>/<log_name>`.
   std::unique_ptr<test::child_process> start_ledger(const std::string& config, const std::string& log_name) const;
   /// Inserts accounts with a zero balance.

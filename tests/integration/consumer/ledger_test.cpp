@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <pqxx/pqxx>
 
 #include <csignal>
 #include <nlohmann/json.hpp>
@@ -139,6 +140,46 @@ TEST_F(payment_ledger, with_workers_every_callback_is_credited_once_across_a_kil
   ledger = start_ledger(config, "ledger2.log");
   ASSERT_TRUE(test::wait_until([&] { return balances() == expected; }, 120s)) << ledger->log();
   EXPECT_EQ(inbox_rows(), k_callbacks) << "each callback once, the republished ones and the redelivered ones skipped";
+  EXPECT_EQ(ledger->stop(SIGTERM, 30s), 0) << ledger->log();
+  EXPECT_EQ(balances(), expected);
+}
+
+// inbox.batch_size: 50 callbacks a transaction. The database drops the ledger's connections mid-stream (the open
+// batch is lost and read again), then a kill -9 and a restart: every callback is still credited exactly once.
+TEST_F(payment_ledger, with_batched_inbox_commits_a_lost_batch_and_a_kill_9_still_credit_every_callback_once) {
+  create_topic(3);
+  std::vector<std::string> accounts;
+  for (int a = 0; a < 20; ++a) accounts.push_back("b" + std::to_string(a));
+  create_accounts(accounts);
+  std::map<std::string, std::int64_t> expected;
+  for (const auto& a : accounts) expected[a] = 0;
+  test_producer producer(test::require_services().kafka_brokers);
+  constexpr int k_callbacks = 6000;
+  for (int i = 0; i < k_callbacks; ++i) {
+    const callback c{"bt-" + std::to_string(i), accounts[static_cast<std::size_t>(i) % accounts.size()], 1 + i % 89};
+    expected[c.account_id] += c.amount_cents;
+    producer.send(to_record(m_topic, c));
+    if (i % 7 == 0) producer.send(to_record(m_topic, c));  // the relay republished it
+  }
+  producer.flush();
+
+  const std::string config = write_config(R"({session.timeout.ms: "6000", heartbeat.interval.ms: "500"})",
+                                          "ledger.yaml", "", "", "inbox:\n  batch_size: 50\n  batch_time: 20ms\n");
+  auto ledger = start_ledger(config, "ledger.log");
+  ASSERT_TRUE(ledger->wait_for_log("subscribed", 60s)) << ledger->log();  // the inbox table exists from here
+  ASSERT_TRUE(test::wait_until([&] { return inbox_rows() >= 500; }, 60s, 5ms)) << ledger->log();
+  // Every connection of the ledger's database but this test's own: the open batch goes with them.
+  pqxx::connection admin(test::require_services().pg_dsn);
+  pqxx::nontransaction(admin).exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> "
+      "pg_backend_pid() AND backend_type = 'client backend'");
+  ASSERT_TRUE(test::wait_until([&] { return inbox_rows() >= 2000; }, 60s, 5ms)) << ledger->log();
+  ledger->stop(SIGKILL, 10s);
+  EXPECT_LT(inbox_rows(), k_callbacks) << "the kill came after the last callback: the test proves less than it says";
+
+  ledger = start_ledger(config, "ledger2.log");
+  ASSERT_TRUE(test::wait_until([&] { return balances() == expected; }, 120s)) << ledger->log();
+  EXPECT_EQ(inbox_rows(), k_callbacks) << "each callback once";
   EXPECT_EQ(ledger->stop(SIGTERM, 30s), 0) << ledger->log();
   EXPECT_EQ(balances(), expected);
 }

@@ -131,3 +131,29 @@ TEST(offset_tracker, pending_positions_follow_sends_and_broker_answers) {
 
 }  // namespace
 }  // namespace outbox::consumer
+
+namespace outbox::consumer {
+namespace {
+
+// A lost batch of inbox records: the partition is read again from its first record, finished or not.
+TEST(partition_offsets, rewind_forgets_from_an_offset_on_and_lets_those_records_start_again) {
+  partition_offsets p;
+  for (std::int64_t o = 0; o < 6; ++o) ASSERT_TRUE(p.started(o));
+  ASSERT_TRUE(p.finished(0));
+  ASSERT_TRUE(p.finished(1));
+  ASSERT_TRUE(p.finished(4));  // finished, but after the rewind point
+  EXPECT_EQ(p.committable(), 2);
+  p.rewind(3);
+  EXPECT_EQ(p.committable(), 2) << "nothing below the rewind point changes";
+  EXPECT_EQ(p.in_flight(), 1u) << "only offset 2 is still in flight";
+  EXPECT_FALSE(p.finished(4)) << "offset 4 is forgotten";
+  EXPECT_FALSE(p.started(2)) << "offset 2 was never forgotten";
+  EXPECT_TRUE(p.started(3));
+  EXPECT_TRUE(p.started(4));
+  ASSERT_TRUE(p.finished(2));
+  ASSERT_TRUE(p.finished(3));
+  EXPECT_EQ(p.committable(), 4);
+}
+
+}  // namespace
+}  // namespace outbox::consumer

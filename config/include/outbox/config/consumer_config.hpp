@@ -48,6 +48,8 @@ struct dedupe_config {
 /// The `inbox:` section (with `dedupe.store: postgres`).
 struct inbox_config {
   bool create_table = true;  ///< false: the tables come from the service's migrations (dedupe/schema.sql)
+  int batch_size = 1;        ///< records per inbox transaction (a savepoint each)
+  std::chrono::milliseconds batch_time{10};  ///< a batch commits this long after its first record at the latest
 };
 
 enum class retry_schedule { fixed, exponential, decorrelated, list, wechatpay };

@@ -69,6 +69,12 @@ struct inbox_options {
   /// Create the inbox, dead-letter and held-key tables at start when missing; false for a role that may not
   /// create tables: they must exist (dedupe/schema.sql), and start-up fails naming the missing one.
   bool create_table = true;
+  /// Records whose effects share one transaction (a savepoint each), committed together when this many are in
+  /// it, `batch_time` after the first, when no record is waiting to be read, or before anything else (a record
+  /// that has to wait, a dead letter, a rebalance, stop). Offsets move only after that commit; a commit that
+  /// fails runs every record of the batch again. 1: a transaction per record. Needs `workers` 1.
+  std::size_t batch = 1;
+  std::chrono::milliseconds batch_time{10};
 };
 
 /// 5 in-process attempts, exponential backoff with full jitter from 200ms, at most 30s apart.

@@ -33,6 +33,9 @@ class partition_offsets {
   bool started(std::int64_t offset);
   /// Marks a started record finished; false if it was never started or already finished.
   bool finished(std::int64_t offset);
+  /// Forgets every started record from `offset` on (finished or not), so that they can be started again: the
+  /// partition is read again from there. Nothing below `offset` changes.
+  void rewind(std::int64_t offset);
   /// The offset to commit (the next one to read): every started record below it is finished; -1 if none.
   [[nodiscard]] std::int64_t committable() const noexcept { return m_next; }
   /// Records started but not finished.
