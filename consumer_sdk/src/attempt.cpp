@@ -261,6 +261,33 @@ outcome attempt_runner::call_in(pqxx::work& tx, const record& r) {
   return o;
 }
 
+bool attempt_runner::still_applied(pqxx::work& tx, const record& r, std::string_view id) {
+  bool alive = false;
+  try {
+    alive = m_inbox->still_claimed_in(tx, m_group, id);
+  } catch (const outbox_error& e) {
+    if (e.value().retry != retry_class::fatal) throw;
+  }
+  if (!alive) return false;
+  if (const auto n = r.header(rf::k_dlq_replay_count); n && parse_int64(*n).value_or(0) > 0) {
+    // Dead letters are recorded by event id, whatever the dedupe key is.
+    if (const auto event = r.event_id(); !event.empty() && !rf::event_id_problem(event)) {
+      m_inbox->note_replay_applied(tx, m_group, event);
+    }
+  }
+  return true;
+}
+
+attempt_result attempt_runner::swallowed_sql_error() {
+  return {attempt_kind::retry,
+          "the handler returned done on a transaction that was aborted or rolled back (did it catch an SQL error? run "
+          "statements that may fail in a pqxx::subtransaction); nothing was committed",
+          {},
+          {},
+          true,
+          {}};
+}
+
 attempt_result attempt_runner::inbox_failure(const std::exception& e) {
   if (m_db && (!m_db->is_open() || dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
                dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr)) {
@@ -311,24 +338,14 @@ attempt_result attempt_runner::run_in_batch(const record& r) {
     }
     bool alive = false;
     try {
-      alive = m_inbox->still_claimed_in(tx, m_group, id);
-    } catch (const outbox_error& e) {
-      if (e.value().retry != retry_class::fatal) throw;
+      alive = still_applied(tx, r, id);
+    } catch (const std::exception&) {
+      // An aborted transaction (the handler swallowed an SQL error) or a lost connection: undoing the record's
+      // savepoint tells which, and a lost connection loses the batch below.
     }
     if (!alive) {
       undo();
-      return {attempt_kind::retry,
-              "the handler returned done on a transaction that was aborted or rolled back (did it catch an SQL "
-              "error? run statements that may fail in a pqxx::subtransaction); nothing was committed",
-              {},
-              {},
-              true,
-              {}};
-    }
-    if (const auto n = r.header(rf::k_dlq_replay_count); n && parse_int64(*n).value_or(0) > 0) {
-      if (const auto event = r.event_id(); !event.empty() && !rf::event_id_problem(event)) {
-        m_inbox->note_replay_applied(tx, m_group, event);
-      }
+      return swallowed_sql_error();
     }
     tx.exec0("RELEASE SAVEPOINT outbox_record");
     ++m_batch_records;
@@ -397,27 +414,9 @@ attempt_result attempt_runner::run_in_transaction(const record& r) {
     }
     // PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK and no error, and libpqxx does not
     // look: check first that the transaction is alive and still holds the inbox row.
-    bool alive = false;
-    try {
-      alive = m_inbox->still_claimed_in(tx, m_group, id);
-    } catch (const outbox_error& e) {
-      if (e.value().retry != retry_class::fatal) throw;
-    }
-    if (!alive) {
+    if (!still_applied(tx, r, id)) {
       tx.abort();
-      return {attempt_kind::retry,
-              "the handler returned done on a transaction that was aborted or rolled back (did it catch an SQL "
-              "error? run statements that may fail in a pqxx::subtransaction); nothing was committed",
-              {},
-              {},
-              true,
-              {}};
-    }
-    if (const auto n = r.header(rf::k_dlq_replay_count); n && parse_int64(*n).value_or(0) > 0) {
-      // Dead letters are recorded by event id, whatever the dedupe key is.
-      if (const auto event = r.event_id(); !event.empty() && !rf::event_id_problem(event)) {
-        m_inbox->note_replay_applied(tx, m_group, event);
-      }
+      return swallowed_sql_error();
     }
     tx.commit();  // inbox row and effect together; in doubt -> the next attempt finds the row if it committed
     return from_outcome(o);

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <variant>
@@ -111,6 +112,12 @@ class attempt_runner {
   attempt_result run_in_batch(const record& r);
   /// The transactional handler on `tx`, its exceptions mapped to outcomes, timed.
   outcome call_in(pqxx::work& tx, const record& r);
+  /// After a handler said done in `tx`: whether its inbox row is still there (the transaction alive), noting a
+  /// replay's effect in the dead letters; PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK and
+  /// no error, and libpqxx does not look.
+  bool still_applied(pqxx::work& tx, const record& r, std::string_view id);
+  /// The retry of a handler that returned done on an aborted transaction.
+  static attempt_result swallowed_sql_error();
   /// The result of an inbox transaction that threw.
   attempt_result inbox_failure(const std::exception& e);
   /// The open batch is unusable: drops it, and flags it lost when it held applied records.

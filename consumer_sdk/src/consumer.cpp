@@ -354,7 +354,7 @@ class consumer::impl {
     if (!m_waiting.empty() && m_waiting.contains(ref->tp)) return;
     // Already seen (a fetch that overlapped a seek): not processed twice.
     if (!ref->offsets->started(m->offset)) return;
-    if (m_batching) m_attempts->allow_batch(m_waiting.empty());
+    if (m_batching) m_attempts->allow_batch(m_waiting.empty() && !read_again(ref->tp, m->offset));
     fill_record(m, ref->tp.topic, m_record);
     std::optional<pending_record> p;
     switch (ref->role.role) {
@@ -375,10 +375,12 @@ class consumer::impl {
     const topic_partition tp = ref->tp;  // a copy: a lost batch rewinds partitions
     if (!p) {
       finish(tp, m->offset);
+      if (m_rewound.contains(tp)) note_read_again(tp, m->offset);
       return;
     }
     // Nothing waits while a batch is open: the records before this one commit first.
     if (!settle_batch() && m_rewound.contains(tp)) {
+      note_read_again(tp, m->offset);
       m_flow->forget(*p);  // its partition is read again from before it
       return;
     }
@@ -423,13 +425,31 @@ class consumer::impl {
     return true;
   }
 
+  /// Whether the record at `offset` of `tp` is one a lost batch made the consumer read again: those run a
+  /// transaction each, so that the record that lost it (an SQL error closes the whole transaction) fails alone.
+  bool read_again(const topic_partition& tp, std::int64_t offset) {
+    const auto it = m_read_again.find(tp);
+    if (it == m_read_again.end()) return false;
+    if (offset <= it->second) return true;
+    m_read_again.erase(it);
+    return false;
+  }
+
+  void note_read_again(const topic_partition& tp, std::int64_t offset) {
+    auto& until = m_read_again[tp];
+    until = std::max(until, offset);
+  }
+
   /// A lost batch: each partition with records in it is read again from the first of them (a record waiting
   /// there is dropped and comes again too); the inbox makes what did commit a duplicate.
   void rewind_deferred() {
     std::map<topic_partition, std::int64_t> from;
+    std::map<topic_partition, std::int64_t> until;
     for (const auto& [tp, offset] : m_deferred) {
       const auto [it, fresh] = from.emplace(tp, offset);
       if (!fresh) it->second = std::min(it->second, offset);
+      auto& last = until[tp];
+      last = std::max(last, offset);
     }
     m_deferred.clear();
     for (const auto& [tp, offset] : from) {
@@ -438,6 +458,7 @@ class consumer::impl {
       forget(tp);
       o->rewind(offset);
       m_rewound.insert(tp);
+      note_read_again(tp, until[tp]);
       bool moved = false;
       for (int tries = 0; tries < 3 && !moved; ++tries) moved = seek_and_resume(tp, offset);
       if (!moved) {
@@ -645,6 +666,7 @@ class consumer::impl {
     }
     m_parked.erase(tp);
     m_full.erase(tp);
+    m_read_again.erase(tp);
   }
 
   void on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts) {
@@ -796,7 +818,8 @@ class consumer::impl {
   bool m_batching = false;
   std::vector<std::pair<topic_partition, std::int64_t>> m_deferred;
   std::uint64_t m_deferred_epoch = 0;
-  std::set<topic_partition> m_rewound;                                               // by the last sync_batch()
+  std::set<topic_partition> m_rewound;                   // by the last sync_batch()
+  std::map<topic_partition, std::int64_t> m_read_again;  // up to which offset records run unbatched
   std::map<std::pair<const rd_kafka_topic_t*, std::int32_t>, partition_ref> m_refs;  // cleared on every rebalance
   record m_record;                                                                   // reused for every record read
   std::string m_kafka_fatal;

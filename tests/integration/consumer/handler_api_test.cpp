@@ -302,5 +302,87 @@ TEST_F(handler_api, a_batch_lost_with_its_connection_is_read_again_and_every_eff
   EXPECT_GT(calls.load(), 200) << "the lost batch's records ran again";
 }
 
+// In a batch, a handler that swallows an SQL error and returns done: libpqxx closes the transaction on the error,
+// so the whole batch is lost and read again (no attempt spent), and every effect is still applied exactly once.
+TEST_F(handler_api, in_a_batch_a_handler_that_swallows_an_sql_error_loses_the_batch_and_every_effect_applies_once) {
+  create_topic(1);
+  test::pg_exec("CREATE TABLE " + m_schema + ".effects (event_id text NOT NULL)");
+  auto o = inbox_options();
+  o.inbox->batch = 50;
+  o.inbox->batch_time = 5s;
+  std::atomic<int> calls{0};
+  std::atomic<bool> swallowed{false};
+  const std::string effects = m_schema + ".effects";
+  running_consumer c(std::move(o), consumer::transactional_handler([&](const record& r, pqxx::work& tx) {
+                       ++calls;
+                       tx.exec_params("INSERT INTO " + effects + " VALUES ($1)", std::string(r.event_id()));
+                       if (r.event_id() == "sw-20" && !swallowed.exchange(true)) {
+                         try {
+                           tx.exec("SELECT 1 / 0");
+                         } catch (const pqxx::sql_error&) {  // the mistake under test: the transaction is aborted
+                         }
+                       }
+                       return outcome::done();
+                     }));
+  test_producer producer(test::require_services().kafka_brokers);
+  std::set<std::string> ids;
+  for (int i = 0; i < 100; ++i) {
+    const std::string id = "sw-" + std::to_string(i);
+    ids.insert(id);
+    producer.send(outgoing{m_topic, 0, "k", "{}", {{"event_id", id}}});
+  }
+  producer.flush();
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        return committed_offsets(test::require_services().kafka_brokers, m_group, m_topic, 1) ==
+               std::vector<std::int64_t>{100};
+      },
+      60s));
+  c.stop();
+  const auto applied = test::pg_column("SELECT event_id FROM " + effects + " ORDER BY event_id");
+  EXPECT_EQ(std::set<std::string>(applied.begin(), applied.end()), ids);
+  EXPECT_EQ(applied.size(), ids.size()) << "an effect was applied twice";
+  EXPECT_GT(calls.load(), 101) << "the records of the batch before sw-20 ran again";
+  EXPECT_EQ(c.get().stats().retried, 0u) << "no attempt is spent on a lost batch";
+}
+
+// In a batch, an SQL error the handler throws (a division by zero: class 22, fatal) loses the batch too; the
+// records read again run a transaction each up to the one that failed, which is dead-lettered alone, and batching
+// resumes after it: no loop, every other effect once.
+TEST_F(handler_api, in_a_batch_a_fatal_sql_error_dead_letters_its_record_alone_and_the_rest_apply_once) {
+  create_topic(1);
+  test::pg_exec("CREATE TABLE " + m_schema + ".effects (event_id text NOT NULL)");
+  auto o = inbox_options();
+  o.inbox->batch = 50;
+  o.inbox->batch_time = 5s;
+  const std::string effects = m_schema + ".effects";
+  running_consumer c(std::move(o), consumer::transactional_handler([&](const record& r, pqxx::work& tx) {
+                       tx.exec_params("INSERT INTO " + effects + " VALUES ($1)", std::string(r.event_id()));
+                       if (r.event_id() == "fz-30") tx.exec("SELECT 1 / 0");
+                       return outcome::done();
+                     }));
+  test_producer producer(test::require_services().kafka_brokers);
+  std::set<std::string> ids;
+  for (int i = 0; i < 100; ++i) {
+    const std::string id = "fz-" + std::to_string(i);
+    if (id != "fz-30") ids.insert(id);
+    producer.send(outgoing{m_topic, 0, "k", "{}", {{"event_id", id}}});
+  }
+  producer.flush();
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        return committed_offsets(test::require_services().kafka_brokers, m_group, m_topic, 1) ==
+               std::vector<std::int64_t>{100};
+      },
+      60s));
+  c.stop();
+  const auto applied = test::pg_column("SELECT event_id FROM " + effects + " ORDER BY event_id");
+  EXPECT_EQ(std::set<std::string>(applied.begin(), applied.end()), ids);
+  EXPECT_EQ(applied.size(), ids.size()) << "an effect was applied twice";
+  EXPECT_EQ(c.get().stats().dead_lettered, 1u);
+  // `processed` counts what handlers said done, the lost batch's records among them: more than 99.
+  EXPECT_GT(c.get().stats().processed, 99u);
+}
+
 }  // namespace
 }  // namespace outbox::consumer_test
