@@ -96,6 +96,11 @@ int main(int argc, char** argv) {
               "later record of their partition, other merchants' too",
               {{"retry.attempts", std::to_string(cfg.retry.attempts)}});
   }
+  if (cfg.retry.ordering == config::retry_ordering::per_key) {
+    log::warn("merchant-notify",
+              "retry.ordering is per_key: while one notification of a merchant waits in a retry "
+              "tier, every later one of that merchant waits behind it; `none` sends them");
+  }
   if (cfg.dlq.max_ratio < 1.0) {
     log::warn("merchant-notify",
               "dlq.max_ratio is below 1: one dead merchant can halt every merchant's "

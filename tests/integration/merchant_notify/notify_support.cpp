@@ -109,14 +109,15 @@ void notify_fixture::TearDown() {
 }
 
 std::string notify_fixture::write_config(const std::map<std::string, std::string>& merchants,
-                                         const std::string& extra_notify, const std::string& name) const {
-  const std::string path = m_dir + "/" + name;
+                                         const std::string& extra_notify, const std::string& request_timeout,
+                                         const std::string& properties) const {
+  const std::string path = m_dir + "/notify.yaml";
   std::ofstream out(path);
   out << "consumer:\n"
       << "  brokers: " << test::require_services().kafka_brokers << "\n"
       << "  group_id: " << m_group << "\n"
       << "  topics: [" << m_topic << "]\n"
-      << "  properties: {}\n"
+      << "  properties: " << properties << "\n"
       << "dedupe:\n"
       << "  store: postgres\n"
       << "  dsn: \"" << m_dsn << "\"\n"
@@ -124,6 +125,7 @@ std::string notify_fixture::write_config(const std::map<std::string, std::string
       << "retry:\n"
       << "  attempts: 1\n"
       << "  topics: [1s, 2s, 4s]\n"
+      << "  ordering: none\n"
       << "dlq:\n"
       << "  max_ratio: 1.0\n"
       << "  window: 10\n"
@@ -135,7 +137,7 @@ std::string notify_fixture::write_config(const std::map<std::string, std::string
       << "notify:\n"
       << "  dsn: \"" << m_dsn << "\"\n"
       << "  connect_timeout: 500ms\n"
-      << "  request_timeout: 500ms\n"
+      << "  request_timeout: " << request_timeout << "\n"
       << extra_notify << "  merchants:\n";
   for (const auto& [id, extra] : merchants) {
     out << "    - id: " << id << "\n"
