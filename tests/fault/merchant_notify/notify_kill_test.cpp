@@ -17,7 +17,7 @@ using consumer_test::outgoing;
 class merchant_notify_fault : public notify_fixture {};
 
 TEST_F(merchant_notify_fault, kill_9_mid_delivery_sends_it_again_with_the_same_idempotency_key) {
-  m_merchants.script("hang", {reply{200, "SUCCESS", "", 4s}});  // in flight long enough to be killed under it
+  m_merchants.script("hang", {reply_with(200, "SUCCESS", "", 4s)});  // in flight long enough to be killed under it
   m_merchants.script("healthy", {reply{}});
   const std::string config = write_config({{"hang", ""}, {"healthy", ""}}, "", "10s",
                                           "{session.timeout.ms: 6000, heartbeat.interval.ms: 1000}");

@@ -48,7 +48,6 @@ fake_merchants::fake_merchants() : m_impl(std::make_unique<impl>()) {
   });
   m_impl->port = m_impl->http.bind_to_any_port("127.0.0.1");
   m_impl->thread = std::thread([this] { m_impl->http.listen_after_bind(); });
-  m_impl->http.wait_until_ready();
 }
 
 fake_merchants::~fake_merchants() {
@@ -101,6 +100,12 @@ void notify_fixture::SetUp() {
   m_dir = test::scratch_dir("notify");
   m_dsn = services.pg_dsn + " options=-csearch_path=" + m_schema;
   test::pg_exec("CREATE SCHEMA " + m_schema);
+  // The shipped schema.sql, as a role that may not create tables would apply it (the service then finds it).
+  std::ifstream in(MERCHANT_NOTIFY_SCHEMA);
+  std::stringstream schema_sql;
+  schema_sql << in.rdbuf();
+  ASSERT_FALSE(schema_sql.str().empty()) << "cannot read " << MERCHANT_NOTIFY_SCHEMA;
+  test::pg_exec("SET search_path TO " + m_schema + "; " + schema_sql.str());
   test::kafka_create_topic(m_topic, 3);
 }
 

@@ -39,6 +39,11 @@ struct reply {
   std::chrono::milliseconds delay{0};  ///< wait this long before answering (past the notifier's timeout: a timeout)
 };
 
+inline reply reply_with(int status, std::string body, std::string retry_after = {},
+                        std::chrono::milliseconds delay = {}) {
+  return reply{status, std::move(body), std::move(retry_after), delay};
+}
+
 /// Merchants on one local HTTP server, each at `/m/<id>`: each answers with its script of replies in order, the
 /// last one repeating. Thread-safe; the server has enough threads that a hanging merchant blocks no other.
 class fake_merchants {

@@ -42,11 +42,11 @@ std::string dead_letter_class(const std::string& schema, const std::string& even
 
 TEST_F(merchant_notify, each_answer_ends_as_documented_and_the_status_api_and_resend_tell_it) {
   m_merchants.script("healthy", {reply{}});
-  m_merchants.script("flaky", {reply{500, "busy"}, reply{500, "busy"}, reply{}});
-  m_merchants.script("slow", {reply{200, "SUCCESS", "", 1500ms}, reply{}});
-  m_merchants.script("throttled", {reply{429, "slow down", "2"}, reply{}});
-  m_merchants.script("refusing", {reply{401, "bad signature"}});
-  m_merchants.script("short", {reply{500, "down"}});
+  m_merchants.script("flaky", {reply_with(500, "busy"), reply_with(500, "busy"), reply{}});
+  m_merchants.script("slow", {reply_with(200, "SUCCESS", "", 1500ms), reply{}});
+  m_merchants.script("throttled", {reply_with(429, "slow down", "2"), reply{}});
+  m_merchants.script("refusing", {reply_with(401, "bad signature")});
+  m_merchants.script("short", {reply_with(500, "down")});
   const std::string config = write_config(
       {{"healthy", ""}, {"flaky", ""}, {"slow", ""}, {"throttled", ""}, {"refusing", ""}, {"short", "schedule: [1s]"}});
   std::vector<outgoing> events;
@@ -156,7 +156,7 @@ TEST_F(merchant_notify, each_answer_ends_as_documented_and_the_status_api_and_re
 }
 
 TEST_F(merchant_notify, a_dead_merchant_next_to_a_healthy_one_opens_its_circuit_and_halts_nothing) {
-  m_merchants.script("dead", {reply{200, "SUCCESS", "", 2s}});  // answers after the 500ms timeout: never in time
+  m_merchants.script("dead", {reply_with(200, "SUCCESS", "", 2s)});  // answers after the 500ms timeout: never in time
   m_merchants.script("healthy", {reply{}});
   const std::string config =
       write_config({{"dead", ""}, {"healthy", ""}}, "  breaker_failures: 2\n  breaker_cooldown: 60s\n");
