@@ -131,6 +131,13 @@ TEST_F(merchant_notify, each_answer_ends_as_documented_and_the_status_api_and_re
   EXPECT_EQ(post_json(api, "/notifications/n-refusing/resend", 200)["http_status"], 200);
   EXPECT_EQ(status_of("n-refusing"), "delivered");
   post_json(api, "/notifications/n-nowhere/resend", 404);
+  // One the schedule still owns is not resent.
+  test::pg_exec("INSERT INTO " + m_schema +
+                ".merchant_notifications (event_id, merchant, status, url, body) VALUES ('n-owned', 'healthy', "
+                "'pending', '" +
+                m_merchants.url("healthy") + "', '{}')");
+  post_json(api, "/notifications/n-owned/resend", 409);
+  EXPECT_EQ(m_merchants.requests("healthy").size(), 5u);
 
   // Metrics and probes.
   const auto metrics = api.Get("/metrics");
