@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 packages=(
   build-essential cmake ninja-build pkg-config git
   librdkafka-dev libpq-dev libpqxx-dev libasio-dev libyaml-cpp-dev nlohmann-json3-dev
-  libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev libhiredis-dev
+  libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev libhiredis-dev libcurl4-openssl-dev libssl-dev
   postgresql-15 postgresql-client-15 redis-server kcat prometheus python3-confluent-kafka
   libjemalloc-dev default-jre-headless maven clang-format clang-tidy clang-14 libclang-rt-14-dev python3 python3-yaml procps openssl xz-utils unzip
 )
