@@ -115,7 +115,7 @@ void notify_fixture::TearDown() {
 
 std::string notify_fixture::write_config(const std::map<std::string, std::string>& merchants,
                                          const std::string& extra_notify, const std::string& request_timeout,
-                                         const std::string& properties) const {
+                                         const std::string& properties, const std::string& consumer_keys) const {
   const std::string path = m_dir + "/notify.yaml";
   std::ofstream out(path);
   out << "consumer:\n"
@@ -123,7 +123,7 @@ std::string notify_fixture::write_config(const std::map<std::string, std::string
       << "  group_id: " << m_group << "\n"
       << "  topics: [" << m_topic << "]\n"
       << "  properties: " << properties << "\n"
-      << "dedupe:\n"
+      << consumer_keys << "dedupe:\n"
       << "  store: postgres\n"
       << "  dsn: \"" << m_dsn << "\"\n"
       << "  retention: 10d\n"  // covers the local broker's retention plus the replay window

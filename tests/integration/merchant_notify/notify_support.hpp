@@ -77,9 +77,11 @@ class notify_fixture : public ::testing::Test {
   void TearDown() override;
 
   /// The merchants of the config: id -> extra YAML keys of its item (e.g. "schedule: [1s]").
-  /// `extra_notify` adds keys to `notify:` (two-space indented lines); `properties` is consumer.properties.
+  /// `extra_notify` adds keys to `notify:` (two-space indented lines); `properties` is consumer.properties;
+  /// `consumer_keys` adds keys to `consumer:` (e.g. "  workers: 4\n").
   std::string write_config(const std::map<std::string, std::string>& merchants, const std::string& extra_notify = "",
-                           const std::string& request_timeout = "500ms", const std::string& properties = "{}") const;
+                           const std::string& request_timeout = "500ms", const std::string& properties = "{}",
+                           const std::string& consumer_keys = "") const;
   std::unique_ptr<test::child_process> start_notifier(const std::string& config, const std::string& log_name);
   /// The port of the service's API, read from its log (metrics.listen is 127.0.0.1:0).
   static int api_port(test::child_process& p);

@@ -8,7 +8,9 @@
 
 #include <httplib.h>
 
+#include <functional>
 #include <set>
+#include <string_view>
 
 namespace outbox::notify_test {
 namespace {
@@ -192,6 +194,31 @@ TEST_F(merchant_notify, a_dead_merchant_next_to_a_healthy_one_opens_its_circuit_
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("notify_failures_total{merchant=\"dead\"} 10\n"), std::string::npos) << metrics->body;
   EXPECT_NE(metrics->body.find("notify_attempts_total{merchant=\"dead\",result=\"skipped\"}"), std::string::npos);
+  EXPECT_EQ(notifier->stop(SIGTERM, 30s), 0) << notifier->log();
+}
+
+// consumer.workers: a merchant whose every request runs into the timeout (its circuit never opens here) holds only
+// its own lane; the healthy merchant's notifications, keyed to another lane, all arrive while it still waits.
+TEST_F(merchant_notify, with_workers_a_merchant_that_times_out_holds_only_its_own_lane) {
+  // The SDK's lanes hash the Kafka key (the merchant id): pick a worker count that puts the two in different lanes.
+  std::size_t workers = 4;
+  while (std::hash<std::string_view>{}("slow") % workers == std::hash<std::string_view>{}("healthy") % workers) {
+    ++workers;
+  }
+  m_merchants.script("slow", {reply_with(200, "SUCCESS", "", 2s)});  // never within the 500ms timeout
+  m_merchants.script("healthy", {reply{}});
+  const std::string config = write_config({{"slow", ""}, {"healthy", ""}}, "  breaker_failures: 1000\n", "500ms", "{}",
+                                          "  workers: " + std::to_string(workers) + "\n");
+  std::vector<outgoing> events;
+  // The slow merchant's ten come first: on one thread the healthy ones would wait 10 x 500ms behind them.
+  for (int i = 0; i < 10; ++i) events.push_back(payment(m_topic, "w-slow-" + std::to_string(i), "slow"));
+  for (int i = 0; i < 30; ++i) events.push_back(payment(m_topic, "w-healthy-" + std::to_string(i), "healthy"));
+  produce(events);
+  auto notifier = start_notifier(config, "notify.log");
+  ASSERT_TRUE(test::wait_until([&] { return count_status("delivered", "healthy") == 30; }, 30s, 20ms))
+      << notifier->log();
+  // The slow lane is still working through its first timeouts when the healthy lane is done.
+  EXPECT_LT(m_merchants.requests("slow").size(), 10u) << "the healthy notifications waited behind the slow ones";
   EXPECT_EQ(notifier->stop(SIGTERM, 30s), 0) << notifier->log();
 }
 
