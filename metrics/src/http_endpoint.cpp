@@ -39,6 +39,8 @@ http_endpoint::http_endpoint(const registry& metrics, std::function<readiness()>
 
 http_endpoint::~http_endpoint() { stop(); }
 
+void http_endpoint::add_routes(const std::function<void(httplib::Server&)>& add) { add(m_server->http); }
+
 void http_endpoint::start(const std::string& listen) {
   const auto colon = listen.rfind(':');
   if (colon == std::string::npos) throw outbox_error("config", "metrics.listen: expected host:port, got " + listen);

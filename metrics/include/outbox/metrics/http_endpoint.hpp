@@ -7,6 +7,10 @@
 #include <string>
 #include <thread>
 
+namespace httplib {
+class Server;
+}  // namespace httplib
+
 namespace outbox::metrics {
 
 /// Why the process is (not) ready, for /readyz.
@@ -24,6 +28,9 @@ class http_endpoint {
   http_endpoint(const http_endpoint&) = delete;
   http_endpoint& operator=(const http_endpoint&) = delete;
 
+  /// Adds a service's own routes to the same server (before start()), e.g. an API beside /metrics, /healthz and
+  /// /readyz; `add` receives cpp-httplib's server.
+  void add_routes(const std::function<void(httplib::Server&)>& add);
   /// Binds `listen` (`host:port`; port 0 picks a free one) and starts serving; throws outbox_error
   /// naming the address when it cannot bind.
   void start(const std::string& listen);
