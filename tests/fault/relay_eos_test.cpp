@@ -439,6 +439,19 @@ TEST_F(relay_eos, a_checkpoint_that_does_not_fit_the_slot_or_the_server_stops_th
   launch_relay(eos_yaml);
   EXPECT_EQ(m_relay->wait(60s), 1) << m_relay->log();
   EXPECT_THAT(m_relay->log(), HasSubstr("past this server's WAL"));
+
+  // A checkpoint from another PostgreSQL system (a restore into another cluster, a DSN pointing elsewhere) too.
+  const std::string elsewhere = R"({"slot":")" + m_slot + R"(","system_identifier":"1","timeline":1,"end_lsn":"0/1"})";
+  const auto put_elsewhere = run_command({"/bin/sh", "-c",
+                                          "printf '%s\\t%s\\n' '" + m_slot + "' '" + elsewhere +
+                                              "' | /usr/bin/kcat -P -b " + require_services().kafka_brokers + " -t " +
+                                              m_checkpoints + " -K '\t'"},
+                                         30s);
+  ASSERT_EQ(put_elsewhere.exit_code, 0) << put_elsewhere.output;
+  launch_relay(eos_yaml);
+  EXPECT_EQ(m_relay->wait(60s), 1) << m_relay->log();
+  EXPECT_THAT(m_relay->log(), HasSubstr("comes from PostgreSQL system 1, but this server is system"));
+  EXPECT_THAT(m_relay->log(), HasSubstr("would publish a fork"));
 }
 
 }  // namespace

@@ -171,6 +171,25 @@ TEST_F(relay_gaps, a_slot_dropped_while_the_relay_was_stopped_is_never_silently_
   EXPECT_EQ(m_relay->stop(SIGTERM, 30s), 0);
 }
 
+TEST_F(relay_gaps, a_state_row_from_another_postgresql_system_stops_the_start_with_the_way_out) {
+  const auto topic = unique_name("othersys");
+  const auto t = create_table("ob_othersys");
+  start_relay(config(tables({t})));
+  const auto expected = insert_rows(t, topic, "first", 10);
+  ASSERT_EQ(kafka_consume(topic, expected.size(), 60s).size(), expected.size());
+  ASSERT_EQ(m_relay->stop(SIGTERM, 30s), 0);
+
+  // What a restore of this database into another cluster looks like: the relay's state row names the old system.
+  pg_exec("UPDATE outbox_relay_state SET system_identifier = '1' WHERE slot_name = '" + m_slot + "'");
+  const std::string confirmed = slot_confirmed();
+  m_relay->start();
+  EXPECT_EQ(m_relay->wait(60s), 1) << m_relay->log();
+  const std::string log = m_relay->log();
+  EXPECT_THAT(log, HasSubstr("on PostgreSQL system 1, but this server is system"));
+  EXPECT_THAT(log, HasSubstr("--recreate-slot"));
+  EXPECT_EQ(slot_confirmed(), confirmed) << "a refused start confirms nothing";
+}
+
 TEST_F(relay_gaps, a_table_recreated_while_streaming_halts_the_relay_and_backfill_table_publishes_its_rows) {
   const auto topic = unique_name("swap");
   const auto t = create_table("ob_swap");
