@@ -191,10 +191,12 @@ schema make_relay_schema() {
                       .in_unit("messages")
                       .describe("Events read but not yet acknowledged by Kafka; reading pauses above this"),
                   size_key("max_inflight_bytes")
-                      .defaults("64MiB")
+                      .defaults("1MiB")
                       .check(detail::positive(), "more than 0")
                       .in_unit("bytes")
-                      .describe("Bytes of events not yet acknowledged by Kafka; reading pauses above this"),
+                      .describe("Bytes of events not yet acknowledged by Kafka; reading pauses above this. It needs "
+                                "to hold what arrives while Kafka acknowledges: events/s x bytes per event x the "
+                                "acknowledgement's latency (1MiB: 30 ms at 100,000 events/s of 330 B)"),
                   duration_key("status_interval")
                       .defaults("1s")
                       .check(detail::positive(), "more than 0s")

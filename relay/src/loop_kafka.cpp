@@ -166,7 +166,11 @@ void relay::loop::producer_failed(const std::string& what) {
 
 void relay::loop::restart_pipeline(const std::string& why) {
   if (m_restarting || m_halted || m_stopping) {
-    if (m_stopping) finish();
+    if (m_stopping && !m_finished) {
+      log::warn(k_component, "stopping now: events still in flight will be published again after restart",
+                {{"side", "kafka"}, {"error", why}, {"inflight", m_publisher->inflight_messages()}});
+      finish();
+    }
     return;
   }
   m_restarting = true;

@@ -145,7 +145,10 @@ TEST_F(relay_network, kafka_blackholed_for_30s_never_freezes_the_relay_and_loses
             << " published again\n";
 
   // SIGTERM with records stuck in a blackholed producer: answered within shutdown_timeout (5s), and the records
-  // whose acknowledgement never came are published again by the next start.
+  // whose acknowledgement never came are published again by the next start. The consumer above can see the last
+  // records before the relay has their acknowledgements: wait for those first, so that what is in flight below
+  // is the stuck records.
+  ASSERT_TRUE(wait_until([&] { return metric("outbox_relay_inflight_messages").value_or(1) == 0; }, 20s));
   proxy.blackhole();
   const auto stuck = insert(t, topic, "stuck", 10);
   expected.insert(expected.end(), stuck.begin(), stuck.end());

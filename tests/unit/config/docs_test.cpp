@@ -24,7 +24,7 @@ TEST(config_docs, every_declared_key_has_a_row) {
   const std::string md = markdown_reference(relay_schema());
   EXPECT_THAT(md, HasSubstr("| `source.dsn` | string | **required** |  | PostgreSQL connection"));
   EXPECT_THAT(md, HasSubstr("| `source.tables[].columns.payload` | string (1 to 63 bytes) | `payload` |"));
-  EXPECT_THAT(md, HasSubstr("| `relay.max_inflight_bytes` | size (more than 0) | `64MiB` | bytes |"));
+  EXPECT_THAT(md, HasSubstr("| `relay.max_inflight_bytes` | size (more than 0) | `1MiB` | bytes |"));
   EXPECT_THAT(md, HasSubstr("| `sink.delivery` | `at_least_once` \\| `exactly_once` | `at_least_once` |"));
   EXPECT_THAT(md, HasSubstr("| `source.logical_messages` | section | absent |"));
   EXPECT_THAT(md, HasSubstr("- At least one of `source.tables`"));

@@ -95,7 +95,7 @@ TEST(config_relay, defaults_fill_everything_but_the_dsn_and_a_source) {
   EXPECT_EQ(c.source.heartbeat_interval, 10s);
   EXPECT_EQ(c.sink.brokers, "127.0.0.1:9092");
   EXPECT_EQ(c.sink.topic_template, "{aggregate_type}");
-  EXPECT_EQ(c.relay.max_inflight_bytes, 64ULL << 20);
+  EXPECT_EQ(c.relay.max_inflight_bytes, 1ULL << 20);
   EXPECT_EQ(c.metrics.listen, "127.0.0.1:9187");
   EXPECT_EQ(c.log.format, outbox::log::format::json);
 }
