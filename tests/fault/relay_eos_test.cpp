@@ -426,30 +426,27 @@ TEST_F(relay_eos, a_checkpoint_that_does_not_fit_the_slot_or_the_server_stops_th
   ASSERT_TRUE(wait_until([&] { return kafka_consume(topic, 20, 30s).size() == 20; }, 60s)) << m_relay->log();
   EXPECT_EQ(m_relay->stop(SIGTERM, 30s), 0);
 
+  // Writes a checkpoint for the slot and starts the relay on it, which has to refuse the start.
+  auto start_refused_on = [&](const std::string& system_identifier, const std::string& end_lsn) {
+    const std::string cp = R"({"slot":")" + m_slot + R"(","system_identifier":")" + system_identifier +
+                           R"(","timeline":1,"end_lsn":")" + end_lsn + R"("})";
+    const auto put = run_command({"/bin/sh", "-c",
+                                  "printf '%s\\t%s\\n' '" + m_slot + "' '" + cp + "' | /usr/bin/kcat -P -b " +
+                                      require_services().kafka_brokers + " -t " + m_checkpoints + " -K '\t'"},
+                                 30s);
+    ASSERT_EQ(put.exit_code, 0) << put.output;
+    launch_relay(eos_yaml);
+    EXPECT_EQ(m_relay->wait(60s), 1) << m_relay->log();
+  };
+
   // A checkpoint past the server's WAL (written by a server that got further, e.g. before a failover to a
   // standby that lagged) stops the start too.
-  const std::string ahead = R"({"slot":")" + m_slot + R"(","system_identifier":")" +
-                            pg_scalar("SELECT system_identifier::text FROM pg_control_system()") +
-                            R"(","timeline":1,"end_lsn":"FFF/0"})";
-  const auto put = run_command({"/bin/sh", "-c",
-                                "printf '%s\\t%s\\n' '" + m_slot + "' '" + ahead + "' | /usr/bin/kcat -P -b " +
-                                    require_services().kafka_brokers + " -t " + m_checkpoints + " -K '\t'"},
-                               30s);
-  ASSERT_EQ(put.exit_code, 0) << put.output;
-  launch_relay(eos_yaml);
-  EXPECT_EQ(m_relay->wait(60s), 1) << m_relay->log();
+  ASSERT_NO_FATAL_FAILURE(
+      start_refused_on(pg_scalar("SELECT system_identifier::text FROM pg_control_system()"), "FFF/0"));
   EXPECT_THAT(m_relay->log(), HasSubstr("past this server's WAL"));
 
   // A checkpoint from another PostgreSQL system (a restore into another cluster, a DSN pointing elsewhere) too.
-  const std::string elsewhere = R"({"slot":")" + m_slot + R"(","system_identifier":"1","timeline":1,"end_lsn":"0/1"})";
-  const auto put_elsewhere = run_command({"/bin/sh", "-c",
-                                          "printf '%s\\t%s\\n' '" + m_slot + "' '" + elsewhere +
-                                              "' | /usr/bin/kcat -P -b " + require_services().kafka_brokers + " -t " +
-                                              m_checkpoints + " -K '\t'"},
-                                         30s);
-  ASSERT_EQ(put_elsewhere.exit_code, 0) << put_elsewhere.output;
-  launch_relay(eos_yaml);
-  EXPECT_EQ(m_relay->wait(60s), 1) << m_relay->log();
+  ASSERT_NO_FATAL_FAILURE(start_refused_on("1", "0/1"));
   EXPECT_THAT(m_relay->log(), HasSubstr("comes from PostgreSQL system 1, but this server is system"));
   EXPECT_THAT(m_relay->log(), HasSubstr("would publish a fork"));
 }
