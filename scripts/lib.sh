@@ -11,7 +11,9 @@ KAFKA_LIBS=$OUTBOX_CACHE/kafka-$KAFKA_VERSION/libs
 # Kafka's command-line clients (the Java console consumer), a classpath of their own: scripts/kafka-tools/pom.xml.
 KAFKA_TOOLS_LIBS=$OUTBOX_CACHE/kafka-tools-$KAFKA_VERSION/libs
 
-OUTBOX_PG_PORT=${OUTBOX_PG_PORT:-55432}
+# Every default port sits below the kernel's ephemeral range (32768-60999 on Linux): a server bound there can
+# find its port held by some client's outgoing connection, which no "is it listening" probe sees.
+OUTBOX_PG_PORT=${OUTBOX_PG_PORT:-15432}
 OUTBOX_KAFKA_PORT=${OUTBOX_KAFKA_PORT:-19092}
 OUTBOX_KAFKA_CONTROLLER_PORT=${OUTBOX_KAFKA_CONTROLLER_PORT:-19093}
 OUTBOX_REDIS_PORT=${OUTBOX_REDIS_PORT:-16379}
@@ -79,5 +81,13 @@ wait_for() {
 port_free_or_die() {
   if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
     die "$2: 127.0.0.1:$1 is already taken by a process this run directory did not start; choose other ports (OUTBOX_PG_PORT, OUTBOX_KAFKA_PORT, ...)"
+  fi
+  # Nothing listens, but a socket may still hold the port (a client's outgoing connection when the port is in the
+  # ephemeral range): bind it the way a server does to find out.
+  if ! python3 -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; then
+    die "$2: 127.0.0.1:$1 is held by another socket (nothing listens there: an outgoing connection's port?); choose other ports (OUTBOX_PG_PORT, OUTBOX_KAFKA_PORT, ...), below 32768"
   fi
 }

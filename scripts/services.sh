@@ -183,7 +183,7 @@ CONF
     fi
   else
     port_free_or_die "$PG_PORT" postgres
-    as_pg_user "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 start >/dev/null \
+    as_pg_user "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 -o "-p $PG_PORT" start >/dev/null \
       || { tail -20 "$PG_DIR/server.log" >&2; die "postgres did not start"; }
     log "postgres: started on 127.0.0.1:$PG_PORT"
   fi
@@ -252,7 +252,7 @@ CONF
     log "standby: already running on 127.0.0.1:$SB_PORT"
   else
     port_free_or_die "$SB_PORT" standby
-    as_pg_user "$bin/pg_ctl" -D "$SB_DIR/data" -l "$SB_DIR/server.log" -w -t 60 start >/dev/null \
+    as_pg_user "$bin/pg_ctl" -D "$SB_DIR/data" -l "$SB_DIR/server.log" -w -t 60 -o "-p $SB_PORT" start >/dev/null \
       || { tail -20 "$SB_DIR/server.log" >&2; die "standby did not start"; }
     log "standby: started on 127.0.0.1:$SB_PORT"
   fi

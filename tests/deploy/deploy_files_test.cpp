@@ -30,7 +30,7 @@ class scratch_postgres {
     const char* bin_env = std::getenv("OUTBOX_PG_BIN");
     m_bin = std::string(bin_env != nullptr ? bin_env : "/usr/lib/postgresql/15/bin") + "/";
     const char* port_env = std::getenv("OUTBOX_PG_SCRATCH_PORT");
-    m_port = std::to_string((port_env != nullptr ? std::atoi(port_env) : 55499) + 1);
+    m_port = std::to_string((port_env != nullptr ? std::atoi(port_env) : 15499) + 1);
     m_dir = scratch_dir("deploy_postgres");
     if (::geteuid() == 0) {
       const auto own = run_command({"/bin/chown", "postgres", m_dir}, 30s);

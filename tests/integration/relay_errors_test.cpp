@@ -103,7 +103,7 @@ TEST_F(relay_errors, wal_level_replica_is_refused_with_the_fix) {
   const char* bin_env = std::getenv("OUTBOX_PG_BIN");  // the version under test
   const std::string bin = std::string(bin_env != nullptr ? bin_env : "/usr/lib/postgresql/15/bin") + "/";
   const char* port_env = std::getenv("OUTBOX_PG_SCRATCH_PORT");  // a port of this checkout's own
-  const std::string port = port_env != nullptr ? port_env : "55499";
+  const std::string port = port_env != nullptr ? port_env : "15499";
   const std::string dir = scratch_dir("pg_replica");
   const bool root = ::geteuid() == 0;
   auto as_pg = [&](std::vector<std::string> argv) {

@@ -19,7 +19,7 @@ std::string env_or(const char* name, const std::string& fallback) {
 
 int first_pair_port() {
   if (const char* p = std::getenv("OUTBOX_PG_PAIR_PORT"); p != nullptr && *p != '\0') return std::atoi(p);
-  return std::atoi(env_or("OUTBOX_PG_PORT", "55432").c_str()) + 40;
+  return std::atoi(env_or("OUTBOX_PG_PORT", "15432").c_str()) + 40;
 }
 
 }  // namespace
