@@ -261,10 +261,10 @@ outcome attempt_runner::call_in(pqxx::work& tx, const record& r) {
   return o;
 }
 
-bool attempt_runner::still_applied(pqxx::work& tx, const record& r, std::string_view id) {
+bool attempt_runner::still_applied(pqxx::work& tx, const record& r, std::string_view id, std::string_view before) {
   bool alive = false;
   try {
-    alive = m_inbox->still_claimed_in(tx, m_group, id);
+    alive = m_inbox->still_claimed_in(tx, m_group, id, before);
   } catch (const outbox_error& e) {
     if (e.value().retry != retry_class::fatal) throw;
   }
@@ -312,9 +312,10 @@ attempt_result attempt_runner::run_in_batch(const record& r) {
       m_batch_records = 0;
     }
     pqxx::work& tx = *m_batch;
-    tx.exec0("SAVEPOINT outbox_record");
+    // Three round trips a record: the savepoint with the inbox row, the handler's statements, and the savepoint's
+    // release with the check that the row is still there.
     const auto c0 = clock::now();
-    const bool claimed = m_inbox->claim_in(tx, m_group, id);
+    const bool claimed = m_inbox->claim_in(tx, m_group, id, "SAVEPOINT outbox_record");
     m_metrics.dedupe_time(seconds_since(c0));
     if (!claimed) {
       // Committed earlier, or by a record before it in this batch (which runs again with it if the batch is lost).
@@ -338,16 +339,16 @@ attempt_result attempt_runner::run_in_batch(const record& r) {
     }
     bool alive = false;
     try {
-      alive = still_applied(tx, r, id);
+      alive = still_applied(tx, r, id, "RELEASE SAVEPOINT outbox_record");
     } catch (const std::exception&) {
-      // An aborted transaction (the handler swallowed an SQL error) or a lost connection: undoing the record's
-      // savepoint tells which, and a lost connection loses the batch below.
+      // An aborted transaction (the handler swallowed an SQL error) fails the release, or a lost connection: undoing
+      // the record's savepoint, still there, tells which, and a lost connection loses the batch below. A row gone
+      // after the release leaves no savepoint to undo: that loses the batch below too.
     }
     if (!alive) {
       undo();
       return swallowed_sql_error();
     }
-    tx.exec0("RELEASE SAVEPOINT outbox_record");
     ++m_batch_records;
     return from_outcome(o);
   } catch (const std::exception& e) {

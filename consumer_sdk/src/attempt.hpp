@@ -114,8 +114,8 @@ class attempt_runner {
   outcome call_in(pqxx::work& tx, const record& r);
   /// After a handler said done in `tx`: whether its inbox row is still there (the transaction alive), noting a
   /// replay's effect in the dead letters; PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK and
-  /// no error, and libpqxx does not look.
-  bool still_applied(pqxx::work& tx, const record& r, std::string_view id);
+  /// no error, and libpqxx does not look. `before` goes in the same round trip (postgres_inbox::still_claimed_in).
+  bool still_applied(pqxx::work& tx, const record& r, std::string_view id, std::string_view before = {});
   /// The retry of a handler that returned done on an aborted transaction.
   static attempt_result swallowed_sql_error();
   /// The result of an inbox transaction that threw.

@@ -174,21 +174,29 @@ postgres_inbox::~postgres_inbox() = default;
 postgres_inbox::postgres_inbox(postgres_inbox&&) noexcept = default;
 postgres_inbox& postgres_inbox::operator=(postgres_inbox&&) noexcept = default;
 
-bool postgres_inbox::claim_in(pqxx::transaction_base& tx, std::string_view group, std::string_view event_id) {
+bool postgres_inbox::claim_in(pqxx::transaction_base& tx, std::string_view group, std::string_view event_id,
+                              std::string_view before) {
   detail::check_event_id(event_id);
   try {
     // A concurrent insert of the same key waits on the primary key until the other transaction ends: a commit
     // there makes this a conflict (nothing inserted), a rollback lets this insert through.
-    const pqxx::result r = tx.exec_params(m_impl->insert_sql, std::string(group), std::string(event_id));
-    return r.affected_rows() == 1;
+    if (before.empty())
+      return tx.exec_params(m_impl->insert_sql, std::string(group), std::string(event_id)).affected_rows() == 1;
+    return tx.exec(std::string(before) + "; INSERT INTO " + m_impl->quoted + " (consumer_group, event_id) VALUES (" +
+                   tx.quote(std::string(group)) + ", " + tx.quote(std::string(event_id)) + ") ON CONFLICT DO NOTHING")
+               .affected_rows() == 1;
   } catch (const std::exception& e) {
     m_impl->fail("claim of event " + std::string(event_id) + " for group " + std::string(group), e);
   }
 }
 
-bool postgres_inbox::still_claimed_in(pqxx::transaction_base& tx, std::string_view group, std::string_view event_id) {
+bool postgres_inbox::still_claimed_in(pqxx::transaction_base& tx, std::string_view group, std::string_view event_id,
+                                      std::string_view before) {
   try {
-    return !tx.exec_params(m_impl->check_sql, std::string(group), std::string(event_id)).empty();
+    if (before.empty()) return !tx.exec_params(m_impl->check_sql, std::string(group), std::string(event_id)).empty();
+    return !tx.exec(std::string(before) + "; SELECT 1 FROM " + m_impl->quoted + " WHERE consumer_group = " +
+                    tx.quote(std::string(group)) + " AND event_id = " + tx.quote(std::string(event_id)))
+                .empty();
   } catch (const std::exception& e) {
     m_impl->fail("check of event " + std::string(event_id) + " for group " + std::string(group), e);
   }

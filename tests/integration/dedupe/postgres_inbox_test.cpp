@@ -253,6 +253,36 @@ TEST_F(postgres_inbox_test, a_transaction_aborted_behind_the_callers_back_is_see
   EXPECT_EQ(count(m_inbox), 0) << "nothing committed";
 }
 
+// What the SDK's batches do: the record's savepoint goes with its claim, the release with the check, one round trip
+// each. The ids go as quoted literals there, so one with a quote in it must land as it is.
+TEST_F(postgres_inbox_test, a_statement_sent_before_the_claim_or_the_check_runs_first_in_the_same_round_trip) {
+  auto inbox = make();
+  pqxx::connection c(require_services().pg_dsn);
+  {
+    pqxx::work tx(c);
+    ASSERT_TRUE(inbox.claim_in(tx, "g'1", "it's-e1", "SAVEPOINT outbox_record"));
+    EXPECT_FALSE(inbox.claim_in(tx, "g'1", "it's-e1", "SAVEPOINT outbox_record")) << "the same key twice";
+    EXPECT_TRUE(inbox.still_claimed_in(tx, "g'1", "it's-e1", "RELEASE SAVEPOINT outbox_record"));
+    EXPECT_TRUE(inbox.still_claimed_in(tx, "g'1", "it's-e1", "RELEASE SAVEPOINT outbox_record"))
+        << "both savepoints existed: the statements before ran";
+    EXPECT_THROW(inbox.still_claimed_in(tx, "g'1", "it's-e1", "RELEASE SAVEPOINT outbox_record"), outbox_error)
+        << "a third release has no savepoint left: an error in the statement before is the call's error";
+  }
+  EXPECT_EQ(count(m_inbox), 0) << "nothing committed";
+  {
+    pqxx::work tx(c);
+    ASSERT_TRUE(inbox.claim_in(tx, "g'1", "it's-e1", "SAVEPOINT outbox_record"));
+    EXPECT_TRUE(inbox.still_claimed_in(tx, "g'1", "it's-e1", "RELEASE SAVEPOINT outbox_record"));
+    tx.commit();
+  }
+  EXPECT_EQ(count(m_inbox, "consumer_group = 'g''1' AND event_id = 'it''s-e1'"), 1);
+  {
+    pqxx::work tx(c);
+    EXPECT_FALSE(inbox.claim_in(tx, "g'1", "it's-e1", "SAVEPOINT outbox_record")) << "committed before";
+    EXPECT_FALSE(inbox.still_claimed_in(tx, "g'1", "other", "RELEASE SAVEPOINT outbox_record"));
+  }
+}
+
 TEST_F(postgres_inbox_test, bad_event_ids_are_fatal) {
   auto inbox = make();
   pqxx::connection c(require_services().pg_dsn);

@@ -53,10 +53,15 @@ class postgres_inbox {
 
   /// Inserts (group, event_id) in `tx`; false when it already exists (already done: the caller skips the effect
   /// and commits nothing else). A bad event id (record_format::event_id_problem) throws a fatal outbox_error.
-  bool claim_in(pqxx::transaction_base& tx, std::string_view group, std::string_view event_id);
+  /// A non-empty `before` (one SQL statement, e.g. a SAVEPOINT, that returns no rows) runs first in the same round
+  /// trip: both go as one simple query, the ids as quoted literals.
+  bool claim_in(pqxx::transaction_base& tx, std::string_view group, std::string_view event_id,
+                std::string_view before = {});
   /// Whether `tx` still sees the row claim_in inserted: false, or an error, means the transaction was rolled back
   /// or aborted behind the caller's back (a handler that caught an SQL error), so committing would lose the event.
-  bool still_claimed_in(pqxx::transaction_base& tx, std::string_view group, std::string_view event_id);
+  /// `before` as for claim_in: an error in it (e.g. a RELEASE SAVEPOINT in an aborted transaction) throws.
+  bool still_claimed_in(pqxx::transaction_base& tx, std::string_view group, std::string_view event_id,
+                        std::string_view before = {});
   /// Records in `tx` that the record was dead-lettered (insert, or update the group's row for that event id).
   void record_dead_letter(pqxx::transaction_base& tx, const dead_letter_entry& e);
   /// Notes in `tx` (the inbox transaction of a replayed record that is being applied) when it was replayed.
