@@ -19,6 +19,12 @@ using clock = std::chrono::steady_clock;
 namespace rf = record_format;
 
 constexpr std::string_view k_component = "consumer";
+constexpr const char* k_previous_lost =
+    "the inbox row of a record already run in this batch is gone (its handler rolled back, or deleted the row); the "
+    "batch is lost and its records run again, a transaction each";
+constexpr const char* k_previous_failed =
+    "the batch's transaction failed after a record already run in it (its handler swallowed an SQL error, or ended "
+    "the transaction); the batch is lost and its records run again, a transaction each";
 /// Bounds the inbox's row-lock waits (a zombie's transaction) and abandoned transactions on the SDK's connection.
 constexpr std::string_view k_session_settings =
     "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '10min'";
@@ -312,14 +318,43 @@ attempt_result attempt_runner::run_in_batch(const record& r) {
       m_batch_records = 0;
     }
     pqxx::work& tx = *m_batch;
-    // Three round trips a record: the savepoint with the inbox row, the handler's statements, and the savepoint's
-    // release with the check that the row is still there.
+    // Two round trips a record: one message, and the handler's statements. The message releases the savepoint of
+    // the record before, checks that its inbox row is still there, opens this record's savepoint and inserts its
+    // inbox row. The record before was reported done already: when its release or its check fails (its handler
+    // swallowed an SQL error, or rolled back), the batch is lost and its records run again a transaction each
+    // (the consumer's read_again), where the one at fault fails alone.
+    const char* const before =
+        m_release_pending ? "RELEASE SAVEPOINT outbox_record; SAVEPOINT outbox_record" : "SAVEPOINT outbox_record";
+    const bool checks_previous = !m_check_pending.empty();
     const auto c0 = clock::now();
-    const bool claimed = m_inbox->claim_in(tx, m_group, id, "SAVEPOINT outbox_record");
+    bool claimed = false;
+    try {
+      if (checks_previous) {
+        const auto got = m_inbox->claim_after_in(tx, m_group, id, m_check_pending, before);
+        if (!got.previous_held) {
+          log::warn(k_component, k_previous_lost, {{"event_id", m_check_pending}, {"next_event_id", id}});
+          lose_batch();
+          return wait_on("inbox", k_previous_lost);
+        }
+        claimed = got.claimed;
+      } else {
+        claimed = m_inbox->claim_in(tx, m_group, id, before);
+      }
+    } catch (const std::exception& e) {
+      if (!m_release_pending || (m_db && !m_db->is_open()) ||
+          dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
+        throw;
+      }
+      log::warn(k_component, k_previous_failed, {{"next_event_id", id}, {"error", e.what()}});
+      lose_batch();
+      return wait_on("inbox", std::string(k_previous_failed) + ": " + e.what());
+    }
+    m_release_pending = false;
+    m_check_pending.clear();
     m_metrics.dedupe_time(seconds_since(c0));
     if (!claimed) {
       // Committed earlier, or by a record before it in this batch (which runs again with it if the batch is lost).
-      tx.exec0("RELEASE SAVEPOINT outbox_record");
+      m_release_pending = true;
       ++m_batch_records;
       return {attempt_kind::duplicate, {}, {}, {}, false, {}};
     }
@@ -337,7 +372,13 @@ attempt_result attempt_runner::run_in_batch(const record& r) {
       undo();
       return from_outcome(o);
     }
-    bool alive = false;
+    if (!r.header(rf::k_dlq_replay_count)) {
+      m_release_pending = true;  // and checked with the next record's claim, or before the commit
+      m_check_pending = id;
+      ++m_batch_records;
+      return from_outcome(o);
+    }
+    bool alive = false;  // a replayed dead letter also notes its replay: checked now, as a record alone is
     try {
       alive = still_applied(tx, r, id, "RELEASE SAVEPOINT outbox_record");
     } catch (const std::exception&) {
@@ -358,6 +399,8 @@ attempt_result attempt_runner::run_in_batch(const record& r) {
 }
 
 void attempt_runner::lose_batch() noexcept {
+  m_release_pending = false;
+  m_check_pending.clear();
   if (!m_batch) return;
   try {
     m_batch->abort();
@@ -372,6 +415,11 @@ bool attempt_runner::commit_batch() {
   if (!m_batch) return true;
   const std::size_t records = m_batch_records;
   try {
+    if (!settle_last_record()) {
+      log::warn(k_component, k_previous_lost, {{"event_id", m_check_pending}, {"records", records}});
+      lose_batch();
+      return false;
+    }
     m_batch->commit();
     m_batch.reset();
     m_batch_records = 0;
@@ -380,6 +428,8 @@ bool attempt_runner::commit_batch() {
   } catch (const std::exception& e) {
     log::warn(k_component, "committing a batch of inbox records failed; they run again",
               {{"records", records}, {"error", e.what()}});
+    m_release_pending = false;
+    m_check_pending.clear();
     m_batch.reset();
     m_batch_records = 0;
     if (records > 0) m_batch_lost = true;
@@ -389,6 +439,16 @@ bool attempt_runner::commit_batch() {
     }
     return false;
   }
+}
+
+bool attempt_runner::settle_last_record() {
+  if (m_check_pending.empty()) return true;  // a pending release alone: the commit releases every savepoint
+  // The check alone would do (a SELECT fails in an aborted transaction too); the release keeps its error the same
+  // as with a next record.
+  if (!m_inbox->still_claimed_in(*m_batch, m_group, m_check_pending, "RELEASE SAVEPOINT outbox_record")) return false;
+  m_release_pending = false;
+  m_check_pending.clear();
+  return true;
 }
 
 attempt_result attempt_runner::run_in_transaction(const record& r) {

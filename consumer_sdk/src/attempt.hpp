@@ -122,6 +122,9 @@ class attempt_runner {
   attempt_result inbox_failure(const std::exception& e);
   /// The open batch is unusable: drops it, and flags it lost when it held applied records.
   void lose_batch() noexcept;
+  /// The batch's last record's pending savepoint release and check (run_in_batch) before the commit; throws when
+  /// they fail, false when its inbox row is gone.
+  bool settle_last_record();
   /// The record's dedupe key, or the fatal result of a missing or bad one; `what` ends its reason.
   std::variant<std::string, attempt_result> key_of(const record& r, const char* what) const;
   pqxx::connection& database();
@@ -148,6 +151,10 @@ class attempt_runner {
   std::chrono::steady_clock::time_point m_batch_opened;
   std::uint64_t m_batch_commits = 0;
   bool m_batch_lost = false;
+  // The batch's last record, already reported: its savepoint is released, and its inbox row checked, with the next
+  // record's claim or before the commit (one round trip less a record).
+  bool m_release_pending = false;
+  std::string m_check_pending;  ///< the event id whose row is to be checked; empty when none is (a duplicate)
   consumer_metrics& m_metrics;
   std::uint64_t m_token_prefix;
   std::uint64_t m_token_counter = 0;

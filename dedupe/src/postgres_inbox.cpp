@@ -202,6 +202,36 @@ bool postgres_inbox::still_claimed_in(pqxx::transaction_base& tx, std::string_vi
   }
 }
 
+postgres_inbox::claim_and_check postgres_inbox::claim_after_in(pqxx::transaction_base& tx, std::string_view group,
+                                                               std::string_view event_id, std::string_view previous,
+                                                               std::string_view before) {
+  detail::check_event_id(event_id);
+  try {
+    const std::string g = tx.quote(std::string(group));
+    std::string sql;
+    if (!before.empty()) sql.append(before).append("; ");
+    sql.append("WITH claim AS (INSERT INTO ")
+        .append(m_impl->quoted)
+        .append(" (consumer_group, event_id) VALUES (")
+        .append(g)
+        .append(", ")
+        .append(tx.quote(std::string(event_id)))
+        .append(") ON CONFLICT DO NOTHING RETURNING 1) SELECT (SELECT count(*) FROM claim), EXISTS (SELECT 1 FROM ")
+        .append(m_impl->quoted)
+        .append(" WHERE consumer_group = ")
+        .append(g)
+        .append(" AND event_id = ")
+        .append(tx.quote(std::string(previous)))
+        .append(")");
+    const auto row = tx.exec1(sql);
+    return {row[0].as<long>() == 1, row[1].as<bool>()};
+  } catch (const std::exception& e) {
+    m_impl->fail("claim of event " + std::string(event_id) + " for group " + std::string(group) +
+                     " with the check of event " + std::string(previous),
+                 e);
+  }
+}
+
 void postgres_inbox::record_dead_letter(pqxx::transaction_base& tx, const dead_letter_entry& e) {
   detail::check_event_id(e.event_id);
   try {

@@ -46,6 +46,40 @@ class handler_api : public ledger_fixture {
     return test::pg_column("SELECT event_id FROM " + m_schema + ".outbox_inbox WHERE consumer_group = '" + m_group +
                            "' ORDER BY event_id");
   }
+  /// Sends `n` records with the event ids `prefix`0, `prefix`1, ... to partition 0; returns the ids.
+  std::set<std::string> send_numbered(const std::string& prefix, int n) const {
+    test_producer producer(test::require_services().kafka_brokers);
+    std::set<std::string> ids;
+    for (int i = 0; i < n; ++i) {
+      const std::string id = prefix + std::to_string(i);
+      ids.insert(id);
+      producer.send(outgoing{m_topic, 0, "k", "{}", {{"event_id", id}}});
+    }
+    producer.flush();
+    return ids;
+  }
+  /// Whether the group committed offset `n` of the one partition within a minute.
+  bool committed_up_to(std::int64_t n) const {
+    return test::wait_until(
+        [&] {
+          return committed_offsets(test::require_services().kafka_brokers, m_group, m_topic, 1) ==
+                 std::vector<std::int64_t>{n};
+        },
+        60s);
+  }
+  /// inbox_options with inbox.batch `batch`, ended by its size or an empty poll (not by time), and the test's
+  /// `effects` table for the handler to write to.
+  consumer::consumer_options batch_options(std::size_t batch) const {
+    test::pg_exec("CREATE TABLE " + m_schema + ".effects (event_id text NOT NULL)");
+    auto o = inbox_options();
+    o.inbox->batch = batch;
+    o.inbox->batch_time = 5s;
+    return o;
+  }
+  /// The event ids in the `effects` table of batch_options, one per applied effect.
+  std::vector<std::string> effects_applied() const {
+    return test::pg_column("SELECT event_id FROM " + m_schema + ".effects ORDER BY event_id");
+  }
 };
 
 // Two deliveries of one provider transaction are two outbox rows with two event ids: keyed on transaction_id,
@@ -267,10 +301,7 @@ namespace {
 
 TEST_F(handler_api, a_batch_lost_with_its_connection_is_read_again_and_every_effect_applied_once) {
   create_topic(2);
-  test::pg_exec("CREATE TABLE " + m_schema + ".effects (event_id text NOT NULL)");
-  auto o = inbox_options();
-  o.inbox->batch = 40;
-  o.inbox->batch_time = 5s;  // the batch ends on its size or on an empty poll, not on time
+  auto o = batch_options(40);
   std::atomic<int> calls{0};
   const std::string effects = m_schema + ".effects";
   running_consumer c(std::move(o), consumer::transactional_handler([&](const record& r, pqxx::work& tx) {
@@ -295,7 +326,7 @@ TEST_F(handler_api, a_batch_lost_with_its_connection_is_read_again_and_every_eff
       },
       60s));
   c.stop();
-  const auto applied = test::pg_column("SELECT event_id FROM " + effects + " ORDER BY event_id");
+  const auto applied = effects_applied();
   EXPECT_EQ(std::set<std::string>(applied.begin(), applied.end()), ids);
   EXPECT_EQ(applied.size(), ids.size()) << "an effect was applied twice";
   EXPECT_EQ(inbox_keys().size(), ids.size());
@@ -306,10 +337,7 @@ TEST_F(handler_api, a_batch_lost_with_its_connection_is_read_again_and_every_eff
 // so the whole batch is lost and read again (no attempt spent), and every effect is still applied exactly once.
 TEST_F(handler_api, in_a_batch_a_handler_that_swallows_an_sql_error_loses_the_batch_and_every_effect_applies_once) {
   create_topic(1);
-  test::pg_exec("CREATE TABLE " + m_schema + ".effects (event_id text NOT NULL)");
-  auto o = inbox_options();
-  o.inbox->batch = 50;
-  o.inbox->batch_time = 5s;
+  auto o = batch_options(50);
   std::atomic<int> calls{0};
   std::atomic<bool> swallowed{false};
   const std::string effects = m_schema + ".effects";
@@ -324,25 +352,50 @@ TEST_F(handler_api, in_a_batch_a_handler_that_swallows_an_sql_error_loses_the_ba
                        }
                        return outcome::done();
                      }));
-  test_producer producer(test::require_services().kafka_brokers);
-  std::set<std::string> ids;
-  for (int i = 0; i < 100; ++i) {
-    const std::string id = "sw-" + std::to_string(i);
-    ids.insert(id);
-    producer.send(outgoing{m_topic, 0, "k", "{}", {{"event_id", id}}});
-  }
-  producer.flush();
-  ASSERT_TRUE(test::wait_until(
-      [&] {
-        return committed_offsets(test::require_services().kafka_brokers, m_group, m_topic, 1) ==
-               std::vector<std::int64_t>{100};
-      },
-      60s));
+  auto ids = send_numbered("sw-", 100);
+  ASSERT_TRUE(committed_up_to(100));
   c.stop();
-  const auto applied = test::pg_column("SELECT event_id FROM " + effects + " ORDER BY event_id");
+  const auto applied = effects_applied();
   EXPECT_EQ(std::set<std::string>(applied.begin(), applied.end()), ids);
   EXPECT_EQ(applied.size(), ids.size()) << "an effect was applied twice";
   EXPECT_GT(calls.load(), 101) << "the records of the batch before sw-20 ran again";
+  EXPECT_EQ(c.get().stats().retried, 0u) << "no attempt is spent on a lost batch";
+}
+
+// In a batch, a record's savepoint is released and its inbox row checked with the next record's claim (or before
+// the commit, for the batch's last record). A handler that rolls its record back behind the SDK's back (its row
+// is gone) and returns done: the next message sees it, the batch is lost and read again a transaction each, and
+// every effect is applied exactly once; the same for the last record of the batch, which the commit checks.
+TEST_F(handler_api, in_a_batch_a_handler_that_undoes_its_inbox_row_loses_the_batch_and_every_effect_applies_once) {
+  create_topic(1);
+  auto o = batch_options(50);
+  std::atomic<int> calls{0};
+  std::atomic<int> undone{0};
+  std::mutex mutex;
+  std::set<std::string> undid;
+  const std::string effects = m_schema + ".effects";
+  running_consumer c(std::move(o), consumer::transactional_handler([&](const record& r, pqxx::work& tx) {
+                       ++calls;
+                       const std::string id(r.event_id());
+                       tx.exec_params("INSERT INTO " + effects + " VALUES ($1)", id);
+                       if (id == "rb-20" || id == "rb-99") {
+                         const std::lock_guard lock(mutex);
+                         if (undid.insert(id).second) {
+                           tx.exec0("ROLLBACK TO SAVEPOINT outbox_record");  // the mistake under test
+                           ++undone;
+                         }
+                       }
+                       return outcome::done();
+                     }));
+  auto ids = send_numbered("rb-", 100);
+  ASSERT_TRUE(committed_up_to(100));
+  c.stop();
+  EXPECT_EQ(undone.load(), 2);
+  const auto applied = effects_applied();
+  EXPECT_EQ(std::set<std::string>(applied.begin(), applied.end()), ids);
+  EXPECT_EQ(applied.size(), ids.size()) << "an effect was applied twice";
+  EXPECT_EQ(inbox_keys().size(), ids.size());
+  EXPECT_GT(calls.load(), 102) << "the records of the lost batches ran again";
   EXPECT_EQ(c.get().stats().retried, 0u) << "no attempt is spent on a lost batch";
 }
 
@@ -351,32 +404,18 @@ TEST_F(handler_api, in_a_batch_a_handler_that_swallows_an_sql_error_loses_the_ba
 // resumes after it: no loop, every other effect once.
 TEST_F(handler_api, in_a_batch_a_fatal_sql_error_dead_letters_its_record_alone_and_the_rest_apply_once) {
   create_topic(1);
-  test::pg_exec("CREATE TABLE " + m_schema + ".effects (event_id text NOT NULL)");
-  auto o = inbox_options();
-  o.inbox->batch = 50;
-  o.inbox->batch_time = 5s;
+  auto o = batch_options(50);
   const std::string effects = m_schema + ".effects";
   running_consumer c(std::move(o), consumer::transactional_handler([&](const record& r, pqxx::work& tx) {
                        tx.exec_params("INSERT INTO " + effects + " VALUES ($1)", std::string(r.event_id()));
                        if (r.event_id() == "fz-30") tx.exec("SELECT 1 / 0");
                        return outcome::done();
                      }));
-  test_producer producer(test::require_services().kafka_brokers);
-  std::set<std::string> ids;
-  for (int i = 0; i < 100; ++i) {
-    const std::string id = "fz-" + std::to_string(i);
-    if (id != "fz-30") ids.insert(id);
-    producer.send(outgoing{m_topic, 0, "k", "{}", {{"event_id", id}}});
-  }
-  producer.flush();
-  ASSERT_TRUE(test::wait_until(
-      [&] {
-        return committed_offsets(test::require_services().kafka_brokers, m_group, m_topic, 1) ==
-               std::vector<std::int64_t>{100};
-      },
-      60s));
+  auto ids = send_numbered("fz-", 100);
+  ids.erase("fz-30");  // dead-lettered
+  ASSERT_TRUE(committed_up_to(100));
   c.stop();
-  const auto applied = test::pg_column("SELECT event_id FROM " + effects + " ORDER BY event_id");
+  const auto applied = effects_applied();
   EXPECT_EQ(std::set<std::string>(applied.begin(), applied.end()), ids);
   EXPECT_EQ(applied.size(), ids.size()) << "an effect was applied twice";
   EXPECT_EQ(c.get().stats().dead_lettered, 1u);

@@ -283,6 +283,41 @@ TEST_F(postgres_inbox_test, a_statement_sent_before_the_claim_or_the_check_runs_
   }
 }
 
+TEST_F(postgres_inbox_test, a_claim_can_carry_the_check_of_the_key_claimed_before_it_in_one_statement) {
+  auto inbox = make();
+  pqxx::connection c(require_services().pg_dsn);
+  {
+    pqxx::work tx(c);
+    ASSERT_TRUE(inbox.claim_in(tx, "g'1", "it's-e1", "SAVEPOINT outbox_record"));
+    auto got =
+        inbox.claim_after_in(tx, "g'1", "e2", "it's-e1", "RELEASE SAVEPOINT outbox_record; SAVEPOINT outbox_record");
+    EXPECT_TRUE(got.claimed);
+    EXPECT_TRUE(got.previous_held);
+    got = inbox.claim_after_in(tx, "g'1", "e2", "e2", "RELEASE SAVEPOINT outbox_record; SAVEPOINT outbox_record");
+    EXPECT_FALSE(got.claimed) << "the same key again";
+    EXPECT_TRUE(got.previous_held) << "the check sees the row claimed before, not this statement's";
+    // The record before undoes its own row (a handler rolling back to its savepoint): the next claim says so.
+    tx.exec0("ROLLBACK TO SAVEPOINT outbox_record");
+    ASSERT_TRUE(inbox.claim_in(tx, "g'1", "e3", "SAVEPOINT outbox_record"));
+    tx.exec0("ROLLBACK TO SAVEPOINT outbox_record");
+    got = inbox.claim_after_in(tx, "g'1", "e4", "e3", "RELEASE SAVEPOINT outbox_record; SAVEPOINT outbox_record");
+    EXPECT_TRUE(got.claimed);
+    EXPECT_FALSE(got.previous_held) << "e3's row was rolled back";
+    tx.commit();
+  }
+  EXPECT_EQ(count(m_inbox, "consumer_group = 'g''1'"), 3) << "it's-e1, e2 and e4";
+  {
+    pqxx::work tx(c);
+    try {
+      tx.exec("SELECT 1 / 0");
+    } catch (const pqxx::sql_error&) {  // NOLINT(bugprone-empty-catch): an aborted transaction is the case
+    }
+    EXPECT_THROW(inbox.claim_after_in(tx, "g'1", "e5", "e4", "RELEASE SAVEPOINT outbox_record"), outbox_error)
+        << "in an aborted transaction the statement before fails, and the call throws";
+  }
+  EXPECT_EQ(count(m_inbox, "event_id = 'e5'"), 0);
+}
+
 TEST_F(postgres_inbox_test, bad_event_ids_are_fatal) {
   auto inbox = make();
   pqxx::connection c(require_services().pg_dsn);

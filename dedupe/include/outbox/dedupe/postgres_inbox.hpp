@@ -62,6 +62,16 @@ class postgres_inbox {
   /// `before` as for claim_in: an error in it (e.g. a RELEASE SAVEPOINT in an aborted transaction) throws.
   bool still_claimed_in(pqxx::transaction_base& tx, std::string_view group, std::string_view event_id,
                         std::string_view before = {});
+  /// What claim_after_in found.
+  struct claim_and_check {
+    bool claimed = false;        ///< as claim_in's result
+    bool previous_held = false;  ///< `tx` still sees the row claimed earlier for `previous`
+  };
+  /// claim_in of `event_id` and still_claimed_in of `previous` (claimed earlier in `tx`) in one statement, after
+  /// `before` and in the same round trip: a batch checks the record before while it claims the next. The check
+  /// sees `tx` as it was before this claim, so a `previous` equal to `event_id` is held and not claimed again.
+  claim_and_check claim_after_in(pqxx::transaction_base& tx, std::string_view group, std::string_view event_id,
+                                 std::string_view previous, std::string_view before = {});
   /// Records in `tx` that the record was dead-lettered (insert, or update the group's row for that event id).
   void record_dead_letter(pqxx::transaction_base& tx, const dead_letter_entry& e);
   /// Notes in `tx` (the inbox transaction of a replayed record that is being applied) when it was replayed.
