@@ -2,7 +2,7 @@
 # End-to-end relay throughput: N outbox rows already committed in the slot, timed from relay start
 # until the slot's confirmed_flush_lsn passes them (every record acknowledged by Kafka). The
 # references, in the same run, are kcat producing N records of the same size with the same producer
-# settings (idempotent, acks=all, lz4, linger 5 ms), and pg_recvlogical draining a second pgoutput
+# settings (idempotent, acks=all, lz4, the relay's linger.ms), and pg_recvlogical draining a second pgoutput
 # slot that holds the same rows (the source side's ceiling); the ratios are what to compare across
 # machines. The relay's own CPU time per event is printed too.
 #
@@ -102,7 +102,7 @@ for i in range(n):
 PY
 t2=$(date +%s.%N)
 kcat -P -b "$OUTBOX_KAFKA_BROKERS" -t "${tag}_reference" -K $'\t' -z lz4 \
-  -X enable.idempotence=true -X acks=all -X linger.ms=5 -X partitioner=murmur2_random <"$dir/records.txt"
+  -X enable.idempotence=true -X acks=all -X linger.ms="${OUTBOX_BENCH_LINGER_MS:-2}" -X partitioner=murmur2_random <"$dir/records.txt"
 t3=$(date +%s.%N)
 
 python3 - "$n" "$t0" "$t1" "$t2" "$t3" "$peak_kib" "$value_bytes" "$per_tx" "$ts0" "$ts1" "$cpu_ticks" \

@@ -5,6 +5,7 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include <chrono>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -75,6 +76,31 @@ TEST(publisher, a_record_too_large_for_the_producer_is_refused_as_the_records_fa
   EXPECT_EQ(pub.produce(rec, 1, 0, 0, &why, &code), produce_result::refused);
   EXPECT_EQ(code, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
   EXPECT_NE(why.find("message.max.bytes"), std::string::npos) << why;
+}
+
+/// The producer setting `name` as librdkafka holds it.
+std::string producer_setting(const publisher& pub, const char* name) {
+  char value[512];
+  std::size_t size = sizeof(value);
+  if (rd_kafka_conf_get(rd_kafka_conf(pub.handle()), name, value, &size) != RD_KAFKA_CONF_OK) return "<unknown>";
+  return value;
+}
+
+TEST(publisher, the_producer_lingers_2_ms_by_default_and_sink_properties_can_change_it) {
+  {
+    publisher pub(
+        mock_sink(3000ms), 1000, [](const delivery&) {}, [](rd_kafka_resp_err_t, const std::string&) {});
+    EXPECT_EQ(producer_setting(pub, "linger.ms"), "2");
+    // The safety settings the guarantees rest on, beside it.
+    EXPECT_EQ(producer_setting(pub, "enable.idempotence"), "true");
+    EXPECT_EQ(producer_setting(pub, "acks"), "-1");
+    EXPECT_EQ(producer_setting(pub, "compression.type"), "lz4");
+  }
+  config::sink_config sink = mock_sink(3000ms);
+  sink.properties["linger.ms"] = "5";
+  publisher pub(
+      sink, 1000, [](const delivery&) {}, [](rd_kafka_resp_err_t, const std::string&) {});
+  EXPECT_EQ(producer_setting(pub, "linger.ms"), "5");
 }
 
 }  // namespace
