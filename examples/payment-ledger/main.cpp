@@ -36,9 +36,23 @@ constexpr int k_exit_usage = 2;
 
 std::atomic<consumer::consumer*> g_consumer{nullptr};
 
+/// A stop signal that came before the consumer was made: it is stopped as soon as it is.
+std::atomic<bool> g_stop_requested{false};
+
 extern "C" void on_stop_signal(int /*signal*/) {
+  g_stop_requested.store(true);
   consumer::consumer* c = g_consumer.load();
   if (c != nullptr) c->stop();  // an atomic store: async-signal-safe
+}
+
+/// SIGTERM and SIGINT stop the service cleanly from the first line of main(): one that arrives while it is still
+/// starting (a rolling deploy, a supervisor giving up) ends it with exit 0 too, not by the signal.
+void install_stop_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
 }
 
 /// A credit a callback asks for.
@@ -88,6 +102,7 @@ const std::vector<config::key_spec>& ledger_section() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  install_stop_signals();
   std::string config_path;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
@@ -149,11 +164,7 @@ int main(int argc, char** argv) {
     });
     endpoint.start(cfg.metrics.listen);
     g_consumer.store(&c);
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, nullptr);
-    sigaction(SIGINT, &sa, nullptr);
+    if (g_stop_requested.load()) c.stop();
     log::info(
         "payment-ledger", "started",
         {{"version", OUTBOX_VERSION}, {"group", cfg.consumer.group_id}, {"database", log::redact_dsn(ledger_dsn)}});

@@ -99,6 +99,9 @@ TEST_P(payment_ledger_fault, kill_9_and_rebalances_credit_every_callback_exactly
       second = start_ledger(config, "b-" + std::to_string(starts++) + ".log");
       joined = true;
     } else if (at == leave) {
+      // A member that leaves has started: it may have been restarted by a kill just before this point.
+      EXPECT_TRUE(test::wait_until([&] { return second->log().find("started") != std::string::npos; }, 60s))
+          << second->log();
       EXPECT_EQ(second->stop(SIGTERM, 60s), 0) << "second instance did not stop cleanly\n" << second->log();
       keep_log(*second);
       second.reset();
