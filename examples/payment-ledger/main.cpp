@@ -7,12 +7,11 @@
 #include "outbox/metrics/http_endpoint.hpp"
 #include "outbox/metrics/registry.hpp"
 #include "outbox/consumer/consumer.hpp"
+#include "outbox/consumer/stop_signals.hpp"
 #include "outbox/consumer/deserialize.hpp"
 
 #include <pqxx/pqxx>
 
-#include <atomic>
-#include <csignal>
 #include <cstdint>
 #include <iostream>
 #include <limits>
@@ -33,27 +32,6 @@ constexpr std::string_view k_usage =
 constexpr int k_exit_ok = 0;
 constexpr int k_exit_failure = 1;
 constexpr int k_exit_usage = 2;
-
-std::atomic<consumer::consumer*> g_consumer{nullptr};
-
-/// A stop signal that came before the consumer was made: it is stopped as soon as it is.
-std::atomic<bool> g_stop_requested{false};
-
-extern "C" void on_stop_signal(int /*signal*/) {
-  g_stop_requested.store(true);
-  consumer::consumer* c = g_consumer.load();
-  if (c != nullptr) c->stop();  // an atomic store: async-signal-safe
-}
-
-/// SIGTERM and SIGINT stop the service cleanly from the first line of main(): one that arrives while it is still
-/// starting (a rolling deploy, a supervisor giving up) ends it with exit 0 too, not by the signal.
-void install_stop_signals() {
-  struct sigaction sa {};
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-}
 
 /// A credit a callback asks for.
 struct credit {
@@ -102,7 +80,8 @@ const std::vector<config::key_spec>& ledger_section() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  install_stop_signals();
+  // SIGTERM and SIGINT stop the service cleanly from here on, during start-up too.
+  consumer::stop_signals signals;
   std::string config_path;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
@@ -163,23 +142,19 @@ int main(int argc, char** argv) {
       return {true, ""};
     });
     endpoint.start(cfg.metrics.listen);
-    g_consumer.store(&c);
-    if (g_stop_requested.load()) c.stop();
+    const auto stop_on_signal = signals.attach(c);
     log::info(
         "payment-ledger", "started",
         {{"version", OUTBOX_VERSION}, {"group", cfg.consumer.group_id}, {"database", log::redact_dsn(ledger_dsn)}});
     c.run();
-    g_consumer.store(nullptr);
     endpoint.stop();
     log::info("payment-ledger", "stopped cleanly");
     return k_exit_ok;
   } catch (const outbox_error& e) {
-    g_consumer.store(nullptr);
     log::error("payment-ledger", "stopping on an unrecoverable error",
                {{"category", e.value().category}, {"error", e.what()}});
     return e.value().category == "config" ? k_exit_usage : k_exit_failure;
   } catch (const std::exception& e) {
-    g_consumer.store(nullptr);
     log::error("payment-ledger", "stopping on an unrecoverable error", {{"error", e.what()}});
     return k_exit_failure;
   }

@@ -361,8 +361,7 @@ TEST_F(relay_eos,
     const double commits = metric(committed).value_or(0);
     ASSERT_TRUE(wait_until([&] { return metric(committed).value_or(0) > commits; }, 30s, 10ms)) << m_relay->log();
     const double acked = metric(published).value_or(0);
-    ASSERT_TRUE(wait_until([&] { return metric(published).value_or(0) >= acked + 10; }, 30s, 10ms))
-        << m_relay->log();
+    ASSERT_TRUE(wait_until([&] { return metric(published).value_or(0) >= acked + 10; }, 30s, 10ms)) << m_relay->log();
     ASSERT_EQ(::kill(m_relay->pid(), SIGSTOP), 0);
     const std::string at_pause = coordinator_state(tid);
     if (at_pause == "Ongoing") {

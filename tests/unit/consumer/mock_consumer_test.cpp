@@ -1,6 +1,7 @@
-// The consumer against librdkafka's mock cluster: outcomes, commits, order, dedupe, stop and rebalance,
+// The consumer against librdkafka's mock cluster: outcomes, commits, order, dedupe, stop, stop signals and rebalance,
 // deterministic and without services.
 #include "outbox/consumer/consumer.hpp"
+#include "outbox/consumer/stop_signals.hpp"
 #include "outbox/dedupe/store.hpp"
 #include "running_consumer.hpp"
 #include "test_producer.hpp"
@@ -12,6 +13,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
+#include <future>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -209,6 +212,72 @@ TEST_F(mock_consumer, stop_during_a_retry_commits_only_what_came_before) {
   EXPECT_LT(took, 10s) << "stop is bounded by stop_timeout";
   EXPECT_EQ(c.get().stats().processed, 5u) << "records after the retried one wait behind it";
   EXPECT_EQ(consumer_test::committed_offsets(m_brokers, "g4", "stuck", 1), (std::vector<std::int64_t>{5}));
+}
+
+TEST_F(mock_consumer, a_stop_signal_during_start_up_stops_the_consumer_as_soon_as_it_is_attached) {
+  create_topic("sig_early", 1);
+  fill("sig_early", 1, 5);
+  stop_signals signals;
+  ASSERT_EQ(std::raise(SIGTERM), 0);  // the handler runs before raise() returns: the process is still here
+  EXPECT_TRUE(signals.requested());
+  std::atomic<int> handled{0};
+  consumer c(options("sig_early", "g_sig_early"), [&](const record&) {
+    ++handled;
+    return outcome::done();
+  });
+  const auto attached = signals.attach(c);
+  auto ran = std::async(std::launch::async, [&] { c.run(); });
+  ASSERT_EQ(ran.wait_for(30s), std::future_status::ready) << "run() did not return after the early SIGTERM";
+  ran.get();
+  EXPECT_EQ(handled.load(), 0) << "a consumer stopped before it ran handles nothing";
+}
+
+TEST_F(mock_consumer, sigint_stops_a_running_consumer_which_commits_what_it_finished) {
+  create_topic("sig_run", 1);
+  fill("sig_run", 1, 10);
+  stop_signals signals;
+  EXPECT_FALSE(signals.requested());
+  std::atomic<int> handled{0};
+  consumer c(options("sig_run", "g_sig_run"), [&](const record&) {
+    ++handled;
+    return outcome::done();
+  });
+  const auto attached = signals.attach(c);
+  auto ran = std::async(std::launch::async, [&] { c.run(); });
+  ASSERT_TRUE(wait_for([&] { return handled.load() == 10; }, 30s));
+  ASSERT_EQ(std::raise(SIGINT), 0);
+  ASSERT_EQ(ran.wait_for(30s), std::future_status::ready) << "run() did not return after SIGINT";
+  ran.get();
+  EXPECT_TRUE(signals.requested());
+  EXPECT_EQ(consumer_test::committed_offsets(m_brokers, "g_sig_run", "sig_run", 1), (std::vector<std::int64_t>{10}));
+}
+
+TEST(stop_signals, is_one_per_process_and_gives_the_previous_handlers_back) {
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  struct sigaction before_term {};
+  struct sigaction before_int {};
+  ASSERT_EQ(::sigaction(SIGTERM, &ignore, &before_term), 0);
+  ASSERT_EQ(::sigaction(SIGINT, &ignore, &before_int), 0);
+  {
+    stop_signals signals;
+    struct sigaction now {};
+    ASSERT_EQ(::sigaction(SIGTERM, nullptr, &now), 0);
+    EXPECT_NE(now.sa_handler, SIG_IGN);
+    EXPECT_THROW(stop_signals second, outbox_error);
+  }
+  struct sigaction after {};
+  ASSERT_EQ(::sigaction(SIGTERM, nullptr, &after), 0);
+  EXPECT_EQ(after.sa_handler, SIG_IGN);
+  ASSERT_EQ(::sigaction(SIGINT, nullptr, &after), 0);
+  EXPECT_EQ(after.sa_handler, SIG_IGN);
+  {
+    const stop_signals again;  // the first one's end frees the place
+    EXPECT_FALSE(again.requested());
+  }
+  ::sigaction(SIGTERM, &before_term, nullptr);
+  ::sigaction(SIGINT, &before_int, nullptr);
 }
 
 using consumer_test::shared_store;
