@@ -47,6 +47,10 @@ bench_create_topic() {
     || { cat "$dir/topic-$name.log"; die "cannot create topic $name"; }
 }
 
+# The producers' linger.ms: the relay's default (2, relay/src/publisher.cpp) or OUTBOX_BENCH_LINGER_MS. The reference
+# producers (kcat, the Kafka leg, Debezium's) use it too, so that they keep the relay's settings.
+bench_linger_ms=${OUTBOX_BENCH_LINGER_MS:-2}
+
 # bench_relay_config [SINK_LINES] [SOURCE_LINES]: $dir/relay.yaml for slot $tag on the table, warnings only,
 # confirming every 100 ms; SINK_LINES and SOURCE_LINES (YAML, indented by two) are added to `sink:` and `source:`. OUTBOX_BENCH_MAX_INFLIGHT_MESSAGES and
 # OUTBOX_BENCH_MAX_INFLIGHT_BYTES set the in-flight window (relay.max_inflight_messages, relay.max_inflight_bytes),

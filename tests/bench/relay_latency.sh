@@ -126,7 +126,7 @@ bench_stop_relay
 log "kafka reference: a producer at $rate records/s for ${seconds}s"
 bench_create_topic "${tag}_kafka" message.timestamp.type=LogAppendTime
 # Debian's own interpreter: python3-confluent-kafka is installed for it, not for another python3 on the PATH.
-/usr/bin/python3 -u - "$OUTBOX_KAFKA_BROKERS" "${tag}_kafka" "$rate" "$seconds" "${OUTBOX_BENCH_LINGER_MS:-2}" <<'PY'
+/usr/bin/python3 -u - "$OUTBOX_KAFKA_BROKERS" "${tag}_kafka" "$rate" "$seconds" "$bench_linger_ms" <<'PY'
 import sys, time
 from confluent_kafka import Producer  # Debian's python3-confluent-kafka, on the system's librdkafka like the relay
 brokers, topic, rate, seconds, linger = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]

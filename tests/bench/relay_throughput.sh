@@ -102,7 +102,7 @@ for i in range(n):
 PY
 t2=$(date +%s.%N)
 kcat -P -b "$OUTBOX_KAFKA_BROKERS" -t "${tag}_reference" -K $'\t' -z lz4 \
-  -X enable.idempotence=true -X acks=all -X linger.ms="${OUTBOX_BENCH_LINGER_MS:-2}" -X partitioner=murmur2_random <"$dir/records.txt"
+  -X enable.idempotence=true -X acks=all -X linger.ms="$bench_linger_ms" -X partitioner=murmur2_random <"$dir/records.txt"
 t3=$(date +%s.%N)
 
 python3 - "$n" "$t0" "$t1" "$t2" "$t3" "$peak_kib" "$value_bytes" "$per_tx" "$ts0" "$ts1" "$cpu_ticks" \

@@ -10,7 +10,7 @@
 #   debezium   Debezium's PostgreSQL connector (tests/bench/debezium/pom.xml, from Maven Central) with its Outbox
 #              EventRouter, in Kafka Connect standalone (Kafka's own, from kafka-tools), snapshot.mode=no_data on
 #              its slot, StringConverter for key and value, and the relay's producer settings (idempotent,
-#              acks=all, lz4, linger.ms=2).
+#              acks=all, lz4, the relay's linger.ms).
 # For each: events/s from its start until all N records are in Kafka (the topic's end offsets, read with kcat every
 # 100 ms), the steady rate between 10 % and 90 % of them, the time to the first record, CPU per event (its process's
 # user + system time) and peak RSS. A source reference in the same run: pg_recvlogical draining a third slot with
@@ -126,7 +126,7 @@ value.converter=org.apache.kafka.connect.storage.StringConverter
 producer.enable.idempotence=true
 producer.acks=all
 producer.compression.type=lz4
-producer.linger.ms=2
+producer.linger.ms=$bench_linger_ms
 PROPS
   cat >"$dir/connector.properties" <<PROPS
 name=$tag
@@ -171,7 +171,7 @@ for i in range(n):
     print(f"agg-{i % 1000}\t" + ("{\"seq\": %d, \"note\": \"" % i).ljust(size - 2, "x") + "\"}")
 PY
   kcat -P -b "$OUTBOX_KAFKA_BROKERS" -t "${tag}_load" -K $'\t' -z lz4 -X enable.idempotence=true -X acks=all \
-    -X linger.ms=2 <"$dir/records.txt" &
+    -X linger.ms="$bench_linger_ms" <"$dir/records.txt" &
   local load_pid=$! t0 t1
   t0=$(date +%s.%N)
   pg_recvlogical -d "$OUTBOX_PG_DSN" --slot "${tag}_src" --start --no-loop -E "$target" -f /dev/null \
