@@ -3,6 +3,7 @@
 #include "outbox/test/kafka.hpp"
 #include "outbox/test/postgres.hpp"
 #include "outbox/test/relay_fixture.hpp"
+#include "outbox/test/tls.hpp"
 
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -14,6 +15,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 
 namespace outbox::test {
 namespace {
@@ -141,6 +143,42 @@ TEST_F(relay_records, each_payload_type_becomes_the_record_spec_describes) {
   }
   EXPECT_EQ(lsns.size(), 1U);
   EXPECT_EQ(xids.size(), 1U);
+  EXPECT_EQ(m_relay->stop(SIGTERM, 30s), 0);
+}
+
+// Over TLS, a change larger than libpq's free input buffer reaches the relay in TLS records of up to 16 KiB
+// (PostgreSQL 17 and later send large messages without splitting them into 8 KiB writes). libpq's
+// PQconsumeInput() takes one record's worth per read, so the rest of the last record can stay decrypted inside
+// OpenSSL with the socket empty: a relay that then waits on the socket alone sits until the server sends again.
+// The walsender does: once it has sent a transaction the client has not confirmed, it sends a keepalive before it
+// waits for more WAL, and that read frees the rest. Each row here comes alone, into an idle stream, and must be in
+// Kafka within seconds, on every server version of the compat runs.
+TEST_F(relay_records, over_tls_a_large_row_alone_in_an_idle_stream_is_published_at_once) {
+  const auto topic = unique_name("tlsbig");
+  const auto t = create_table("ob_tlsbig");
+  std::string yaml = config(tables({t}));
+  yaml.replace(yaml.find("${OUTBOX_PG_DSN}"), 16, "\"" + require_tls_services().pg_dsn + "\"");
+  start_relay(yaml);
+  EXPECT_EQ(pg_scalar("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_replication r USING (pid) WHERE s.ssl"), "1")
+      << "the replication connection is not over TLS";
+  std::size_t published = 0;
+  for (const std::size_t kib : {20, 50, 120, 500}) {
+    std::this_thread::sleep_for(1s);  // an idle stream: everything before this row is in Kafka and confirmed
+    const auto t0 = std::chrono::steady_clock::now();
+    pg_exec("INSERT INTO " + t + " (aggregate_type, aggregate_id, event_type, payload) VALUES ('" + topic + "', 'k" +
+            std::to_string(kib) + "', 'e', jsonb_build_object('blob', repeat('x', " + std::to_string(kib * 1024) +
+            ")))");
+    ++published;
+    ASSERT_TRUE(wait_until([&] { return kafka_record_count(topic) >= static_cast<long long>(published); }, 20s, 20ms))
+        << "a row of " << kib << " KiB was not published within 20 s\n"
+        << m_relay->log();
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    std::cout << "[ tls      ] a row of " << kib << " KiB in Kafka after " << took.count() << " ms\n";
+    EXPECT_LT(took, 5s) << "a row of " << kib << " KiB waited for more input from the server";
+  }
+  const auto records = kafka_consume(topic, published, 60s);
+  ASSERT_EQ(records.size(), published);
+  for (const auto& r : records) EXPECT_GT(r.value.value_or("").size(), 20U * 1024);
   EXPECT_EQ(m_relay->stop(SIGTERM, 30s), 0);
 }
 
