@@ -550,13 +550,18 @@ std::chrono::milliseconds attempt_runner::retention() const noexcept {
 std::uint64_t attempt_runner::evicted() const noexcept { return m_store != nullptr ? m_store->evicted() : 0; }
 
 void attempt_runner::keep_lease(std::string_view event_id, const std::string& token) {
+  bool wake = false;
   {
     std::lock_guard lock(m_lease_mutex);
     m_lease_event.assign(event_id);
     m_lease_token = token;
+    m_lease_started = clock::now();
     m_lease_active = true;
+    wake = m_lease_parked;
   }
-  m_lease_cv.notify_all();
+  // The renewer sleeps until the running handler's first renewal is due, and looks again then: handlers that start
+  // and finish between two of its wake-ups do not wake it (a wake-up a record cost the loop a third of its rate).
+  if (wake) m_lease_cv.notify_all();
 }
 
 void attempt_runner::drop_lease() {
@@ -566,14 +571,22 @@ void attempt_runner::drop_lease() {
 
 void attempt_runner::renew_loop() {
   const auto every = std::max(std::chrono::milliseconds(20), m_store->lease() / 3);
+  std::string renewed_token;  // the claim renewed last, and when
+  clock::time_point renewed_at{};
   std::unique_lock lock(m_lease_mutex);
   while (!m_lease_stop) {
-    m_lease_cv.wait(lock, [&] { return m_lease_stop || m_lease_active; });
-    if (m_lease_stop) return;
-    // Wait a third of the lease; a handler that finishes earlier clears m_lease_active.
+    if (!m_lease_active) {
+      m_lease_parked = true;
+      m_lease_cv.wait(lock, [&] { return m_lease_stop || m_lease_active; });
+      m_lease_parked = false;
+      continue;
+    }
+    // A handler runs: its claim is renewed once it has run a third of the lease, then every third after that.
     const std::string token = m_lease_token;
-    m_lease_cv.wait_for(lock, every, [&] { return m_lease_stop || !m_lease_active || m_lease_token != token; });
-    if (m_lease_stop || !m_lease_active || m_lease_token != token) continue;
+    const clock::time_point due = (token == renewed_token ? renewed_at : m_lease_started) + every;
+    m_lease_cv.wait_until(lock, due, [&] { return m_lease_stop; });
+    if (m_lease_stop) return;
+    if (!m_lease_active || m_lease_token != token) continue;  // it finished; one running now has its own start
     const std::string event = m_lease_event;
     lock.unlock();
     bool renewed = true;
@@ -584,6 +597,8 @@ void attempt_runner::renew_loop() {
                 {{"event_id", event}, {"error", e.what()}});
     }
     lock.lock();
+    renewed_token = token;
+    renewed_at = clock::now();
     // A handler that finished meanwhile completed the claim: only a claim still running can have been lost.
     if (!renewed && m_lease_active && m_lease_token == token) {
       log::error(k_component,

@@ -164,7 +164,9 @@ class attempt_runner {
   std::condition_variable m_lease_cv;
   std::string m_lease_event;
   std::string m_lease_token;
+  std::chrono::steady_clock::time_point m_lease_started{};  ///< when the running handler's claim was taken
   bool m_lease_active = false;
+  bool m_lease_parked = false;  ///< the renewer waits for a handler to start: only then does keep_lease wake it
   bool m_lease_stop = false;
   std::thread m_renewer;
 };

@@ -206,6 +206,40 @@ TEST(attempt, a_handler_slower_than_the_lease_keeps_its_claim_renewed) {
   EXPECT_EQ(store.claim("g", "e1", "second-worker"), dedupe::claim_result::duplicate);
 }
 
+// The renewer does not wake for each record: after many quick handlers, and after it has gone idle, a slow handler
+// still has its claim renewed from its own start.
+TEST(attempt, after_many_quick_handlers_and_an_idle_moment_a_slow_one_keeps_its_claim_renewed) {
+  consumer_metrics metrics(nullptr);
+  flaky_store store(300ms);
+  std::atomic<int> stolen{0};
+  std::string slow;  // the event id whose handler outlasts the lease
+  attempt_runner runner(
+      "g",
+      [&](const record& r) {
+        if (r.event_id() != slow) return outcome::done();
+        const auto until = std::chrono::steady_clock::now() + 1200ms;  // four leases
+        while (std::chrono::steady_clock::now() < until) {
+          if (store.claim("g", slow, "second-worker") != dedupe::claim_result::in_progress) ++stolen;
+          std::this_thread::sleep_for(50ms);  // the second worker's poll interval
+        }
+        return outcome::done();
+      },
+      &store, metrics);
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 2000; ++i) {
+      claim_state c;
+      ASSERT_EQ(runner.run(flow_context::source("quick-" + std::to_string(round) + "-" + std::to_string(i), i), c).kind,
+                attempt_kind::processed);
+    }
+    if (round == 1) std::this_thread::sleep_for(400ms);  // idle for more than a lease: the renewer parks
+    slow = "slow-" + std::to_string(round);
+    claim_state c;
+    EXPECT_EQ(runner.run(flow_context::source(slow, 9999), c).kind, attempt_kind::processed);
+    EXPECT_EQ(stolen.load(), 0) << "a second worker got " << slow << " while its handler ran";
+    EXPECT_EQ(store.claim("g", slow, "second-worker"), dedupe::claim_result::duplicate);
+  }
+}
+
 TEST(attempt, a_claim_held_by_another_worker_is_a_wait_not_an_attempt) {
   consumer_metrics metrics(nullptr);
   flaky_store store;
