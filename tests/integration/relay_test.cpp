@@ -159,7 +159,10 @@ TEST_F(relay_records, over_tls_a_large_row_alone_in_an_idle_stream_is_published_
   std::string yaml = config(tables({t}));
   yaml.replace(yaml.find("${OUTBOX_PG_DSN}"), 16, "\"" + require_tls_services().pg_dsn + "\"");
   start_relay(yaml);
-  EXPECT_EQ(pg_scalar("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_replication r USING (pid) WHERE s.ssl"), "1")
+  EXPECT_EQ(pg_scalar("SELECT s.ssl FROM pg_stat_ssl s JOIN pg_replication_slots r ON r.active_pid = s.pid WHERE "
+                      "r.slot_name = '" +
+                      m_slot + "'"),
+            "t")
       << "the replication connection is not over TLS";
   std::size_t published = 0;
   for (const std::size_t kib : {20, 50, 120, 500}) {
