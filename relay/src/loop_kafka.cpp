@@ -195,6 +195,7 @@ void relay::loop::restart_pipeline(const std::string& why) {
     destroy_publisher();
     create_publisher();
     m_topic_limits.clear();
+    m_last_limits = nullptr;
     m_limits_requested.clear();
     reset_stream_state();
     m_restarting = false;

@@ -18,18 +18,24 @@ void relay::loop::publish(const record_view& rec, std::uint32_t source, std::str
 bool relay::loop::try_pending() {
   if (!m_pending) return true;
   pending_record& p = *m_pending;
-  const std::string topic(p.view.topic);
-  const auto limits = m_topic_limits.find(topic);
-  if (limits == m_topic_limits.end()) {
-    if (m_limits_requested.insert(topic).second) m_probe->describe(topic);
-    return false;
+  // Records of one topic come in runs: the last topic's limits are looked up without a hash or a string.
+  if (m_last_limits == nullptr || p.view.topic != m_last_limits_topic) {
+    const std::string topic(p.view.topic);
+    const auto it = m_topic_limits.find(topic);
+    if (it == m_topic_limits.end()) {
+      if (m_limits_requested.insert(topic).second) m_probe->describe(topic);
+      return false;
+    }
+    m_last_limits = &it->second;  // unordered_map elements stay where they are until erased
+    m_last_limits_topic = topic;
   }
-  if (!p.owned && limits->second.max_message_bytes &&
-      p.view.byte_size() + k_record_overhead > *limits->second.max_message_bytes) {
+  const topic_limits& limits = *m_last_limits;
+  if (!p.owned && limits.max_message_bytes && p.view.byte_size() + k_record_overhead > *limits.max_message_bytes) {
     const invalid_record why{"too_large", m_config.source.tables.empty() ? "" : "payload",
-                             "the record for topic " + topic + " (key \"" + std::string(p.view.key.substr(0, 100)) +
-                                 "\") has " + std::to_string(p.view.byte_size()) + " bytes, more than the topic's " +
-                                 "max.message.bytes (" + std::to_string(*limits->second.max_message_bytes) + ")"};
+                             "the record for topic " + std::string(p.view.topic) + " (key \"" +
+                                 std::string(p.view.key.substr(0, 100)) + "\") has " +
+                                 std::to_string(p.view.byte_size()) + " bytes, more than the topic's " +
+                                 "max.message.bytes (" + std::to_string(*limits.max_message_bytes) + ")"};
     const record_view view = p.view;
     const std::string table = source_name(p.source);
     const dead_letter_origin from{table, m_tx ? m_tx->commit_lsn : m_start_lsn, m_tx ? m_tx->xid : 0};

@@ -418,6 +418,8 @@ class relay::loop {
   };
   std::optional<topic_check> m_topic_check;
   std::unordered_map<std::string, topic_limits> m_topic_limits;
+  const topic_limits* m_last_limits = nullptr;  ///< in m_topic_limits: the limits of m_last_limits_topic
+  std::string m_last_limits_topic;
   /// batch.size of the producers made from now on; lowered when a topic refused a batch of records that each fit
   /// its max.message.bytes (librdkafka batches up to 1 MB whatever the topic takes). 0: librdkafka's.
   std::size_t m_batch_size_cap = 0;

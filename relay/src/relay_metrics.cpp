@@ -103,12 +103,19 @@ relay_metrics::relay_metrics(metrics::registry& reg, const config::relay_config&
 }
 
 metrics::counter& relay_metrics::published(std::uint32_t source, std::string_view topic) {
+  // Deliveries come in runs of one table and topic: the last pair is checked first.
+  if (m_last_published != nullptr && source == m_last_published_source && topic == m_last_published_topic) {
+    return *m_last_published;
+  }
   auto& cache = m_published_cache[source];
-  const auto it = cache.find(topic);
-  if (it != cache.end()) return *it->second;
-  auto& counter = m_published.with({m_source_names.at(source), std::string(topic)});
-  cache.emplace(std::string(topic), &counter);
-  return counter;
+  auto it = cache.find(topic);
+  if (it == cache.end()) {
+    it = cache.emplace(std::string(topic), &m_published.with({m_source_names.at(source), std::string(topic)})).first;
+  }
+  m_last_published = it->second;
+  m_last_published_source = source;
+  m_last_published_topic = it->first;  // a view of the cache's key, which stays as long as the cache
+  return *m_last_published;
 }
 
 void relay_metrics::publish_error(std::string_view reason) {

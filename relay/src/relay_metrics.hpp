@@ -69,6 +69,9 @@ class relay_metrics {
   metrics::gauge& m_slot_failover_unprotected;
   std::vector<std::string> m_source_names;
   std::unordered_map<std::uint32_t, std::map<std::string, metrics::counter*, std::less<>>> m_published_cache;
+  metrics::counter* m_last_published = nullptr;  ///< the counter of m_last_published_source and _topic
+  std::uint32_t m_last_published_source = 0;
+  std::string_view m_last_published_topic;  ///< a key of m_published_cache
   std::map<std::string, metrics::counter*, std::less<>> m_error_cache;
 };
 

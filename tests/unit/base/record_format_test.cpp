@@ -110,5 +110,26 @@ TEST(text, cut_utf8_never_splits_a_character) {
   EXPECT_TRUE(valid_utf8(cut));
 }
 
+TEST(text, valid_utf8_finds_a_bad_byte_at_every_offset_around_its_eight_byte_steps) {
+  // ASCII is checked eight bytes at a time: every position of a bad byte or a split sequence, before, inside and
+  // after such a step, must still be found.
+  for (std::size_t at = 0; at < 20; ++at) {
+    std::string s(20, 'a');
+    s[at] = '\xff';
+    EXPECT_FALSE(valid_utf8(s)) << "0xff at " << at;
+    s[at] = '\xc3';
+    EXPECT_FALSE(valid_utf8(s)) << "a lead byte alone at " << at;
+    std::string good = std::string(at, 'a') + "\xe2\x82\xac" + std::string(20 - at, 'b');
+    EXPECT_TRUE(valid_utf8(good)) << "a euro sign at " << at;
+    std::string cut = std::string(at, 'a') + "\xe2\x82";
+    EXPECT_FALSE(valid_utf8(cut)) << "a euro sign cut short at the end, at " << at;
+    std::string overlong = std::string(at, 'a') + "\xc0\xaf" + "zzzzzzzz";
+    EXPECT_FALSE(valid_utf8(overlong)) << "an overlong '/' at " << at;
+  }
+  EXPECT_TRUE(valid_utf8(""));
+  EXPECT_TRUE(valid_utf8("c3a0b6e2-1f4d-4c1e-9a0b-6e21f4d4c1e9"));
+  EXPECT_FALSE(valid_utf8(std::string("order_placed\xed\xa0\x80", 15))) << "a surrogate after 12 ASCII bytes";
+}
+
 }  // namespace
 }  // namespace outbox::record_format
