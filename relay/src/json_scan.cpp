@@ -3,11 +3,25 @@
 #include "outbox/base/text.hpp"
 
 #include <cstdint>
+#include <cstring>
 
 namespace outbox::relay {
 namespace {
 
 constexpr int k_max_depth = 256;
+
+/// Whether the eight bytes at `p` are all ASCII from 0x20, none of them '"' or '\\': what a string literal's body
+/// mostly is, and can skip without looking at each byte.
+bool plain_ascii(const char* p) noexcept {
+  constexpr std::uint64_t ones = 0x0101010101010101ULL;
+  constexpr std::uint64_t highs = 0x8080808080808080ULL;
+  std::uint64_t w = 0;
+  std::memcpy(&w, p, sizeof w);
+  auto has_zero = [&](std::uint64_t x) { return ((x - ones) & ~x & highs) != 0; };
+  if ((w & highs) != 0) return false;                        // a byte from 0x80
+  if (((w - 0x20 * ones) & ~w & highs) != 0) return false;   // a byte below 0x20
+  return !has_zero(w ^ ('"' * ones)) && !has_zero(w ^ ('\\' * ones));
+}
 
 class scanner {
  public:
@@ -33,7 +47,16 @@ class scanner {
     const std::size_t start = ++m_pos;
     escaped = false;
     while (m_pos < m_s.size()) {
+      // Eight bytes at a time while none is a quote, a backslash, a control character or outside ASCII.
+      if (m_pos + 8 <= m_s.size() && plain_ascii(m_s.data() + m_pos)) {
+        m_pos += 8;
+        continue;
+      }
       const auto c = static_cast<unsigned char>(m_s[m_pos]);
+      if (c < 0x80 && c >= 0x20 && c != '"' && c != '\\') {
+        ++m_pos;
+        continue;
+      }
       if (c == '"') {
         body = m_s.substr(start, m_pos - start);
         ++m_pos;

@@ -286,6 +286,13 @@ std::string_view router::keep(std::string s) {
   return slot;
 }
 
+std::string_view router::string_value(std::string_view raw) {
+  // Most strings have no escape: their body is the value, and needs no copy.
+  const std::string_view body = raw.size() >= 2 ? raw.substr(1, raw.size() - 2) : std::string_view();
+  if (body.find('\\') == std::string_view::npos) return body;
+  return keep(json_scan::decode_body(body));
+}
+
 void router::set_tx(const tx_context& tx) {
   if (m_tx_set && tx.commit_lsn == m_tx.commit_lsn && tx.xid == m_tx.xid && tx.commit_time_ms == m_tx.commit_time_ms)
     return;
@@ -376,7 +383,7 @@ routed router::build_record(event_fields& ev, std::size_t source, std::string_vi
     if (name.empty()) {
       return invalid("bad_headers", column, ev.where() + ": a header in " + from + " has an empty name");
     }
-    const std::string_view value = m.kind == json_kind::string ? keep(json_scan::decode_string(m.raw)) : m.raw;
+    const std::string_view value = m.kind == json_kind::string ? string_value(m.raw) : m.raw;
     m_headers.push_back({name, value});
   }
   m_headers.push_back({"outbox_lsn", m_lsn_text});
@@ -523,17 +530,17 @@ routed router::route_message(const logical_message& msg, const tx_context& tx) {
                        "; emit an envelope {\"id\", \"aggregate_type\", \"aggregate_id\", \"event_type\", \"payload\", "
                        "\"headers\"} with pg_logical_emit_message(true, ...)");
   };
-  std::vector<json_member> envelope;
+  thread_local std::vector<json_member> envelope;  // reused: no allocation per message
   std::string why;
   if (!json_scan::object(msg.content, envelope, why)) return bad("bad_envelope", "", "the content is " + why);
 
   const json_member* fields[6] = {};
   for (const auto& m : envelope) {
-    const std::string name = m.name();
+    const std::string_view name = m.name_escaped ? keep(m.name()) : m.raw_name;
     for (std::size_t f = 0; f < 6; ++f) {
       if (name != k_field_names[f]) continue;
       if (fields[f] != nullptr) {
-        return bad("bad_envelope", name, "the envelope has the field " + in_quotes(name) + " twice");
+        return bad("bad_envelope", std::string(name), "the envelope has the field " + in_quotes(name) + " twice");
       }
       fields[f] = &m;
     }
@@ -545,7 +552,7 @@ routed router::route_message(const logical_message& msg, const tx_context& tx) {
     if (fields[f]->kind != json_kind::string) {
       return bad("bad_envelope", name, "the envelope's " + in_quotes(name) + " field is not a string");
     }
-    *targets[f] = keep(json_scan::decode_string(fields[f]->raw));
+    *targets[f] = string_value(fields[f]->raw);
   }
   if (const json_member* p = fields[4]; p != nullptr && p->kind != json_kind::null) ev.payload = p->raw;
   if (const json_member* h = fields[5]; h != nullptr && h->kind != json_kind::null) {

@@ -134,6 +134,8 @@ class router {
                       std::string_view outbox_table);
   routed invalid(std::string reason, std::string column, std::string message);
   std::string_view keep(std::string s);
+  /// A JSON string value (with its quotes) decoded: a view of its body when it has no escape, else kept.
+  std::string_view string_value(std::string_view raw);
   void set_tx(const tx_context& tx);
 
   std::vector<config::table_source> m_tables;
