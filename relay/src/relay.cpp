@@ -300,8 +300,11 @@ void relay::loop::pump() {
       server_message msg;
       switch (m_stream->read(msg)) {
         case replication_stream::read_result::message:
-          m_last_message = clock::now();
-          m_postgres_ok = true;
+          if (n == 0) {
+            // Once a turn (at most k_messages_per_turn messages, milliseconds), not once a message.
+            m_last_message = clock::now();
+            m_postgres_ok = true;
+          }
           handle(msg);
           if (!m_stream) return;  // handling stopped the stream
           break;
