@@ -84,10 +84,7 @@ std::optional<topic_info> describe_topic(rd_kafka_t* rk, const std::string& topi
     if (t.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       throw outbox_error("kafka", "metadata of topic " + topic + ": " + rd_kafka_err2str(t.err), classify(t.err));
     }
-    topic_info info{topic, t.partition_cnt, t.partition_cnt > 0 ? t.partitions[0].replica_cnt : 0, t.partition_cnt > 0};
-    for (int p = 0; p < t.partition_cnt; ++p) {
-      if (t.partitions[p].leader < 0 || t.partitions[p].err != RD_KAFKA_RESP_ERR_NO_ERROR) info.leaders = false;
-    }
+    topic_info info{topic, t.partition_cnt, t.partition_cnt > 0 ? t.partitions[0].replica_cnt : 0};
     return info;
   }
   return std::nullopt;

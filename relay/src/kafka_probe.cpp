@@ -10,9 +10,6 @@ namespace {
 
 constexpr std::chrono::milliseconds k_request_timeout{5000};
 constexpr int k_failures_before_down = 2;
-/// How long a topic that does not exist yet, or has partitions without a leader, is asked after again.
-constexpr std::chrono::milliseconds k_creation_wait{1000};
-constexpr std::chrono::milliseconds k_first_recheck{5};
 
 }  // namespace
 
@@ -41,33 +38,6 @@ void kafka_probe::stop() noexcept {
   if (m_thread.joinable()) m_thread.join();
 }
 
-std::optional<kafka::topic_info> kafka_probe::describe_while_created(const std::string& topic) {
-  // The first record's topic may not exist yet: the metadata request below makes the broker create it
-  // (auto.create.topics.enable), and it has leaders a few milliseconds later. librdkafka would look again only at its
-  // next topic scan, up to a second later; asking again at once, every twice as long, sends the record as soon as the
-  // topic takes it. A topic that never appears is reported missing after k_creation_wait.
-  const auto until = std::chrono::steady_clock::now() + k_creation_wait;
-  auto pause = k_first_recheck;
-  while (true) {
-    std::optional<kafka::topic_info> info;
-    std::optional<outbox_error> failed;
-    try {
-      info = kafka::describe_topic(m_rk, topic, k_request_timeout);
-      if (info && info->leaders) return info;
-    } catch (const outbox_error& e) {
-      failed = e;  // "leader not available" while it is being created, among others
-    }
-    const auto now = std::chrono::steady_clock::now();
-    std::unique_lock lock(m_mutex);
-    if (m_stopping || now + pause > until) {
-      if (failed) throw *failed;
-      return info;
-    }
-    m_wake.wait_for(lock, pause, [this] { return m_stopping; });
-    pause *= 2;
-  }
-}
-
 void kafka_probe::run() {
   int failures = 0;
   auto next_probe = std::chrono::steady_clock::now();
@@ -85,7 +55,7 @@ void kafka_probe::run() {
     if (topic) {
       topic_limits limits;
       try {
-        const auto info = describe_while_created(*topic);
+        const auto info = kafka::describe_topic(m_rk, *topic, k_request_timeout);
         limits.exists = info.has_value();
         if (limits.exists) {
           try {

@@ -1,7 +1,5 @@
 #pragma once
 
-#include "outbox/kafka/admin.hpp"
-
 #include <librdkafka/rdkafka.h>
 
 #include <chrono>
@@ -44,8 +42,6 @@ class kafka_probe {
 
  private:
   void run();
-  /// The topic's metadata, asked again for a moment while it does not exist or lacks leaders (being created).
-  std::optional<kafka::topic_info> describe_while_created(const std::string& topic);
 
   rd_kafka_t* m_rk;
   std::chrono::milliseconds m_interval;

@@ -36,7 +36,6 @@ struct topic_info {
   std::string name;
   int partitions = 0;
   int replication_factor = 0;  ///< of partition 0
-  bool leaders = false;         ///< every partition has a leader (false for a moment after the topic was created)
 };
 
 /// The topic's metadata; nullopt when it does not exist. Throws a retryable outbox_error("kafka") when the
