@@ -294,11 +294,6 @@ bool json_scan::value(std::string_view text, std::string& error) {
   return true;
 }
 
-std::string json_scan::decode_string(std::string_view raw_with_quotes) {
-  if (raw_with_quotes.size() < 2) return {};
-  return decode_body(raw_with_quotes.substr(1, raw_with_quotes.size() - 2));
-}
-
 std::string json_scan::decode_body(std::string_view s) {
   std::string out;
   out.reserve(s.size());

@@ -32,8 +32,6 @@ class json_scan {
   /// Checks `text` is exactly one JSON value; false with `error` otherwise.
   static bool value(std::string_view text, std::string& error);
 
-  /// Decodes a string value (with its quotes, as json_member::raw holds it) to UTF-8.
-  static std::string decode_string(std::string_view raw_with_quotes);
   /// Decodes a name or string body without quotes.
   static std::string decode_body(std::string_view body);
 };
